@@ -1,0 +1,64 @@
+# changestream developer commands. `make help` lists them; CI runs `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CARGO ?= cargo
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --group dev
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the build, test and lint tools
+
+.PHONY: build
+build: venv ## Build the extension (release) into .venv
+	$(VENV)/bin/maturin develop --release --quiet
+
+.PHONY: wheel
+wheel: venv ## Build the self-contained abi3 wheel into target/wheels
+	$(VENV)/bin/maturin build --release --out target/wheels
+
+.PHONY: stack-up
+stack-up: ## Start Kafka, the schema registry and PostgreSQL on 127.0.0.1 (writes .stack.env)
+	tests/stack/stack.sh up
+
+.PHONY: stack-down
+stack-down: ## Stop the services and delete their data
+	tests/stack/stack.sh down
+
+.PHONY: test
+test: build wheel stack-up ## Build, start the stack, run cargo test and pytest
+	$(CARGO) test --quiet
+	$(PY) -m pytest
+
+.PHONY: demo
+demo: build stack-up ## Build, start the stack, publish a shop's change stream and print it
+	$(PY) examples/shop_demo.py
+
+.PHONY: lint
+lint: venv ## cargo fmt --check, clippy -D warnings, ruff, mypy, stubtest
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests examples
+	$(VENV)/bin/ruff format --check python tests examples
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest changestream._core
+
+.PHONY: format
+format: venv ## Format Rust and Python code
+	$(CARGO) fmt --all
+	$(VENV)/bin/ruff format python tests examples
+	$(VENV)/bin/ruff check --fix python tests examples
+
+.PHONY: clean
+clean: ## Remove build outputs and .venv (keeps the stack; see stack-down)
+	rm -rf target $(VENV) python/changestream/*.so

@@ -1,0 +1,29 @@
+"""changestream: follow a database's change stream from Apache Kafka.
+
+Decodes Confluent-framed Avro change events (Debezium envelopes, Bottled Water
+and other flat-row upsert topics) with a schema registry, in Rust.
+"""
+
+from changestream._core import (
+    Change,
+    ChangeStream,
+    ChangeStreamError,
+    ConfigError,
+    DecodeError,
+    KafkaError,
+    SchemaNotFoundError,
+    SchemaRegistryError,
+    __version__,
+)
+
+__all__ = [
+    "Change",
+    "ChangeStream",
+    "ChangeStreamError",
+    "ConfigError",
+    "DecodeError",
+    "KafkaError",
+    "SchemaNotFoundError",
+    "SchemaRegistryError",
+    "__version__",
+]

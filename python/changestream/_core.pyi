@@ -1,0 +1,82 @@
+"""Type stubs for the compiled module ``changestream._core``.
+
+Checked against the compiled module by ``make lint`` (``mypy.stubtest``).
+"""
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, final
+
+Op = Literal["insert", "update", "delete", "read", "upsert", "truncate", "message"]
+
+__version__: str
+
+@final
+class Change:
+    """One change event: what happened to one row, and where it sits in Kafka."""
+
+    @property
+    def op(self) -> Op:
+        """``insert``, ``update``, ``delete``, ``read`` (snapshot), ``upsert`` (a flat row), ``truncate`` or ``message``."""
+    @property
+    def key(self) -> Any:
+        """The decoded message key (a dict for record keys), or ``None`` for an unkeyed message."""
+    @property
+    def before(self) -> dict[str, Any] | None:
+        """The row before the change, when the format carries it."""
+    @property
+    def after(self) -> dict[str, Any] | None:
+        """The row after the change; ``None`` for deletes."""
+    @property
+    def table(self) -> str | None:
+        """The table the change belongs to."""
+    @property
+    def source(self) -> dict[str, Any] | None:
+        """Source metadata (Debezium ``source`` block), when the format carries it."""
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> datetime.datetime | None:
+        """The Kafka message timestamp (timezone-aware, UTC), if the message has one."""
+
+@final
+class ChangeStream:
+    """Follow one or more change-event topics from Kafka."""
+
+    def __init__(
+        self,
+        topics: str | Sequence[str],
+        *,
+        bootstrap_servers: str,
+        schema_registry_url: str,
+        group_id: str | None = None,
+        start: Literal["earliest", "latest"] = "earliest",
+        until: Literal["end"] | None = None,
+        kafka: Mapping[str, str | int | float | bool] | None = None,
+    ) -> None: ...
+    def __iter__(self) -> ChangeStream: ...
+    def __next__(self) -> Change: ...
+    def poll(self, timeout: float | None = None) -> Change | None:
+        """The next change, or ``None`` when ``timeout`` seconds pass first (or a bounded stream ended)."""
+    def close(self) -> None:
+        """Stop fetching and leave the group. Idempotent."""
+    def __enter__(self) -> ChangeStream: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+class ChangeStreamError(Exception):
+    """Root of every error changestream raises."""
+
+    retriable: bool
+    topic: str | None
+    partition: int | None
+    offset: int | None
+
+class DecodeError(ChangeStreamError): ...
+class SchemaRegistryError(ChangeStreamError): ...
+class SchemaNotFoundError(SchemaRegistryError): ...
+class KafkaError(ChangeStreamError): ...
+class ConfigError(ChangeStreamError): ...

@@ -1,0 +1,343 @@
+//! Decoding Avro binary bodies with a parsed [`Schema`].
+
+use super::schema::{Named, Node, Schema};
+use super::value::{Record, Value};
+use crate::error::{Error, Result};
+
+/// Deepest nesting of values a message may have; deeper (only possible with recursive schemas)
+/// is an error rather than a stack overflow, on any thread's stack.
+const MAX_DEPTH: usize = 64;
+
+/// Most items one collection of zero-width items (e.g. an array of nulls) may claim; such
+/// items take no bytes, so the message length cannot bound them.
+const MAX_EMPTY_ITEMS: usize = 1 << 16;
+
+impl Schema {
+    /// Decode one Avro binary body (no framing). Every byte must be used.
+    pub fn decode(&self, body: &[u8]) -> Result<Value> {
+        let mut reader = Reader { buf: body, pos: 0 };
+        let value = reader.value(self, &self.root, 0)?;
+        if reader.pos != body.len() {
+            return Err(Error::decode(format!(
+                "{} trailing bytes after the Avro body ({} bytes read of {}); was it written with another schema?",
+                body.len() - reader.pos,
+                reader.pos,
+                body.len()
+            )));
+        }
+        Ok(value)
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn truncated(&self, what: &str) -> Error {
+        Error::decode(format!(
+            "Avro body truncated: needed {what} at byte {} of {}",
+            self.pos,
+            self.buf.len()
+        ))
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(self.truncated(what));
+        }
+        let slice = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(slice)
+    }
+
+    /// A zig-zag varint of at most 10 bytes.
+    fn long(&mut self) -> Result<i64> {
+        let mut raw: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| self.truncated("a varint"))?;
+            self.pos += 1;
+            raw |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                if shift == 63 && byte > 1 {
+                    break;
+                }
+                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            }
+        }
+        Err(Error::decode(format!(
+            "varint longer than 64 bits ending at byte {}",
+            self.pos
+        )))
+    }
+
+    fn int(&mut self) -> Result<i32> {
+        let value = self.long()?;
+        i32::try_from(value).map_err(|_| Error::decode(format!("int out of range: {value}")))
+    }
+
+    /// A non-negative length that fits in what is left of the message.
+    fn length(&mut self, what: &str) -> Result<usize> {
+        let length = self.long()?;
+        if length < 0 {
+            return Err(Error::decode(format!("negative {what} length {length}")));
+        }
+        let length = length as u64;
+        if length > self.remaining() as u64 {
+            return Err(Error::decode(format!(
+                "{what} length {length} exceeds the {} bytes left in the message",
+                self.remaining()
+            )));
+        }
+        Ok(length as usize)
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>> {
+        let length = self.length("bytes")?;
+        Ok(self.take(length, "bytes")?.to_vec())
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let start = self.pos;
+        let length = self.length("string")?;
+        let raw = self.take(length, "string")?;
+        std::str::from_utf8(raw)
+            .map(str::to_owned)
+            .map_err(|e| Error::decode(format!("string at byte {start} is not valid UTF-8: {e}")))
+    }
+
+    /// The item count of the next block of an array or map; 0 ends the collection.
+    fn block_count(&mut self, items_can_be_empty: bool, seen: usize) -> Result<usize> {
+        let count = self.long()?;
+        let count = if count < 0 {
+            // A negative count is followed by the block's size in bytes, which we do not need.
+            self.long()?;
+            count.unsigned_abs()
+        } else {
+            count as u64
+        };
+        let limit = if items_can_be_empty {
+            MAX_EMPTY_ITEMS.saturating_sub(seen) as u64
+        } else {
+            self.remaining() as u64
+        };
+        if count > limit {
+            return Err(Error::decode(format!(
+                "collection claims {count} more items but the message cannot hold them"
+            )));
+        }
+        Ok(count as usize)
+    }
+
+    fn value(&mut self, schema: &Schema, node: &Node, depth: usize) -> Result<Value> {
+        if depth > MAX_DEPTH {
+            return Err(Error::decode(format!("nesting deeper than {MAX_DEPTH}")));
+        }
+        Ok(match node {
+            Node::Null => Value::Null,
+            Node::Boolean => match self.take(1, "a boolean")?[0] {
+                0 => Value::Boolean(false),
+                1 => Value::Boolean(true),
+                other => return Err(Error::decode(format!("invalid boolean byte {other:#04x}"))),
+            },
+            Node::Int => Value::Int(self.int()?),
+            Node::Long => Value::Long(self.long()?),
+            Node::Float => {
+                let raw = self.take(4, "a float")?;
+                Value::Float(f32::from_le_bytes(raw.try_into().expect("4 bytes")))
+            }
+            Node::Double => {
+                let raw = self.take(8, "a double")?;
+                Value::Double(f64::from_le_bytes(raw.try_into().expect("8 bytes")))
+            }
+            Node::Bytes => Value::Bytes(self.bytes()?),
+            Node::String => Value::String(self.string()?),
+            Node::Union(branches) => {
+                let index = self.long()?;
+                let branch = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| branches.get(i))
+                    .ok_or_else(|| {
+                        Error::decode(format!(
+                            "union branch {index} does not exist (the union has {})",
+                            branches.len()
+                        ))
+                    })?;
+                self.value(schema, branch, depth + 1)?
+            }
+            Node::Array {
+                items,
+                items_can_be_empty,
+            } => {
+                let mut values = Vec::new();
+                loop {
+                    let count = self.block_count(*items_can_be_empty, values.len())?;
+                    if count == 0 {
+                        break;
+                    }
+                    values.reserve(count);
+                    for _ in 0..count {
+                        values.push(self.value(schema, items, depth + 1)?);
+                    }
+                }
+                Value::Array(values)
+            }
+            Node::Map(values_node) => {
+                let mut entries = Vec::new();
+                loop {
+                    let count = self.block_count(false, entries.len())?;
+                    if count == 0 {
+                        break;
+                    }
+                    entries.reserve(count);
+                    for _ in 0..count {
+                        let key = self.string()?;
+                        let value = self.value(schema, values_node, depth + 1)?;
+                        entries.push((key, value));
+                    }
+                }
+                Value::Map(entries)
+            }
+            Node::Named(index) => match &schema.named[*index] {
+                Named::Record(record) => {
+                    let values = record
+                        .fields
+                        .iter()
+                        .map(|field| self.value(schema, field, depth + 1))
+                        .collect::<Result<Vec<_>>>()?;
+                    Value::Record(Record {
+                        name: record.name.clone(),
+                        names: record.field_names.clone(),
+                        values,
+                    })
+                }
+                Named::Enum(enumeration) => {
+                    let index = self.long()?;
+                    let symbol = usize::try_from(index)
+                        .ok()
+                        .and_then(|i| enumeration.symbols.get(i))
+                        .ok_or_else(|| {
+                            Error::decode(format!(
+                                "enum {} has no symbol {index}",
+                                enumeration.name
+                            ))
+                        })?;
+                    Value::Enum(symbol.clone())
+                }
+                Named::Fixed(fixed) => Value::Fixed(self.take(fixed.size, "a fixed")?.to_vec()),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zigzag(mut out: Vec<u8>, value: i64) -> Vec<u8> {
+        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+        loop {
+            let byte = (raw & 0x7f) as u8;
+            raw >>= 7;
+            if raw == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn varints_round_trip_at_the_edges() {
+        let schema = Schema::parse(r#""long""#).unwrap();
+        for value in [0, -1, 1, 63, -64, 64, i64::from(i32::MAX), i64::MIN, i64::MAX] {
+            let body = zigzag(Vec::new(), value);
+            assert_eq!(schema.decode(&body).unwrap(), Value::Long(value), "{value}");
+        }
+    }
+
+    #[test]
+    fn overlong_varint_is_rejected() {
+        let schema = Schema::parse(r#""long""#).unwrap();
+        let error = schema.decode(&[0xff; 11]).unwrap_err();
+        assert!(error.to_string().contains("varint longer than 64 bits"));
+    }
+
+    #[test]
+    fn huge_and_negative_lengths_are_rejected_without_allocating() {
+        let schema = Schema::parse(r#""string""#).unwrap();
+        let huge = zigzag(Vec::new(), i64::MAX / 2);
+        assert!(schema.decode(&huge).unwrap_err().to_string().contains("exceeds"));
+        let negative = zigzag(Vec::new(), -5);
+        assert!(schema.decode(&negative).unwrap_err().to_string().contains("negative"));
+        let array = Schema::parse(r#"{"type":"array","items":"null"}"#).unwrap();
+        let claim = zigzag(Vec::new(), 1 << 40);
+        assert!(array.decode(&claim).is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_and_trailing_bytes_are_rejected() {
+        let schema = Schema::parse(r#""string""#).unwrap();
+        let bad = zigzag(Vec::new(), 2).into_iter().chain([0xc3, 0x28]).collect::<Vec<_>>();
+        assert!(schema.decode(&bad).unwrap_err().to_string().contains("UTF-8"));
+        let trailing = zigzag(Vec::new(), 0).into_iter().chain([0]).collect::<Vec<_>>();
+        assert!(schema.decode(&trailing).unwrap_err().to_string().contains("trailing"));
+    }
+
+    #[test]
+    fn record_with_union_and_collections() {
+        let schema = Schema::parse(
+            r#"{"type":"record","name":"r","fields":[
+                {"name":"a","type":["null","string"]},
+                {"name":"b","type":["int","null"]},
+                {"name":"tags","type":{"type":"array","items":"string"}},
+                {"name":"attrs","type":{"type":"map","values":"long"}}]}"#,
+        )
+        .unwrap();
+        let mut body = zigzag(Vec::new(), 1); // a: branch 1 (string)
+        body = zigzag(body, 2);
+        body.extend_from_slice(b"hi");
+        body = zigzag(body, 1); // b: branch 1 (null)
+        body = zigzag(body, -1); // tags: one item, with block size
+        body = zigzag(body, 2);
+        body = zigzag(body, 1);
+        body.push(b'x');
+        body = zigzag(body, 0);
+        body = zigzag(body, 1); // attrs: one entry
+        body = zigzag(body, 1);
+        body.push(b'k');
+        body = zigzag(body, -7);
+        body = zigzag(body, 0);
+        let Value::Record(record) = schema.decode(&body).unwrap() else {
+            panic!("not a record")
+        };
+        assert_eq!(record.get("a"), Some(&Value::String("hi".into())));
+        assert_eq!(record.get("b"), Some(&Value::Null));
+        assert_eq!(
+            record.get("tags"),
+            Some(&Value::Array(vec![Value::String("x".into())]))
+        );
+        assert_eq!(
+            record.get("attrs"),
+            Some(&Value::Map(vec![("k".into(), Value::Long(-7))]))
+        );
+    }
+
+    #[test]
+    fn deep_recursion_is_an_error_not_a_crash() {
+        let schema = Schema::parse(
+            r#"{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}"#,
+        )
+        .unwrap();
+        let body = vec![2u8; 100_000];
+        assert!(schema.decode(&body).unwrap_err().to_string().contains("nesting"));
+    }
+}

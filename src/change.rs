@@ -1,0 +1,413 @@
+//! Change events: what happened to a row, and where in Kafka it was read.
+//!
+//! [`ChangeDecoder`] turns one Kafka message into a [`Change`]: it splits the Confluent framing,
+//! looks the writer schema up in the registry, decodes key and value, and reads the envelope.
+//! The envelope is detected per value schema: a record with `before`, `after` and `op` fields
+//! is a Debezium envelope; any other record is a flat row (Bottled Water, Debezium's unwrapped
+//! rows, any keyed upsert topic), delivered as an `upsert`, and a null value on such a topic is
+//! the `delete` of its key. Debezium writes a null value after each delete event so that
+//! compaction can drop the key; that tombstone carries nothing new and is not delivered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::avro::{Record, Schema, Value};
+use crate::error::{Error, Location, Result};
+use crate::frame;
+use crate::registry::Registry;
+
+/// What kind of change an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A new row.
+    Insert,
+    /// A changed row.
+    Update,
+    /// A removed row.
+    Delete,
+    /// A row read by an initial snapshot.
+    Read,
+    /// A row written, where the format cannot tell insert from update (flat rows).
+    Upsert,
+    /// A table emptied.
+    Truncate,
+    /// A logical decoding message.
+    Message,
+}
+
+impl Op {
+    /// The name Python sees.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+            Op::Read => "read",
+            Op::Upsert => "upsert",
+            Op::Truncate => "truncate",
+            Op::Message => "message",
+        }
+    }
+
+    fn from_debezium(code: &str) -> Option<Op> {
+        Some(match code {
+            "c" => Op::Insert,
+            "u" => Op::Update,
+            "d" => Op::Delete,
+            "r" => Op::Read,
+            "t" => Op::Truncate,
+            "m" => Op::Message,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a change was read: its Kafka message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The offset within the partition.
+    pub offset: i64,
+    /// The message timestamp in milliseconds since the epoch, if it has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Position {
+    /// The location, for error messages.
+    pub fn location(&self) -> Location {
+        Location {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
+}
+
+/// One change to one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// What happened.
+    pub op: Op,
+    /// The decoded message key, `None` for an unkeyed message.
+    pub key: Option<Value>,
+    /// The row before the change, when the format carries it.
+    pub before: Option<Value>,
+    /// The row after the change.
+    pub after: Option<Value>,
+    /// The table.
+    pub table: Option<Arc<str>>,
+    /// Source metadata (Debezium's `source` record), when the format carries it.
+    pub source: Option<Value>,
+    /// Where the change was read.
+    pub position: Position,
+}
+
+/// One Kafka message, as the decoder needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// The timestamp in milliseconds since the epoch, if any.
+    pub timestamp_ms: Option<i64>,
+    /// The key bytes, `None` for a null key.
+    pub key: Option<&'a [u8]>,
+    /// The value bytes, `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// The `__key_schema_id` header, if present.
+    pub key_schema_header: Option<&'a [u8]>,
+    /// The `__value_schema_id` header, if present.
+    pub value_schema_header: Option<&'a [u8]>,
+}
+
+/// How the values of one writer schema are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Envelope {
+    /// A Debezium envelope: `before`, `after`, `op`, `source`, ...
+    Debezium,
+    /// A flat row.
+    Row,
+}
+
+/// A writer schema with what we worked out from it once.
+struct Writer {
+    schema: Arc<Schema>,
+    envelope: Envelope,
+    /// The table of a flat-row schema, from its record name.
+    table: Option<Arc<str>>,
+}
+
+/// Decodes Kafka messages into changes; one per stream (it remembers per-topic state).
+pub struct ChangeDecoder {
+    registry: Registry,
+    writers: HashMap<u32, Writer>,
+    topics: HashMap<String, TopicState>,
+}
+
+/// What the decoder has learnt about a topic from its earlier messages.
+struct TopicState {
+    name: Arc<str>,
+    /// The envelope of the latest value, which tells what a following tombstone means.
+    envelope: Option<Envelope>,
+    /// The table of the latest value.
+    table: Arc<str>,
+}
+
+impl ChangeDecoder {
+    /// A decoder that looks schemas up in `registry`.
+    pub fn new(registry: Registry) -> ChangeDecoder {
+        ChangeDecoder {
+            registry,
+            writers: HashMap::new(),
+            topics: HashMap::new(),
+        }
+    }
+
+    /// Decode one message. `Ok(None)` means the message carries no change to deliver (the
+    /// tombstone after a Debezium delete). Errors carry the message's location.
+    pub fn decode(&mut self, message: &Message<'_>) -> Result<Option<Change>> {
+        let location = || Location {
+            topic: message.topic.to_owned(),
+            partition: message.partition,
+            offset: message.offset,
+        };
+        self.decode_unlocated(message)
+            .map_err(|e| e.at(location()))
+    }
+
+    fn decode_unlocated(&mut self, message: &Message<'_>) -> Result<Option<Change>> {
+        let key = match message.key {
+            Some(bytes) => Some(
+                self.value(bytes, message.key_schema_header)
+                    .map_err(|e| prefix(e, "key"))?
+                    .0,
+            ),
+            None => None,
+        };
+        let value = match message.value {
+            Some(bytes) => Some(
+                self.value(bytes, message.value_schema_header)
+                    .map_err(|e| prefix(e, "value"))?,
+            ),
+            None => None,
+        };
+        let topic = self
+            .topics
+            .entry(message.topic.to_owned())
+            .or_insert_with(|| TopicState {
+                name: message.topic.into(),
+                envelope: None,
+                table: table_from_topic(message.topic).into(),
+            });
+        let position = Position {
+            topic: topic.name.clone(),
+            partition: message.partition,
+            offset: message.offset,
+            timestamp_ms: message.timestamp_ms,
+        };
+        let Some((value, id)) = value else {
+            if topic.envelope == Some(Envelope::Debezium) {
+                return Ok(None);
+            }
+            return Ok(Some(Change {
+                op: Op::Delete,
+                key,
+                before: None,
+                after: None,
+                table: Some(topic.table.clone()),
+                source: None,
+                position,
+            }));
+        };
+        let writer = &self.writers[&id];
+        topic.envelope = Some(writer.envelope);
+        match writer.envelope {
+            Envelope::Row => {
+                if let Some(table) = &writer.table {
+                    topic.table = table.clone();
+                }
+                Ok(Some(Change {
+                    op: Op::Upsert,
+                    key,
+                    before: None,
+                    after: Some(value),
+                    table: Some(topic.table.clone()),
+                    source: None,
+                    position,
+                }))
+            }
+            Envelope::Debezium => {
+                let Value::Record(mut envelope) = value else {
+                    unreachable!("a Debezium writer schema is a record")
+                };
+                let change = debezium(&mut envelope, key, position)?;
+                if let Some(table) = &change.table {
+                    topic.table = table.clone();
+                }
+                Ok(Some(change))
+            }
+        }
+    }
+
+    /// Decode a framed key or value; returns the value and its schema id.
+    fn value(&mut self, bytes: &[u8], header: Option<&[u8]>) -> Result<(Value, u32)> {
+        let (id, body) = frame::split(bytes, header)?;
+        let writer = match self.writers.get(&id) {
+            Some(writer) => writer,
+            None => {
+                let schema = self.registry.schema(id)?;
+                self.writers.entry(id).or_insert(Writer::new(schema))
+            }
+        };
+        Ok((writer.schema.decode(body)?, id))
+    }
+}
+
+impl Writer {
+    fn new(schema: Arc<Schema>) -> Writer {
+        let root = schema.root_record();
+        let has = |field: &str| root.is_some_and(|r| r.field_names.iter().any(|n| &**n == field));
+        let envelope = if has("before") && has("after") && has("op") {
+            Envelope::Debezium
+        } else {
+            Envelope::Row
+        };
+        let table = root.map(|r| table_from_record_name(&r.name, r.connect_name.as_deref()).into());
+        Writer {
+            schema,
+            envelope,
+            table,
+        }
+    }
+}
+
+fn prefix(error: Error, part: &str) -> Error {
+    match error {
+        Error::Decode { reason, at } => Error::Decode {
+            reason: format!("{part}: {reason}"),
+            at,
+        },
+        other => other,
+    }
+}
+
+fn debezium(envelope: &mut Record, key: Option<Value>, position: Position) -> Result<Change> {
+    let code = envelope.get("op").and_then(Value::as_str).unwrap_or("");
+    let op = Op::from_debezium(code)
+        .ok_or_else(|| Error::decode(format!("unknown Debezium op {code:?}")))?;
+    let non_null = |v: Option<Value>| v.filter(|v| *v != Value::Null);
+    let before = non_null(envelope.take("before"));
+    let after = non_null(envelope.take("after"));
+    let source = non_null(envelope.take("source"));
+    let table = match &source {
+        Some(Value::Record(source)) => source.get("table").and_then(Value::as_str).map(Arc::from),
+        _ => None,
+    };
+    Ok(Change {
+        op,
+        key,
+        before,
+        after,
+        table,
+        source,
+        position,
+    })
+}
+
+/// The table a flat-row record names. Debezium's unwrapped rows are records called `Value`
+/// named `<prefix>.<schema>.<table>.Value`; Bottled Water names the record after the table,
+/// escaping bytes outside `[A-Za-z0-9_]` as `_xx_`.
+fn table_from_record_name(full_name: &str, connect_name: Option<&str>) -> String {
+    let name = connect_name.unwrap_or(full_name);
+    let mut parts = name.rsplit('.');
+    let last = parts.next().unwrap_or(name);
+    match (last, parts.next()) {
+        ("Value", Some(table)) => table.to_owned(),
+        _ => unescape_bottled_water(last),
+    }
+}
+
+/// The table part of a topic name (`[prefix.][schema.]table`).
+fn table_from_topic(topic: &str) -> String {
+    unescape_bottled_water(topic.rsplit('.').next().unwrap_or(topic))
+}
+
+/// Undo Bottled Water's `_xx_` escaping of bytes in names (`cr_c3__aa_pes` is `crêpes`).
+fn unescape_bottled_water(name: &str) -> String {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'_' && i + 3 < bytes.len() && bytes[i + 3] == b'_' {
+            let hex = &bytes[i + 1..i + 3];
+            let lower_hex = hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if lower_hex {
+                let text = std::str::from_utf8(hex).expect("hex digits are ASCII");
+                out.push(u8::from_str_radix(text, 16).expect("two hex digits"));
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(table) => table,
+        // Not an escaped name after all: keep it as written.
+        Err(_) => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bottled_water_names_are_unescaped() {
+        assert_eq!(unescape_bottled_water("cr_c3__aa_pes"), "crêpes");
+        assert_eq!(unescape_bottled_water("person_2f_name"), "person/name");
+        assert_eq!(unescape_bottled_water("order_items"), "order_items");
+        assert_eq!(unescape_bottled_water("a_zz_b"), "a_zz_b");
+    }
+
+    #[test]
+    fn tables_from_record_names() {
+        assert_eq!(
+            table_from_record_name("com.martinkl.bottledwater.dbschema.public.orders", None),
+            "orders"
+        );
+        assert_eq!(
+            table_from_record_name("shop.public.order_lines.Value", None),
+            "order_lines"
+        );
+        assert_eq!(
+            table_from_record_name("Value", Some("shop.public.customers.Value")),
+            "customers"
+        );
+        assert_eq!(table_from_topic("shop.public.cr_c3__aa_pes"), "crêpes");
+    }
+
+    #[test]
+    fn envelope_is_detected_from_the_schema() {
+        let debezium = Schema::parse(
+            r#"{"type":"record","name":"Envelope","fields":[
+                {"name":"before","type":["null","string"]},{"name":"after","type":["null","string"]},
+                {"name":"op","type":"string"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(Writer::new(Arc::new(debezium)).envelope, Envelope::Debezium);
+        let row = Schema::parse(
+            r#"{"type":"record","name":"orders","fields":[{"name":"op","type":"string"}]}"#,
+        )
+        .unwrap();
+        let writer = Writer::new(Arc::new(row));
+        assert_eq!(writer.envelope, Envelope::Row);
+        assert_eq!(writer.table.as_deref(), Some("orders"));
+    }
+}

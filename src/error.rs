@@ -1,0 +1,191 @@
+//! The one error type of the crate.
+//!
+//! Every failure, from a malformed message to a registry outage, is an [`Error`]. Errors that
+//! concern one Kafka message carry its [`Location`] so the application can tell exactly which
+//! message could not be handled. The Python layer maps this enum to exceptions in one place
+//! (`src/python/errors.rs`).
+
+use std::fmt;
+
+/// Where in Kafka a message sits: topic, partition and offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The topic name.
+    pub topic: String,
+    /// The partition number.
+    pub partition: i32,
+    /// The offset of the message in its partition.
+    pub offset: i64,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "topic {:?} partition {} offset {}",
+            self.topic, self.partition, self.offset
+        )
+    }
+}
+
+/// Everything that can go wrong while following a change stream.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller's configuration is invalid (bad option value, unknown topic, ...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// A message could not be decoded (bad framing, truncated or malformed Avro body, a schema
+    /// we cannot use).
+    #[error("cannot decode {}: {reason}", describe(.at))]
+    Decode {
+        /// What was wrong with the message.
+        reason: String,
+        /// The message, when known.
+        at: Option<Location>,
+    },
+
+    /// The schema registry has no schema with this id.
+    #[error("schema id {id} not found in the schema registry{}", suffix(.at))]
+    SchemaNotFound {
+        /// The schema id the message named.
+        id: u32,
+        /// The message that named it, when known.
+        at: Option<Location>,
+    },
+
+    /// The schema registry could not be reached or answered with an error.
+    #[error("schema registry error: {reason}{}", suffix(.at))]
+    Registry {
+        /// What went wrong (never contains credentials).
+        reason: String,
+        /// Whether trying again later may succeed.
+        retriable: bool,
+        /// The message being decoded, when known.
+        at: Option<Location>,
+    },
+
+    /// The stream was closed and cannot be used any more.
+    #[error("the stream is closed")]
+    Closed,
+
+    /// Kafka (librdkafka) reported an error.
+    #[error("kafka error: {reason}")]
+    Kafka {
+        /// librdkafka's description of the error.
+        reason: String,
+        /// Whether trying again later may succeed.
+        retriable: bool,
+    },
+}
+
+fn describe(at: &Option<Location>) -> String {
+    match at {
+        Some(location) => format!("message at {location}"),
+        None => "message".to_owned(),
+    }
+}
+
+fn suffix(at: &Option<Location>) -> String {
+    match at {
+        Some(location) => format!(" (message at {location})"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// A decode error without a location yet; the fetch loop adds it with [`Error::at`].
+    pub fn decode(reason: impl Into<String>) -> Self {
+        Error::Decode {
+            reason: reason.into(),
+            at: None,
+        }
+    }
+
+    /// Attach the location of the message this error concerns (if the variant carries one).
+    pub fn at(mut self, location: Location) -> Self {
+        match &mut self {
+            Error::Decode { at, .. }
+            | Error::SchemaNotFound { at, .. }
+            | Error::Registry { at, .. } => *at = Some(location),
+            Error::Config(_) | Error::Closed | Error::Kafka { .. } => {}
+        }
+        self
+    }
+
+    /// The message this error concerns, if any.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Error::Decode { at, .. }
+            | Error::SchemaNotFound { at, .. }
+            | Error::Registry { at, .. } => at.as_ref(),
+            Error::Config(_) | Error::Closed | Error::Kafka { .. } => None,
+        }
+    }
+
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Registry { retriable, .. } | Error::Kafka { retriable, .. } => *retriable,
+            Error::Config(_) | Error::Closed | Error::Decode { .. } | Error::SchemaNotFound { .. } => {
+                false
+            }
+        }
+    }
+}
+
+impl From<rdkafka::error::KafkaError> for Error {
+    fn from(error: rdkafka::error::KafkaError) -> Self {
+        let retriable = error
+            .rdkafka_error_code()
+            .map(|code| !is_fatal_code(code))
+            .unwrap_or(false);
+        Error::Kafka {
+            reason: error.to_string(),
+            retriable,
+        }
+    }
+}
+
+fn is_fatal_code(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        code,
+        Code::Fatal
+            | Code::UnknownTopicOrPartition
+            | Code::UnknownTopic
+            | Code::TopicAuthorizationFailed
+            | Code::GroupAuthorizationFailed
+            | Code::ClusterAuthorizationFailed
+            | Code::SaslAuthenticationFailed
+            | Code::Authentication
+            | Code::InvalidArgument
+            | Code::InvalidConfig
+            | Code::FencedInstanceId
+            | Code::SSL
+    )
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_error_names_the_message() {
+        let error = Error::decode("bad magic byte 0x7b").at(Location {
+            topic: "shop.orders".into(),
+            partition: 2,
+            offset: 41,
+        });
+        assert_eq!(
+            error.to_string(),
+            "cannot decode message at topic \"shop.orders\" partition 2 offset 41: bad magic byte 0x7b"
+        );
+        assert_eq!(error.location().map(|l| l.offset), Some(41));
+        assert!(!error.is_retriable());
+    }
+}

@@ -1,0 +1,24 @@
+//! changestream follows a database's change stream from Apache Kafka.
+//!
+//! Change data capture tools (Debezium, Bottled Water) write every change of a database into
+//! Kafka topics as Confluent-framed Avro. This crate reads them back as [`Change`]s: it fetches
+//! with librdkafka ([`kafka`]), splits the framing ([`frame`]), fetches writer schemas from a
+//! schema registry ([`registry`]), decodes Avro ([`avro`]), reads the change envelope
+//! ([`change`]), and tracks which positions the application has finished so that a restart
+//! resumes without skipping anything. The Python package `changestream` wraps it
+//! (`src/python/`, behind the `python` feature).
+
+pub mod avro;
+pub mod change;
+pub mod error;
+pub mod frame;
+pub mod kafka;
+pub mod registry;
+pub mod runtime;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use change::{Change, ChangeDecoder, Op, Position};
+pub use error::{Error, Location, Result};
+pub use kafka::{ChangeConsumer, Next, Start, StreamConfig, Until};

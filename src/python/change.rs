@@ -1,0 +1,120 @@
+//! `changestream.Change`: one change, converted to Python objects once.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use super::convert::{utc_datetime, value_to_py};
+use crate::avro::Value;
+use crate::change::{Change, Op};
+
+/// One change event.
+#[pyclass(name = "Change", module = "changestream", frozen)]
+pub(crate) struct PyChange {
+    op: Op,
+    key: Py<PyAny>,
+    before: Py<PyAny>,
+    after: Py<PyAny>,
+    source: Py<PyAny>,
+    table: Option<Arc<str>>,
+    topic: Arc<str>,
+    partition: i32,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+}
+
+impl PyChange {
+    pub(crate) fn new(py: Python<'_>, change: Change) -> PyResult<PyChange> {
+        let convert = |value: &Option<Value>| -> PyResult<Py<PyAny>> {
+            Ok(match value {
+                Some(value) => value_to_py(py, value)?.unbind(),
+                None => py.None(),
+            })
+        };
+        Ok(PyChange {
+            op: change.op,
+            key: convert(&change.key)?,
+            before: convert(&change.before)?,
+            after: convert(&change.after)?,
+            source: convert(&change.source)?,
+            table: change.table,
+            topic: change.position.topic,
+            partition: change.position.partition,
+            offset: change.position.offset,
+            timestamp_ms: change.position.timestamp_ms,
+        })
+    }
+}
+
+#[pymethods]
+impl PyChange {
+    #[getter]
+    fn op(&self) -> &'static str {
+        self.op.as_str()
+    }
+
+    #[getter]
+    fn key(&self, py: Python<'_>) -> Py<PyAny> {
+        self.key.clone_ref(py)
+    }
+
+    #[getter]
+    fn before(&self, py: Python<'_>) -> Py<PyAny> {
+        self.before.clone_ref(py)
+    }
+
+    #[getter]
+    fn after(&self, py: Python<'_>) -> Py<PyAny> {
+        self.after.clone_ref(py)
+    }
+
+    #[getter]
+    fn source(&self, py: Python<'_>) -> Py<PyAny> {
+        self.source.clone_ref(py)
+    }
+
+    #[getter]
+    fn table(&self) -> Option<&str> {
+        self.table.as_deref()
+    }
+
+    #[getter]
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    #[getter]
+    fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    #[getter]
+    fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    #[getter]
+    fn timestamp<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.timestamp_ms
+            .map(|ms| utc_datetime(py, ms).map(Bound::into_any))
+            .transpose()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let row = if self.after.is_none(py) {
+            &self.before
+        } else {
+            &self.after
+        };
+        Ok(format!(
+            "Change(op={:?}, table={:?}, key={}, row={}, topic={:?}, partition={}, offset={})",
+            self.op.as_str(),
+            self.table.as_deref().unwrap_or(""),
+            self.key.bind(py).repr()?,
+            row.bind(py).repr()?,
+            &*self.topic,
+            self.partition,
+            self.offset
+        ))
+    }
+}

@@ -1,0 +1,21 @@
+//! The Python module `changestream._core`: the only place that knows about pyo3.
+//!
+//! Thin wrappers: [`stream::PyChangeStream`] drives a [`crate::ChangeConsumer`] with the GIL
+//! released, [`change::PyChange`] holds one change as Python objects, and [`errors`] maps the
+//! crate's one error enum to the exception tree.
+
+mod change;
+mod convert;
+mod errors;
+mod stream;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<stream::PyChangeStream>()?;
+    m.add_class::<change::PyChange>()?;
+    errors::register(m)?;
+    Ok(())
+}

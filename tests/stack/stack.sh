@@ -1,0 +1,513 @@
+#!/usr/bin/env bash
+# Local test stack for changestream: Kafka (KRaft, single node), Apicurio Registry
+# (Confluent-compatible API) and a private PostgreSQL cluster, all on 127.0.0.1 on
+# free ports, with data in a fresh temp dir. No Docker. See tests/stack/README.md.
+#
+#   tests/stack/stack.sh up | down | status | stop-kafka | start-kafka
+#
+# `up` writes <repo>/.stack.env (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL,
+# POSTGRES_DSN, STACK_DIR, ports); `down` stops everything and removes both.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null || (cd "$SCRIPT_DIR/../.." && pwd))
+ENV_FILE="$REPO_ROOT/.stack.env"
+CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/changestream"
+
+KAFKA_VERSION="${STACK_KAFKA_VERSION:-4.3.1}"
+LOG4J_VERSION="${STACK_LOG4J_VERSION:-2.25.5}"
+APICURIO_VERSION="${STACK_APICURIO_VERSION:-3.3.3}"
+DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+KAFKA_LIB="$CACHE_DIR/kafka-$KAFKA_VERSION/lib"
+APICURIO_HOME="$CACHE_DIR/apicurio-$APICURIO_VERSION"
+KAFKA_JAVA="${STACK_KAFKA_JAVA:-java}"   # Java 17+ (the default `java`)
+DEFAULT_KAFKA_LIB="$KAFKA_LIB" DEFAULT_KAFKA_JAVA="$KAFKA_JAVA"
+
+KAFKA_TIMEOUT="${STACK_KAFKA_TIMEOUT:-120}"        # seconds
+APICURIO_TIMEOUT="${STACK_APICURIO_TIMEOUT:-180}"
+POSTGRES_TIMEOUT="${STACK_POSTGRES_TIMEOUT:-60}"
+STOP_TIMEOUT=60
+TMP_PREFIX="/tmp/changestream-stack."
+
+UTIL=("python3" "$SCRIPT_DIR/stackutil.py")
+
+# State (filled by up, or read from .stack.env)
+STACK_DIR=""
+KAFKA_PORT="" KAFKA_CONTROLLER_PORT="" APICURIO_PORT="" APICURIO_MGMT_PORT="" POSTGRES_PORT=""
+JAVA21="" PG_BIN=""
+
+log() { echo "stack: $*"; }
+err() { echo "stack: ERROR: $*" >&2; }
+die() { err "$*"; exit 1; }
+now_ms() { date +%s%3N; }
+secs_since() { local d=$(( $(now_ms) - $1 )); printf '%d.%ds' $((d / 1000)) $(((d % 1000) / 100)); }
+
+# ---------------------------------------------------------------- prerequisites
+
+java_major() {  # java_major /path/to/java -> 17, 21, 25, ...
+  "$1" -version 2>&1 | awk -F'"' '/version/ { split($2, v, "."); m = (v[1] == "1") ? v[2] : v[1];
+                                               sub(/[^0-9].*/, "", m); print m; exit }'
+}
+
+find_java21() {
+  local j m best="" best_m=0
+  if [[ -n "${JAVA21_HOME:-}" ]]; then
+    j="$JAVA21_HOME/bin/java"
+    [[ -x "$j" ]] || die "JAVA21_HOME=$JAVA21_HOME has no bin/java"
+    m=$(java_major "$j")
+    [[ "${m:-0}" -ge 21 ]] || die "JAVA21_HOME=$JAVA21_HOME is Java ${m:-?}; Apicurio $APICURIO_VERSION needs Java 21+"
+    JAVA21="$j"; return
+  fi
+  for j in /usr/lib/jvm/*/bin/java; do
+    [[ -x "$j" ]] || continue
+    m=$(java_major "$j")
+    if [[ "${m:-0}" -ge 21 && "${m:-0}" -gt "$best_m" ]]; then best="$j"; best_m="$m"; fi
+  done
+  [[ -n "$best" ]] || die "no JDK >= 21 found under /usr/lib/jvm (Apicurio $APICURIO_VERSION needs Java 21+): install one (e.g. temurin-25-jdk or openjdk-21-jdk-headless) or set JAVA21_HOME"
+  JAVA21="$best"
+}
+
+find_pg_bin() {
+  if [[ -n "${STACK_PG_BIN:-}" ]]; then PG_BIN="$STACK_PG_BIN"; else
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  fi
+  [[ -n "$PG_BIN" && -x "$PG_BIN/pg_ctl" && -x "$PG_BIN/initdb" && -x "$PG_BIN/postgres" ]] ||
+    die "PostgreSQL server not found under /usr/lib/postgresql/<ver>/bin: apt-get install postgresql-15 (or set STACK_PG_BIN)"
+}
+
+check_prereqs() {  # check_prereqs [kafka-only]
+  local c m
+  command -v python3 >/dev/null || die "python3 not found: apt-get install python3"
+  for c in setsid flock; do command -v "$c" >/dev/null || die "$c not found: apt-get install util-linux"; done
+  command -v "$KAFKA_JAVA" >/dev/null || die "java not found: apt-get install openjdk-17-jre-headless"
+  m=$(java_major "$(command -v "$KAFKA_JAVA")")
+  [[ "${m:-0}" -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, but '$KAFKA_JAVA' is Java ${m:-?}"
+  [[ "${1:-}" == kafka-only ]] && return
+  if [[ ! -d "$KAFKA_LIB" || ! -d "$APICURIO_HOME" ]]; then
+    command -v mvn >/dev/null || die "mvn not found: apt-get install maven"
+  fi
+  find_java21
+  find_pg_bin
+  if [[ $EUID -eq 0 ]]; then
+    command -v runuser >/dev/null || die "runuser not found: apt-get install util-linux"
+    id postgres >/dev/null 2>&1 || die "user 'postgres' missing (root cannot run postgres): apt-get install postgresql-15"
+  fi
+}
+
+as_pg() {  # run a PostgreSQL binary as the postgres user (root cannot run postgres)
+  if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# ------------------------------------------------------------------- caches
+
+mvn_or_die() {  # mvn_or_die LOG args...
+  local logf="$1"; shift
+  if ! mvn -B -q -Dstyle.color=never "$@" >"$logf" 2>&1; then
+    err "Maven failed: mvn -B -q $*"
+    tail -n 40 "$logf" >&2
+    die "see $logf"
+  fi
+}
+
+ensure_kafka_lib() {
+  [[ -d "$KAFKA_LIB" ]] && return
+  mkdir -p "$CACHE_DIR"
+  log "downloading Kafka $KAFKA_VERSION jars with Maven into $KAFKA_LIB (first run only, can take minutes)"
+  local tmp="$KAFKA_LIB.partial"
+  rm -rf "$tmp"
+  mvn_or_die "$CACHE_DIR/mvn-kafka.log" -f "$SCRIPT_DIR/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" \
+    -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$LOG4J_VERSION"
+  ls "$tmp"/kafka_2.13-*.jar "$tmp"/log4j-slf4j-impl-*.jar >/dev/null 2>&1 ||
+    die "Kafka lib dir $tmp is incomplete (see $CACHE_DIR/mvn-kafka.log)"
+  mv "$tmp" "$KAFKA_LIB"
+}
+
+ensure_apicurio() {
+  [[ -d "$APICURIO_HOME" ]] && return
+  mkdir -p "$CACHE_DIR"
+  log "downloading Apicurio Registry $APICURIO_VERSION (~160 MB) with Maven into $APICURIO_HOME (first run only, can take minutes)"
+  local tmp="$APICURIO_HOME.partial" work
+  rm -rf "$tmp"
+  work=$(mktemp -d "$CACHE_DIR/mvn-work.XXXXXX")   # unpack leaves plugin markers in the cwd
+  (cd "$work" && mvn_or_die "$CACHE_DIR/mvn-apicurio.log" "$DEP_PLUGIN:unpack" \
+     -Dartifact="io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all" \
+     -DoutputDirectory="$tmp" -DmarkersDirectory="$work/markers")
+  rm -rf "$work"
+  [[ -f "$tmp/quarkus-run.jar" ]] || die "no quarkus-run.jar in the Apicurio archive unpacked at $tmp"
+  mv "$tmp" "$APICURIO_HOME"
+}
+
+# --------------------------------------------------------------- processes
+
+# launch PIDFILE LOGFILE CWD cmd...: start cmd detached (own session, stdin closed,
+# output appended to LOGFILE); its PID is written to PIDFILE. fd 9 (our lock) is not inherited.
+launch() {
+  local pidfile="$1" logfile="$2" cwd="$3"; shift 3
+  rm -f "$pidfile"
+  # shellcheck disable=SC2016  # $$ and $@ are for the inner bash
+  ( cd "$cwd" && exec setsid bash -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" ) \
+    </dev/null >>"$logfile" 2>&1 9>&- &
+  local i
+  for i in $(seq 50); do [[ -s "$pidfile" ]] && return 0; sleep 0.1; done
+  return 1
+}
+
+# is_ours PID: PID is alive and is a JVM of this stack (guards against PID reuse)
+is_ours() {
+  [[ -n "${1:-}" && -r "/proc/$1/cmdline" ]] || return 1
+  local c; c=$(tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+  [[ $'\n'"$c"$'\n' == *$'\n'"-Dchangestream.stack.dir=$STACK_DIR"$'\n'* ]]
+}
+
+read_pid() { [[ -s "$1" ]] && cat "$1" || true; }
+
+# stop_jvms PIDFILE...: SIGTERM all, wait up to STOP_TIMEOUT, then SIGKILL
+stop_jvms() {
+  local f pid pids=() i
+  for f in "$@"; do
+    pid=$(read_pid "$f")
+    if is_ours "$pid"; then kill -TERM "$pid" 2>/dev/null || true; pids+=("$pid"); fi
+  done
+  for ((i = 0; i < STOP_TIMEOUT * 5; i++)); do
+    local alive=0
+    for pid in "${pids[@]}"; do is_ours "$pid" && alive=1; done
+    [[ $alive -eq 0 ]] && break
+    sleep 0.2
+  done
+  for pid in "${pids[@]}"; do
+    if is_ours "$pid"; then
+      err "PID $pid did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  for f in "$@"; do rm -f "$f"; done
+}
+
+# -------------------------------------------------------------------- kafka
+
+kafka_dir() { echo "$STACK_DIR/kafka"; }
+kafka_log() { echo "$STACK_DIR/kafka/server.log"; }
+kafka_pidfile() { echo "$STACK_DIR/kafka/kafka.pid"; }
+
+kafka_prepare() {  # write server.properties and format the storage (once per stack)
+  local d; d=$(kafka_dir)
+  mkdir -p "$d/data"
+  cat >"$d/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$d/data
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+  local cid; cid=$("${UTIL[@]}" cluster-id)
+  if ! "$KAFKA_JAVA" -Xmx256m -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format \
+       -t "$cid" -c "$d/server.properties" >"$d/format.log" 2>&1; then
+    fail_service kafka "$d/format.log" "storage format (kafka.tools.StorageTool) failed"
+  fi
+}
+
+kafka_launch() {
+  local d; d=$(kafka_dir)
+  mkdir -p "$d/tmp"
+  launch "$(kafka_pidfile)" "$(kafka_log)" "$d" \
+    "$KAFKA_JAVA" -Xms256m -Xmx768m -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 \
+    -Djava.awt.headless=true -Dchangestream.stack.dir="$STACK_DIR" -Djava.io.tmpdir="$d/tmp" \
+    -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka-log4j2.properties" -Dkafka.logs.dir="$d" \
+    -cp "$KAFKA_LIB/*" kafka.Kafka "$d/server.properties" ||
+    fail_service kafka "$(kafka_log)" "did not start (no PID)"
+}
+
+kafka_ready() { "${UTIL[@]}" kafka 127.0.0.1 "$KAFKA_PORT" 2>/dev/null; }
+kafka_alive() { is_ours "$(read_pid "$(kafka_pidfile)")"; }
+kafka_stop() { stop_jvms "$(kafka_pidfile)"; }
+
+# ----------------------------------------------------------------- apicurio
+
+apicurio_log() { echo "$STACK_DIR/apicurio/apicurio.log"; }
+apicurio_pidfile() { echo "$STACK_DIR/apicurio/apicurio.pid"; }
+
+apicurio_launch() {
+  local d="$STACK_DIR/apicurio"
+  mkdir -p "$d/tmp"
+  launch "$(apicurio_pidfile)" "$(apicurio_log)" "$d" \
+    "$JAVA21" -Xmx512m -Dchangestream.stack.dir="$STACK_DIR" \
+    -Djava.io.tmpdir="$d/tmp" -Dvertx.cacheDirBase="$d/tmp/vertx-cache" \
+    -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$APICURIO_PORT" \
+    -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$APICURIO_MGMT_PORT" \
+    -jar "$APICURIO_HOME/quarkus-run.jar" ||
+    fail_service apicurio "$(apicurio_log)" "did not start (no PID)"
+}
+
+apicurio_ready() { "${UTIL[@]}" http "http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7/subjects"; }
+apicurio_alive() { is_ours "$(read_pid "$(apicurio_pidfile)")"; }
+
+# ----------------------------------------------------------------- postgres
+
+pg_data() { echo "$STACK_DIR/pg/data"; }
+pg_log() { echo "$STACK_DIR/pg/postgres.log"; }
+
+postgres_start() {  # synchronous: initdb + pg_ctl start -w
+  local d="$STACK_DIR/pg"
+  mkdir -p "$d"
+  [[ $EUID -eq 0 ]] && chown postgres:postgres "$d"
+  if ! (cd "$d" && as_pg "$PG_BIN/initdb" -D "$(pg_data)" --auth=trust -E UTF8 --locale=C.UTF-8 \
+          -U postgres --no-sync >"$d/initdb.log" 2>&1); then
+    fail_service postgres "$d/initdb.log" "initdb failed"
+  fi
+  if ! (cd "$d" && as_pg "$PG_BIN/pg_ctl" -D "$(pg_data)" -l "$(pg_log)" -w -t "$POSTGRES_TIMEOUT" \
+          -o "-c listen_addresses=127.0.0.1 -p $POSTGRES_PORT -k $(pg_data) -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10" \
+          start >"$d/pg_ctl.log" 2>&1 9>&-); then
+    cat "$d/pg_ctl.log" >>"$(pg_log)" 2>/dev/null || true
+    fail_service postgres "$(pg_log)" "pg_ctl start failed or timed out after ${POSTGRES_TIMEOUT}s"
+  fi
+}
+
+postgres_ready() { "$PG_BIN/pg_isready" -q -t 3 -h 127.0.0.1 -p "$POSTGRES_PORT" >/dev/null 2>&1; }
+
+postgres_stop() {
+  [[ -n "$STACK_DIR" && -f "$(pg_data)/postmaster.pid" ]] || return 0
+  [[ -n "$PG_BIN" ]] || find_pg_bin
+  (cd "$STACK_DIR" && as_pg "$PG_BIN/pg_ctl" -D "$(pg_data)" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null 2>&1) || {
+    err "pg_ctl stop failed; killing the postmaster"
+    local pid; pid=$(head -n 1 "$(pg_data)/postmaster.pid" 2>/dev/null || true)
+    [[ -n "$pid" ]] && kill -KILL "$pid" 2>/dev/null || true
+  }
+}
+
+# -------------------------------------------------------------- whole stack
+
+load_env() {
+  [[ -f "$ENV_FILE" ]] || return 1
+  local k v
+  while IFS='=' read -r k v; do
+    case "$k" in
+      STACK_DIR | KAFKA_PORT | KAFKA_CONTROLLER_PORT | APICURIO_PORT | APICURIO_MGMT_PORT | POSTGRES_PORT)
+        printf -v "$k" '%s' "$v" ;;
+    esac
+  done <"$ENV_FILE"
+  [[ -n "$STACK_DIR" ]] || return 1
+  # what this stack was started with (so start-kafka/down use the same jars and binaries)
+  if [[ -f "$STACK_DIR/state.env" ]]; then
+    while IFS='=' read -r k v; do
+      case "$k" in KAFKA_LIB | KAFKA_JAVA | PG_BIN) printf -v "$k" '%s' "$v" ;; esac
+    done <"$STACK_DIR/state.env"
+  fi
+  return 0
+}
+
+write_state() {
+  printf 'KAFKA_LIB=%s\nKAFKA_JAVA=%s\nPG_BIN=%s\n' "$KAFKA_LIB" "$(command -v "$KAFKA_JAVA")" "$PG_BIN" \
+    >"$STACK_DIR/state.env"
+}
+
+write_env() {
+  cat >"$ENV_FILE.tmp" <<EOF
+KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
+SCHEMA_REGISTRY_URL=http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7
+APICURIO_REGISTRY_URL=http://127.0.0.1:$APICURIO_PORT/apis/registry/v3
+POSTGRES_DSN=postgresql://postgres@127.0.0.1:$POSTGRES_PORT/postgres
+STACK_DIR=$STACK_DIR
+KAFKA_PORT=$KAFKA_PORT
+KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
+APICURIO_PORT=$APICURIO_PORT
+APICURIO_MGMT_PORT=$APICURIO_MGMT_PORT
+POSTGRES_PORT=$POSTGRES_PORT
+EOF
+  mv "$ENV_FILE.tmp" "$ENV_FILE"
+}
+
+all_answer() {
+  [[ -n "$PG_BIN" ]] || find_pg_bin
+  kafka_ready && apicurio_ready && postgres_ready
+}
+
+stop_all() {  # stop whatever runs under STACK_DIR
+  [[ -n "$STACK_DIR" && -d "$STACK_DIR" ]] || return 0
+  stop_jvms "$(kafka_pidfile)" "$(apicurio_pidfile)"
+  postgres_stop
+}
+
+remove_stack_dir() {
+  [[ -n "$STACK_DIR" && "$STACK_DIR" == "$TMP_PREFIX"* && -d "$STACK_DIR" ]] && rm -rf "$STACK_DIR"
+  return 0
+}
+
+UP_MODE=""   # "up" while `up` runs: failures then tear down the whole stack
+
+# fail_service NAME LOG REASON: report, show the log tail, clean up, exit 1
+fail_service() {
+  local name="$1" logf="$2" reason="$3"
+  err "$name: $reason"
+  err "$name log: $logf"
+  if [[ -s "$logf" ]]; then
+    echo "----- last 30 lines of $logf -----" >&2
+    tail -n 30 "$logf" >&2
+    echo "-----" >&2
+  else
+    err "($logf is empty or missing)"
+  fi
+  if [[ "$UP_MODE" == up ]]; then
+    err "stopping the services that were started"
+    trap - EXIT INT TERM
+    stop_all
+    rm -rf "$STACK_DIR/kafka/data" "$STACK_DIR/pg/data" "$STACK_DIR/apicurio/tmp"
+    err "logs kept in $STACK_DIR (delete it when done)"
+  fi
+  exit 1
+}
+
+# wait_ready TIMEOUT START_MS svc...: wait until every svc answers; svc_ready / svc_alive functions
+wait_ready() {
+  local timeout="$1" start="$2" s; shift 2
+  local pending=("$@")
+  while ((${#pending[@]})); do
+    local still=()
+    for s in "${pending[@]}"; do
+      if "${s}_ready"; then
+        READY_AT[$s]=$(secs_since "${START[$s]:-$start}")
+      elif ! "${s}_alive"; then
+        fail_service "$s" "$("${s}_log")" "process exited during startup"
+      elif (($(now_ms) - ${START[$s]:-$start} > ${TIMEOUT[$s]:-$timeout} * 1000)); then
+        fail_service "$s" "$("${s}_log")" "not ready within ${TIMEOUT[$s]:-$timeout}s"
+      else
+        still+=("$s")
+      fi
+    done
+    pending=("${still[@]+"${still[@]}"}")
+    ((${#pending[@]})) && sleep 0.5
+  done
+  return 0
+}
+
+declare -A START READY_AT TIMEOUT
+TIMEOUT[kafka]=$KAFKA_TIMEOUT
+TIMEOUT[apicurio]=$APICURIO_TIMEOUT
+
+lock() {
+  mkdir -p "$CACHE_DIR"
+  exec 9>"$CACHE_DIR/stack.lock"
+  flock -w 900 9 || die "another stack.sh is running (lock $CACHE_DIR/stack.lock)"
+}
+
+on_up_exit() {  # EXIT trap while `up` runs: an unexpected error or an interrupt
+  local rc=$?
+  trap - EXIT INT TERM
+  err "up aborted (exit $rc); stopping the services that were started"
+  stop_all
+  remove_stack_dir
+  exit $((rc == 0 ? 1 : rc))
+}
+
+# ------------------------------------------------------------------ commands
+
+cmd_up() {
+  lock
+  if load_env; then
+    if all_answer; then log "stack already up ($ENV_FILE)"; return 0; fi
+    log "stale $ENV_FILE: services do not answer; cleaning up and starting fresh"
+    stop_all
+    remove_stack_dir
+    rm -f "$ENV_FILE"
+    STACK_DIR="" KAFKA_LIB="$DEFAULT_KAFKA_LIB" KAFKA_JAVA="$DEFAULT_KAFKA_JAVA" PG_BIN=""
+  fi
+  check_prereqs
+  ensure_kafka_lib
+  ensure_apicurio
+
+  local t0; t0=$(now_ms)
+  read -r KAFKA_PORT KAFKA_CONTROLLER_PORT APICURIO_PORT APICURIO_MGMT_PORT POSTGRES_PORT \
+    < <("${UTIL[@]}" free-ports 5)
+  STACK_DIR=$(mktemp -d "${TMP_PREFIX}XXXXXX")
+  chmod 755 "$STACK_DIR"   # the postgres user must traverse it
+  UP_MODE=up
+  trap on_up_exit EXIT
+  trap 'exit 130' INT TERM
+  write_state
+
+  kafka_prepare
+  START[kafka]=$(now_ms); kafka_launch
+  START[apicurio]=$(now_ms); apicurio_launch
+  START[postgres]=$(now_ms); postgres_start
+  READY_AT[postgres]=$(secs_since "${START[postgres]}")
+  wait_ready 0 "$t0" kafka apicurio
+
+  write_env
+  trap - EXIT INT TERM
+  UP_MODE=""
+  log "kafka     127.0.0.1:$KAFKA_PORT  ready in ${READY_AT[kafka]}"
+  log "registry  http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7  ready in ${READY_AT[apicurio]} (Java $(java_major "$JAVA21"))"
+  log "postgres  127.0.0.1:$POSTGRES_PORT  ready in ${READY_AT[postgres]} ($(basename "$(dirname "$PG_BIN")"))"
+  log "up in $(secs_since "$t0"); wrote $ENV_FILE (STACK_DIR=$STACK_DIR)"
+}
+
+cmd_down() {
+  lock
+  if ! load_env; then log "no stack ($ENV_FILE absent)"; return 0; fi
+  stop_all
+  remove_stack_dir
+  rm -f "$ENV_FILE"
+  log "down"
+}
+
+cmd_status() {
+  if ! load_env; then log "no stack ($ENV_FILE absent)"; return 1; fi
+  find_pg_bin
+  local rc=0
+  if kafka_ready; then log "kafka     127.0.0.1:$KAFKA_PORT  up"; else log "kafka     127.0.0.1:$KAFKA_PORT  DOWN"; rc=1; fi
+  if apicurio_ready; then log "registry  http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7  up"; else log "registry  http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7  DOWN"; rc=1; fi
+  if postgres_ready; then log "postgres  127.0.0.1:$POSTGRES_PORT  up"; else log "postgres  127.0.0.1:$POSTGRES_PORT  DOWN"; rc=1; fi
+  log "STACK_DIR=$STACK_DIR"
+  return $rc
+}
+
+cmd_stop_kafka() {
+  lock
+  load_env || die "no stack ($ENV_FILE absent): run up first"
+  kafka_stop
+  log "kafka stopped (port $KAFKA_PORT, data kept in $(kafka_dir)/data)"
+}
+
+cmd_start_kafka() {
+  lock
+  load_env || die "no stack ($ENV_FILE absent): run up first"
+  if kafka_alive && kafka_ready; then log "kafka already running on 127.0.0.1:$KAFKA_PORT"; return 0; fi
+  check_prereqs kafka-only
+  [[ -d "$KAFKA_LIB" ]] || die "Kafka jars missing: $KAFKA_LIB"
+  kafka_stop   # a hung leftover, if any
+  local t0; t0=$(now_ms)
+  START[kafka]=$t0; kafka_launch
+  wait_ready "$KAFKA_TIMEOUT" "$t0" kafka
+  log "kafka     127.0.0.1:$KAFKA_PORT  ready in ${READY_AT[kafka]}"
+}
+
+usage() {
+  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  stop-kafka) cmd_stop_kafka ;;
+  start-kafka) cmd_start_kafka ;;
+  -h | --help | help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac
