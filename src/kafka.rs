@@ -252,7 +252,11 @@ fn client_config(config: &StreamConfig) -> ClientConfig {
         Some(group) => client
             .set("group.id", group)
             .set("enable.auto.commit", "true"),
-        None => client.set("enable.auto.commit", "false"),
+        // librdkafka's assign() needs a group id even though none is joined; nothing is
+        // committed under it.
+        None => client
+            .set("group.id", "changestream-unmanaged")
+            .set("enable.auto.commit", "false"),
     };
     for (key, value) in &config.kafka {
         client.set(key, value);

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use super::convert::{utc_datetime, value_to_py};
 use crate::avro::Value;
@@ -106,13 +107,17 @@ impl PyChange {
         } else {
             &self.after
         };
+        let text = |s: &str| -> PyResult<String> { Ok(PyString::new(py, s).repr()?.to_string()) };
         Ok(format!(
-            "Change(op={:?}, table={:?}, key={}, row={}, topic={:?}, partition={}, offset={})",
-            self.op.as_str(),
-            self.table.as_deref().unwrap_or(""),
+            "Change(op={}, table={}, key={}, row={}, topic={}, partition={}, offset={})",
+            text(self.op.as_str())?,
+            match &self.table {
+                Some(table) => text(table)?,
+                None => "None".to_owned(),
+            },
             self.key.bind(py).repr()?,
             row.bind(py).repr()?,
-            &*self.topic,
+            text(&self.topic)?,
             self.partition,
             self.offset
         ))
