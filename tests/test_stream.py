@@ -1,0 +1,146 @@
+"""The stream's manners: configuration errors, bounded and unbounded waits, close, Ctrl-C,
+the GIL, and resuming a consumer group from what the application finished."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import changestream
+from cdc import CdcProducer, bottled_water_row_schema
+
+pytestmark = pytest.mark.stack
+
+ROW = bottled_water_row_schema("items", [("id", "long"), ("name", "string")])
+
+
+def produce_rows(cdc: CdcProducer, topic: str, count: int) -> None:
+    cdc.produce(topic, None, ROW, [(None, {"id": i, "name": f"item {i}"}) for i in range(count)])
+
+
+def test_invalid_options_raise_config_error(
+    open_stream: Callable[..., changestream.ChangeStream], topic: str
+) -> None:
+    with pytest.raises(changestream.ConfigError, match="start must be"):
+        open_stream(topic, start="yesterday")
+    with pytest.raises(changestream.ConfigError, match="until must be"):
+        open_stream(topic, until="forever")
+    with pytest.raises(changestream.ConfigError, match="schema_registry_url"):
+        changestream.ChangeStream(
+            topic, bootstrap_servers="127.0.0.1:1", schema_registry_url="not a url"
+        )
+
+
+def test_missing_topic_is_a_config_error(
+    open_stream: Callable[..., changestream.ChangeStream],
+) -> None:
+    with pytest.raises(changestream.ConfigError, match="does not exist") as raised:
+        open_stream("test.no-such-topic.0f3c9a")
+    assert raised.value.retriable is False
+    assert raised.value.topic is None
+
+
+def test_bounded_read_of_an_empty_topic_ends_at_once(
+    open_stream: Callable[..., changestream.ChangeStream], topic: str
+) -> None:
+    with open_stream(topic, until="end") as stream:
+        assert list(stream) == []
+
+
+def test_poll_times_out_with_none_and_then_delivers(
+    open_stream: Callable[..., changestream.ChangeStream], cdc: CdcProducer, topic: str
+) -> None:
+    with open_stream(topic) as stream:
+        assert stream.poll(timeout=0.3) is None
+        produce_rows(cdc, topic, 1)
+        change = stream.poll(timeout=30)
+        assert change is not None
+        assert change.after == {"id": 0, "name": "item 0"}
+
+
+def test_close_is_idempotent_and_a_closed_stream_raises(
+    open_stream: Callable[..., changestream.ChangeStream], topic: str
+) -> None:
+    stream = open_stream(topic)
+    stream.close()
+    stream.close()
+    with pytest.raises(changestream.ChangeStreamError, match="closed"):
+        next(stream)
+
+
+def test_the_gil_is_released_while_waiting(
+    open_stream: Callable[..., changestream.ChangeStream], topic: str
+) -> None:
+    ticks = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    with open_stream(topic) as stream:
+        thread = threading.Thread(target=count)
+        thread.start()
+        try:
+            assert stream.poll(timeout=1.0) is None
+        finally:
+            stop.set()
+            thread.join()
+    # A thread that could not take the GIL during the wait would have counted next to nothing.
+    assert ticks > 100
+
+
+def test_ctrl_c_interrupts_a_blocking_next(stack: dict[str, str], topic: str) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os, signal, threading, time, changestream
+        stream = changestream.ChangeStream(
+            {topic!r}, bootstrap_servers={stack["KAFKA_BOOTSTRAP_SERVERS"]!r},
+            schema_registry_url={stack["SCHEMA_REGISTRY_URL"]!r})
+        sent = []
+        def interrupt():
+            time.sleep(1.0)
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Thread(target=interrupt, daemon=True).start()
+        try:
+            next(stream)
+        except KeyboardInterrupt:
+            print("interrupted after", round(time.monotonic() - sent[0], 3))
+        stream.close()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("interrupted after"), done.stdout + done.stderr
+    latency = float(done.stdout.split()[-1])
+    # The wait is sliced at 100 ms; a wait that ignored signals would hang until the timeout.
+    assert latency < 1.0, latency
+
+
+def test_group_resumes_after_the_last_finished_change(
+    open_stream: Callable[..., changestream.ChangeStream], cdc: CdcProducer, topic: str
+) -> None:
+    produce_rows(cdc, topic, 10)
+    group = f"group-{topic}"
+    options: dict[str, Any] = {"group_id": group, "start": "earliest"}
+    with open_stream(topic, **options) as stream:
+        handed_out = [next(stream) for _ in range(4)]
+    # Changes 0-2 were finished (the application asked for the next one); change 3 was handed
+    # out last and never finished, so it must come again.
+    assert [c.offset for c in handed_out] == [0, 1, 2, 3]
+    with open_stream(topic, **options) as stream:
+        resumed = next(stream)
+    assert resumed.offset == 3
+    assert resumed.after == {"id": 3, "name": "item 3"}
