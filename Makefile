@@ -45,7 +45,7 @@ demo: build stack-up ## Build, start the stack, publish a shop's change stream a
 	$(PY) examples/shop_demo.py
 
 .PHONY: lint
-lint: venv ## cargo fmt --check, clippy -D warnings, ruff, mypy, stubtest
+lint: build ## cargo fmt --check, clippy -D warnings, ruff, mypy, stubtest
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --features python -- -D warnings
 	$(VENV)/bin/ruff check python tests examples

@@ -177,8 +177,7 @@ impl ChangeDecoder {
             partition: message.partition,
             offset: message.offset,
         };
-        self.decode_unlocated(message)
-            .map_err(|e| e.at(location()))
+        self.decode_unlocated(message).map_err(|e| e.at(location()))
     }
 
     fn decode_unlocated(&mut self, message: &Message<'_>) -> Result<Option<Change>> {

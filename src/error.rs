@@ -128,9 +128,10 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Registry { retriable, .. } | Error::Kafka { retriable, .. } => *retriable,
-            Error::Config(_) | Error::Closed | Error::Decode { .. } | Error::SchemaNotFound { .. } => {
-                false
-            }
+            Error::Config(_)
+            | Error::Closed
+            | Error::Decode { .. }
+            | Error::SchemaNotFound { .. } => false,
         }
     }
 }

@@ -169,9 +169,8 @@ impl ChangeConsumer {
             Some(Err(error)) => return Err(error.clone()),
             None => {}
         }
-        let received = runtime().block_on(async {
-            tokio::time::timeout(wait, self.receiver.recv()).await
-        });
+        let received =
+            runtime().block_on(async { tokio::time::timeout(wait, self.receiver.recv()).await });
         match received {
             Err(_elapsed) => Ok(Next::Pending),
             Ok(Some(Fetched::Changes(changes))) => {
@@ -265,7 +264,10 @@ fn client_config(config: &StreamConfig) -> ClientConfig {
 }
 
 /// Without a group: assign every partition of every topic; returns each partition's end.
-fn assign_all(consumer: &BaseConsumer, config: &StreamConfig) -> Result<HashMap<(String, i32), i64>> {
+fn assign_all(
+    consumer: &BaseConsumer,
+    config: &StreamConfig,
+) -> Result<HashMap<(String, i32), i64>> {
     let mut assignment = TopicPartitionList::new();
     let mut ends = HashMap::new();
     for topic in &config.topics {
@@ -320,10 +322,15 @@ impl Fetch {
                 }
                 return;
             }
-            let wait = if batch.is_empty() { POLL_SLICE } else { Duration::ZERO };
+            let wait = if batch.is_empty() {
+                POLL_SLICE
+            } else {
+                Duration::ZERO
+            };
             let failure = match consumer.poll(wait) {
                 None => {
-                    if !batch.is_empty() && !self.send(Fetched::Changes(std::mem::take(&mut batch))) {
+                    if !batch.is_empty() && !self.send(Fetched::Changes(std::mem::take(&mut batch)))
+                    {
                         return;
                     }
                     self.check_positions();
@@ -372,7 +379,8 @@ impl Fetch {
                 }
                 return;
             }
-            if batch.len() >= BATCH_SIZE && !self.send(Fetched::Changes(std::mem::take(&mut batch))) {
+            if batch.len() >= BATCH_SIZE && !self.send(Fetched::Changes(std::mem::take(&mut batch)))
+            {
                 return;
             }
         }

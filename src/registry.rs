@@ -56,9 +56,8 @@ impl Registry {
     /// A client for the registry at `url` (the base URL a Confluent client is given). User
     /// information in the URL becomes basic authentication. Lookups give up after `deadline`.
     pub fn new(url: &str, deadline: Duration) -> Result<Registry> {
-        let mut base = Url::parse(url).map_err(|e| {
-            Error::Config(format!("schema_registry_url is not a valid URL ({e})"))
-        })?;
+        let mut base = Url::parse(url)
+            .map_err(|e| Error::Config(format!("schema_registry_url is not a valid URL ({e})")))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(Error::Config(
                 "schema_registry_url must start with http:// or https://".into(),
@@ -123,17 +122,19 @@ impl Registry {
             if !error.is_retriable() || started.elapsed() + backoff > self.deadline {
                 return Err(error);
             }
-            log::warn!("schema registry lookup of id {id} failed, retrying in {backoff:?}: {error}");
+            log::warn!(
+                "schema registry lookup of id {id} failed, retrying in {backoff:?}: {error}"
+            );
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
     async fn request(&self, url: &Url, id: u32) -> Result<SchemaResponse> {
-        let mut request = self
-            .http
-            .get(url.clone())
-            .header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+        let mut request = self.http.get(url.clone()).header(
+            "Accept",
+            "application/vnd.schemaregistry.v1+json, application/json",
+        );
         if let Some((user, password)) = &self.credentials {
             request = request.basic_auth(user, Some(password));
         }
@@ -200,7 +201,10 @@ mod tests {
             Duration::from_secs(1),
         )
         .unwrap();
-        assert_eq!(registry.base.as_str(), "https://registry.example/apis/ccompat/v7/");
+        assert_eq!(
+            registry.base.as_str(),
+            "https://registry.example/apis/ccompat/v7/"
+        );
         assert_eq!(
             registry.credentials,
             Some(("api-key".to_owned(), "s3cr@t".to_owned()))
@@ -222,7 +226,16 @@ mod tests {
         let registry = Registry::new("http://127.0.0.1:9", Duration::from_millis(300)).unwrap();
         let started = Instant::now();
         let error = registry.schema(1).unwrap_err();
-        assert!(matches!(error, Error::Registry { retriable: true, .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                Error::Registry {
+                    retriable: true,
+                    ..
+                }
+            ),
+            "{error}"
+        );
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

@@ -15,6 +15,7 @@ from changestream._core import (
     SchemaRegistryError,
     __version__,
 )
+from changestream._types import Op
 
 __all__ = [
     "Change",
@@ -23,6 +24,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "KafkaError",
+    "Op",
     "SchemaNotFoundError",
     "SchemaRegistryError",
     "__version__",

@@ -7,8 +7,19 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, final
 
-Op = Literal["insert", "update", "delete", "read", "upsert", "truncate", "message"]
+from changestream._types import Op
 
+__all__ = [
+    "Change",
+    "ChangeStream",
+    "ChangeStreamError",
+    "ConfigError",
+    "DecodeError",
+    "KafkaError",
+    "SchemaNotFoundError",
+    "SchemaRegistryError",
+    "__version__",
+]
 __version__: str
 
 @final
@@ -47,8 +58,8 @@ class Change:
 class ChangeStream:
     """Follow one or more change-event topics from Kafka."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         topics: str | Sequence[str],
         *,
         bootstrap_servers: str,
@@ -57,7 +68,8 @@ class ChangeStream:
         start: Literal["earliest", "latest"] = "earliest",
         until: Literal["end"] | None = None,
         kafka: Mapping[str, str | int | float | bool] | None = None,
-    ) -> None: ...
+        registry_timeout: float = 30.0,
+    ) -> ChangeStream: ...
     def __iter__(self) -> ChangeStream: ...
     def __next__(self) -> Change: ...
     def poll(self, timeout: float | None = None) -> Change | None:

@@ -258,7 +258,17 @@ mod tests {
     #[test]
     fn varints_round_trip_at_the_edges() {
         let schema = Schema::parse(r#""long""#).unwrap();
-        for value in [0, -1, 1, 63, -64, 64, i64::from(i32::MAX), i64::MIN, i64::MAX] {
+        for value in [
+            0,
+            -1,
+            1,
+            63,
+            -64,
+            64,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
             let body = zigzag(Vec::new(), value);
             assert_eq!(schema.decode(&body).unwrap(), Value::Long(value), "{value}");
         }
@@ -275,9 +285,17 @@ mod tests {
     fn huge_and_negative_lengths_are_rejected_without_allocating() {
         let schema = Schema::parse(r#""string""#).unwrap();
         let huge = zigzag(Vec::new(), i64::MAX / 2);
-        assert!(schema.decode(&huge).unwrap_err().to_string().contains("exceeds"));
+        assert!(schema
+            .decode(&huge)
+            .unwrap_err()
+            .to_string()
+            .contains("exceeds"));
         let negative = zigzag(Vec::new(), -5);
-        assert!(schema.decode(&negative).unwrap_err().to_string().contains("negative"));
+        assert!(schema
+            .decode(&negative)
+            .unwrap_err()
+            .to_string()
+            .contains("negative"));
         let array = Schema::parse(r#"{"type":"array","items":"null"}"#).unwrap();
         let claim = zigzag(Vec::new(), 1 << 40);
         assert!(array.decode(&claim).is_err());
@@ -286,10 +304,24 @@ mod tests {
     #[test]
     fn invalid_utf8_and_trailing_bytes_are_rejected() {
         let schema = Schema::parse(r#""string""#).unwrap();
-        let bad = zigzag(Vec::new(), 2).into_iter().chain([0xc3, 0x28]).collect::<Vec<_>>();
-        assert!(schema.decode(&bad).unwrap_err().to_string().contains("UTF-8"));
-        let trailing = zigzag(Vec::new(), 0).into_iter().chain([0]).collect::<Vec<_>>();
-        assert!(schema.decode(&trailing).unwrap_err().to_string().contains("trailing"));
+        let bad = zigzag(Vec::new(), 2)
+            .into_iter()
+            .chain([0xc3, 0x28])
+            .collect::<Vec<_>>();
+        assert!(schema
+            .decode(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("UTF-8"));
+        let trailing = zigzag(Vec::new(), 0)
+            .into_iter()
+            .chain([0])
+            .collect::<Vec<_>>();
+        assert!(schema
+            .decode(&trailing)
+            .unwrap_err()
+            .to_string()
+            .contains("trailing"));
     }
 
     #[test]
@@ -338,6 +370,10 @@ mod tests {
         )
         .unwrap();
         let body = vec![2u8; 100_000];
-        assert!(schema.decode(&body).unwrap_err().to_string().contains("nesting"));
+        assert!(schema
+            .decode(&body)
+            .unwrap_err()
+            .to_string()
+            .contains("nesting"));
     }
 }

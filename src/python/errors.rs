@@ -8,12 +8,42 @@ use pyo3::prelude::*;
 
 use crate::error::Error;
 
-pyo3::create_exception!(changestream, ChangeStreamError, PyException, "Root of every error changestream raises.");
-pyo3::create_exception!(changestream, DecodeError, ChangeStreamError, "A message could not be decoded.");
-pyo3::create_exception!(changestream, SchemaRegistryError, ChangeStreamError, "The schema registry failed or refused a request.");
-pyo3::create_exception!(changestream, SchemaNotFoundError, SchemaRegistryError, "The schema registry has no schema with the id a message names.");
-pyo3::create_exception!(changestream, KafkaError, ChangeStreamError, "Kafka reported an error.");
-pyo3::create_exception!(changestream, ConfigError, ChangeStreamError, "The configuration is invalid.");
+pyo3::create_exception!(
+    changestream,
+    ChangeStreamError,
+    PyException,
+    "Root of every error changestream raises."
+);
+pyo3::create_exception!(
+    changestream,
+    DecodeError,
+    ChangeStreamError,
+    "A message could not be decoded."
+);
+pyo3::create_exception!(
+    changestream,
+    SchemaRegistryError,
+    ChangeStreamError,
+    "The schema registry failed or refused a request."
+);
+pyo3::create_exception!(
+    changestream,
+    SchemaNotFoundError,
+    SchemaRegistryError,
+    "The schema registry has no schema with the id a message names."
+);
+pyo3::create_exception!(
+    changestream,
+    KafkaError,
+    ChangeStreamError,
+    "Kafka reported an error."
+);
+pyo3::create_exception!(
+    changestream,
+    ConfigError,
+    ChangeStreamError,
+    "The configuration is invalid."
+);
 
 const ATTRIBUTES: [&str; 3] = ["topic", "partition", "offset"];
 

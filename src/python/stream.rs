@@ -126,7 +126,9 @@ impl PyChangeStream {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let slice = match deadline {
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
+                Some(deadline) => deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(WAIT_SLICE),
                 None => WAIT_SLICE,
             };
             let next = py.detach(|| match self.lock().as_mut() {
