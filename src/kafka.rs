@@ -72,6 +72,8 @@ pub struct StreamConfig {
     pub start: Start,
     /// When to stop.
     pub until: Until,
+    /// Schema registry client settings (confluent-kafka-python's spelling).
+    pub registry: Vec<(String, String)>,
     /// How long a schema lookup may retry.
     pub registry_timeout: Duration,
     /// librdkafka settings, applied last so they override ours.
@@ -116,7 +118,11 @@ impl ChangeConsumer {
         if config.topics.is_empty() {
             return Err(Error::Config("no topics given".into()));
         }
-        let registry = Registry::new(&config.schema_registry_url, config.registry_timeout)?;
+        let registry = Registry::new(
+            &config.schema_registry_url,
+            &config.registry,
+            config.registry_timeout,
+        )?;
         let consumer: Arc<BaseConsumer> = Arc::new(client_config(&config).create()?);
         let uses_group = config.group_id.is_some();
         let ends = if uses_group {

@@ -53,9 +53,15 @@ struct SchemaResponse {
 }
 
 impl Registry {
-    /// A client for the registry at `url` (the base URL a Confluent client is given). User
-    /// information in the URL becomes basic authentication. Lookups give up after `deadline`.
-    pub fn new(url: &str, deadline: Duration) -> Result<Registry> {
+    /// A client for the registry at `url` (the base URL a Confluent client is given), with
+    /// `settings` in confluent-kafka-python's `SchemaRegistryClient` spelling. User information
+    /// in the URL becomes basic authentication. Lookups give up after `deadline`.
+    pub fn new(url: &str, settings: &[(String, String)], deadline: Duration) -> Result<Registry> {
+        if let Some((key, _)) = settings.first() {
+            return Err(Error::Config(format!(
+                "unknown schema registry setting {key:?}"
+            )));
+        }
         let mut base = Url::parse(url)
             .map_err(|e| Error::Config(format!("schema_registry_url is not a valid URL ({e})")))?;
         if !matches!(base.scheme(), "http" | "https") {
@@ -198,6 +204,7 @@ mod tests {
     fn credentials_leave_the_url() {
         let registry = Registry::new(
             "https://api-key:s3cr%40t@registry.example/apis/ccompat/v7",
+            &[],
             Duration::from_secs(1),
         )
         .unwrap();
@@ -215,7 +222,7 @@ mod tests {
     #[test]
     fn bad_urls_are_config_errors() {
         assert!(matches!(
-            Registry::new("registry:8081", Duration::from_secs(1)),
+            Registry::new("registry:8081", &[], Duration::from_secs(1)),
             Err(Error::Config(_))
         ));
     }
@@ -223,7 +230,8 @@ mod tests {
     #[test]
     fn unreachable_registry_gives_up_at_the_deadline() {
         // Port 9 on loopback: nothing listens, so every attempt is refused at once.
-        let registry = Registry::new("http://127.0.0.1:9", Duration::from_millis(300)).unwrap();
+        let registry =
+            Registry::new("http://127.0.0.1:9", &[], Duration::from_millis(300)).unwrap();
         let started = Instant::now();
         let error = registry.schema(1).unwrap_err();
         assert!(

@@ -68,6 +68,7 @@ class ChangeStream:
         start: Literal["earliest", "latest"] = "earliest",
         until: Literal["end"] | None = None,
         kafka: Mapping[str, str | int | float | bool] | None = None,
+        registry: Mapping[str, str] | None = None,
         registry_timeout: float = 30.0,
     ) -> ChangeStream: ...
     def __iter__(self) -> ChangeStream: ...

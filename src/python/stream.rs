@@ -28,7 +28,7 @@ impl PyChangeStream {
     #[new]
     #[pyo3(signature = (
         topics, *, bootstrap_servers, schema_registry_url, group_id = None, start = "earliest",
-        until = None, kafka = None, registry_timeout = 30.0
+        until = None, kafka = None, registry = None, registry_timeout = 30.0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -40,6 +40,7 @@ impl PyChangeStream {
         start: &str,
         until: Option<&str>,
         kafka: Option<&Bound<'_, PyAny>>,
+        registry: Option<&Bound<'_, PyAny>>,
         registry_timeout: f64,
     ) -> PyResult<Self> {
         let config = StreamConfig {
@@ -70,7 +71,8 @@ impl PyChangeStream {
             registry_timeout: Duration::try_from_secs_f64(registry_timeout).map_err(|_| {
                 Error::Config("registry_timeout must be a non-negative number of seconds".into())
             })?,
-            kafka: kafka.map(kafka_settings).transpose()?.unwrap_or_default(),
+            kafka: kafka.map(settings).transpose()?.unwrap_or_default(),
+            registry: registry.map(settings).transpose()?.unwrap_or_default(),
         };
         let consumer = py.detach(|| ChangeConsumer::start(config))?;
         Ok(PyChangeStream {
@@ -160,8 +162,8 @@ fn topic_list(topics: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
         .map_err(|_| PyTypeError::new_err("topics must be a str or a sequence of str"))
 }
 
-/// librdkafka settings from a mapping, values as librdkafka spells them.
-fn kafka_settings(kafka: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+/// Client settings (librdkafka's, the registry client's) from a mapping, values as strings.
+fn settings(kafka: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
     let mut settings = Vec::new();
     for item in kafka.call_method0("items")?.try_iter()? {
         let (key, value): (String, Bound<'_, PyAny>) = item?.extract()?;
