@@ -1,51 +1,61 @@
 //! Fetching from Kafka: one consumer per stream, polled on its own thread.
 //!
 //! The fetch thread polls an rdkafka `BaseConsumer`, decodes each message into a [`Change`] and
-//! sends them in small batches through a bounded channel, so decoding runs beside the
-//! application and a slow application makes the thread wait rather than memory grow.
-//! [`ChangeConsumer::next`] hands changes out one at a time. Positions follow the application:
-//! with a consumer group, a change's offset is stored only when the application asks for the
-//! next change (it has finished the previous one), and librdkafka commits stored offsets in the
-//! background and on close. A change handed out but not finished is never committed.
+//! sends them in batches through a bounded channel, so decoding runs beside the application and
+//! a slow application makes the thread wait rather than memory grow. [`ChangeConsumer::next`]
+//! hands changes out one at a time.
 //!
-//! A bounded read (`until = End`) reads the high watermarks once at start and ends when the
-//! consumer's position on every partition has reached its mark; positions, not the last offset
-//! seen, so transaction markers and compacted gaps end correctly.
+//! Positions follow the application, never the fetcher: a change is *finished* when the
+//! application asks for the next one (or calls `commit`), and only finished positions are
+//! committed — every `commit_interval`, before a revoked partition is let go, and on close.
+//! A change handed out but not finished is never committed, so a crash re-delivers it.
+//!
+//! Bounded reads (`until`) fix each partition's end when it is assigned — the high watermark,
+//! or the first offset at or after a time — and end when the consumer's *position* has reached
+//! it on every partition, so transaction markers and compacted gaps end correctly.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::message::{Headers, Message as _};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::change::{Change, ChangeDecoder, Message, Position};
 use crate::error::{Error, Result};
+use crate::positions::{PartitionState, Positions};
 use crate::registry::Registry;
 use crate::runtime::runtime;
 
 /// How long one poll of librdkafka may block; also bounds how fast the thread notices a stop.
 const POLL_SLICE: Duration = Duration::from_millis(100);
-/// Most changes sent through the channel at once.
+/// Most items sent through the channel at once.
 const BATCH_SIZE: usize = 512;
 /// Batches the channel holds before the fetch thread waits for the application.
 const QUEUE_BATCHES: usize = 16;
-/// How long metadata and watermark requests may take.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long metadata, watermark and commit requests may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where a stream starts reading when it has no committed position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a stream starts reading a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
+    /// The group's committed position; without one, `auto.offset.reset` (earliest by default).
+    Committed,
     /// The oldest message still in Kafka.
     Earliest,
-    /// Only messages written after the stream starts.
+    /// Only messages written after the partition is assigned.
     Latest,
+    /// The first message at or after this time (milliseconds since the epoch).
+    Time(i64),
+    /// Explicit next offsets; partitions not listed start as `Committed` would.
+    Offsets(HashMap<(String, i32), i64>),
 }
 
 /// When a stream ends.
@@ -53,8 +63,32 @@ pub enum Start {
 pub enum Until {
     /// Never: follow the topics as they grow.
     Forever,
-    /// When every partition has reached the high watermark read at start.
+    /// When every partition has reached the high watermark read when it was assigned.
     End,
+    /// At the first message at or after this time (milliseconds since the epoch) on every
+    /// partition, or its high watermark when there is none yet.
+    Time(i64),
+}
+
+/// Who decides when positions are finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitPolicy {
+    /// Asking for the next change finishes the previous one; finished positions are committed
+    /// every `commit_interval` and on close.
+    Auto,
+    /// Nothing is finished or committed until the application calls `commit`.
+    Manual,
+}
+
+/// What to do with a message that cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDecodeError {
+    /// Stop the stream with the error; nothing from that message on is committed.
+    Raise,
+    /// Skip the message, counting it in `stats()`.
+    Skip,
+    /// Set the message aside, raw, with its error, for the application (`dead_letters()`).
+    DeadLetter,
 }
 
 /// Everything needed to open a stream.
@@ -66,23 +100,63 @@ pub struct StreamConfig {
     pub bootstrap_servers: String,
     /// Schema registry base URL.
     pub schema_registry_url: String,
-    /// Consumer group; `None` reads every partition without a group and commits nothing.
-    pub group_id: Option<String>,
-    /// Where to start without a committed position.
-    pub start: Start,
-    /// When to stop.
-    pub until: Until,
     /// Schema registry client settings (confluent-kafka-python's spelling).
     pub registry: Vec<(String, String)>,
     /// How long a schema lookup may retry.
     pub registry_timeout: Duration,
+    /// Consumer group; `None` reads every partition without a group and commits nothing.
+    pub group_id: Option<String>,
+    /// Where to start.
+    pub start: Start,
+    /// When to stop.
+    pub until: Until,
+    /// Who finishes positions.
+    pub commit: CommitPolicy,
+    /// How often finished positions are committed.
+    pub commit_interval: Duration,
+    /// What to do with undecodable messages.
+    pub on_decode_error: OnDecodeError,
     /// librdkafka settings, applied last so they override ours.
     pub kafka: Vec<(String, String)>,
 }
 
+/// A message that could not be decoded, kept raw for the application.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Where the message sits.
+    pub position: Position,
+    /// The raw key.
+    pub key: Option<Vec<u8>>,
+    /// The raw value.
+    pub value: Option<Vec<u8>>,
+    /// The message headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Why it could not be decoded.
+    pub error: Error,
+}
+
+/// One fetched item, in log order.
+enum Item {
+    Change(Change),
+    DeadLetter(DeadLetter),
+}
+
+impl Item {
+    fn position(&self) -> &Position {
+        match self {
+            Item::Change(change) => &change.position,
+            Item::DeadLetter(dead) => &dead.position,
+        }
+    }
+}
+
 /// What the fetch thread sends.
 enum Fetched {
-    Changes(Vec<Change>),
+    /// Items fetched while the assignment was at `generation`.
+    Items {
+        generation: u64,
+        items: Vec<Item>,
+    },
     Failed(Error),
     End,
 }
@@ -98,16 +172,217 @@ pub enum Next {
     End,
 }
 
+/// The librdkafka context: runs the rebalance callbacks (on the fetch thread).
+struct StreamContext {
+    positions: Arc<Positions>,
+    start: Start,
+    until: Until,
+    uses_group: bool,
+    /// An error raised inside a callback, for the fetch thread to report.
+    failure: Mutex<Option<Error>>,
+}
+
+type Kafka = BaseConsumer<StreamContext>;
+
+impl ClientContext for StreamContext {}
+
+impl ConsumerContext for StreamContext {
+    fn rebalance(&self, consumer: &Kafka, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let outcome = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let prepared = self.prepare_assignment(consumer, tpl);
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                prepared.and(assigned.map_err(Error::from))
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let committed = self.commit_revoked(consumer, tpl);
+                let unassigned = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                committed.and(unassigned.map_err(Error::from))
+            }
+            other => {
+                log::warn!("rebalance error {other:?}; dropping the assignment");
+                let revoked = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect::<Vec<_>>();
+                self.positions
+                    .revoke(revoked.iter().map(|(t, p)| (t.as_str(), *p)));
+                consumer.unassign().map_err(Error::from)
+            }
+        };
+        if let Err(error) = outcome {
+            self.fail(error);
+        }
+    }
+}
+
+impl StreamContext {
+    fn fail(&self, error: Error) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.get_or_insert(error);
+    }
+
+    fn take_failure(&self) -> Option<Error> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Set each assigned partition's start offset and, for bounded reads, its end.
+    fn prepare_assignment(&self, consumer: &Kafka, tpl: &mut TopicPartitionList) -> Result<()> {
+        let partitions = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect::<Vec<_>>();
+        let starts = match &self.start {
+            Start::Time(ms) => Some(offsets_for_time(consumer, &partitions, *ms)?),
+            _ => None,
+        };
+        let ends = match self.until {
+            Until::Forever => None,
+            Until::End => None,
+            Until::Time(ms) => Some(offsets_for_time(consumer, &partitions, ms)?),
+        };
+        let mut states = Vec::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            let key = (topic.clone(), partition);
+            let start = match &self.start {
+                Start::Committed => None,
+                Start::Earliest => Some(Offset::Beginning),
+                Start::Latest => Some(Offset::End),
+                Start::Time(_) => starts.as_ref().and_then(|s| s.get(&key)).copied(),
+                Start::Offsets(offsets) => offsets.get(&key).map(|o| Offset::Offset(*o)),
+            };
+            let start = match start {
+                Some(offset) => Some(offset),
+                // Without a group there is no committed position: fall back explicitly.
+                None if !self.uses_group => Some(Offset::Beginning),
+                None => None,
+            };
+            if let Some(offset) = start {
+                tpl.set_partition_offset(&topic, partition, offset)?;
+            }
+            let mut state = PartitionState::default();
+            if self.until != Until::Forever {
+                let (low, high) = consumer.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)?;
+                let end = match ends.as_ref().and_then(|e| e.get(&key)) {
+                    Some(Offset::Offset(end)) => *end,
+                    _ => high,
+                };
+                state.end = Some(end);
+                state.done = end <= low
+                    || match start {
+                        Some(Offset::Offset(o)) => o >= end,
+                        Some(Offset::End) => true,
+                        _ => false,
+                    };
+            }
+            states.push((topic, partition, state));
+        }
+        self.positions.assign(states);
+        Ok(())
+    }
+
+    /// Commit what was finished on revoked partitions before letting them go.
+    fn commit_revoked(&self, consumer: &Kafka, tpl: &TopicPartitionList) -> Result<()> {
+        let revoked = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect::<Vec<_>>();
+        let uncommitted = self
+            .positions
+            .revoke(revoked.iter().map(|(t, p)| (t.as_str(), *p)));
+        if self.uses_group {
+            commit(consumer, &self.positions, uncommitted)?;
+        }
+        Ok(())
+    }
+}
+
+/// For each partition, the first offset at or after `ms`, or `Offset::End` if none.
+fn offsets_for_time(
+    consumer: &Kafka,
+    partitions: &[(String, i32)],
+    ms: i64,
+) -> Result<HashMap<(String, i32), Offset>> {
+    let mut query = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        query.add_partition_offset(topic, *partition, Offset::Offset(ms))?;
+    }
+    let found = consumer.offsets_for_times(query, REQUEST_TIMEOUT)?;
+    Ok(found
+        .elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(o) if o >= 0 => Offset::Offset(o),
+                _ => Offset::End,
+            };
+            ((e.topic().to_owned(), e.partition()), offset)
+        })
+        .collect())
+}
+
+/// Commit finished positions synchronously and record them.
+fn commit(
+    consumer: &Kafka,
+    positions: &Positions,
+    uncommitted: Vec<(String, i32, i64, u64)>,
+) -> Result<()> {
+    if uncommitted.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, offset, _) in &uncommitted {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => {
+            for (topic, partition, offset, changes) in uncommitted {
+                positions.committed(&topic, partition, offset, changes);
+            }
+            Ok(())
+        }
+        Err(error) => {
+            positions
+                .counters
+                .commit_failures
+                .fetch_add(1, Ordering::Relaxed);
+            Err(error.into())
+        }
+    }
+}
+
 /// A stream of changes from Kafka.
 pub struct ChangeConsumer {
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<Kafka>,
+    positions: Arc<Positions>,
     receiver: mpsc::Receiver<Fetched>,
-    buffered: VecDeque<Change>,
-    /// The change handed out last, finished when the next one is asked for.
-    delivered: Option<Position>,
+    buffered: VecDeque<Item>,
+    buffered_generation: u64,
+    /// The change handed out last (and its fetch generation), finished when the next one is
+    /// asked for.
+    delivered: Option<(Position, u64)>,
+    dead_letters: Vec<DeadLetter>,
     /// Set once the stream failed or ended; returned again on every later call.
     terminal: Option<std::result::Result<(), Error>>,
-    uses_group: bool,
+    config: StreamConfig,
     stop: Arc<AtomicBool>,
     fetch_thread: Option<JoinHandle<()>>,
 }
@@ -118,97 +393,229 @@ impl ChangeConsumer {
         if config.topics.is_empty() {
             return Err(Error::Config("no topics given".into()));
         }
+        if config.group_id.is_none() && config.start == Start::Committed {
+            return Err(Error::Config(
+                "start=\"committed\" needs a group_id (without a group nothing is committed)"
+                    .into(),
+            ));
+        }
         let registry = Registry::new(
             &config.schema_registry_url,
             &config.registry,
             config.registry_timeout,
         )?;
-        let consumer: Arc<BaseConsumer> = Arc::new(client_config(&config).create()?);
-        let uses_group = config.group_id.is_some();
-        let ends = if uses_group {
-            if config.until == Until::End {
-                return Err(Error::Config(
-                    "until=\"end\" is not supported with a group_id yet".into(),
-                ));
-            }
-            consumer.subscribe(&config.topics.iter().map(String::as_str).collect::<Vec<_>>())?;
-            None
-        } else {
-            Some(assign_all(&consumer, &config)?)
+        let positions = Arc::new(Positions::default());
+        let context = StreamContext {
+            positions: positions.clone(),
+            start: config.start.clone(),
+            until: config.until,
+            uses_group: config.group_id.is_some(),
+            failure: Mutex::new(None),
         };
+        let consumer: Arc<Kafka> = Arc::new(client_config(&config).create_with_context(context)?);
+        if config.group_id.is_some() {
+            consumer.subscribe(&config.topics.iter().map(String::as_str).collect::<Vec<_>>())?;
+        } else {
+            let mut assignment = all_partitions(&consumer, &config.topics)?;
+            consumer
+                .context()
+                .prepare_assignment(&consumer, &mut assignment)?;
+            consumer.assign(&assignment)?;
+        }
         let (sender, receiver) = mpsc::channel(QUEUE_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
         let fetch = Fetch {
             consumer: consumer.clone(),
+            positions: positions.clone(),
             decoder: ChangeDecoder::new(registry),
             sender,
             stop: stop.clone(),
-            ends: ends.filter(|_| config.until == Until::End),
+            bounded: config.until != Until::Forever,
+            auto_commit: config.group_id.is_some() && config.commit == CommitPolicy::Auto,
+            commit_interval: config.commit_interval,
+            on_decode_error: config.on_decode_error,
         };
         let fetch_thread = std::thread::Builder::new()
             .name("changestream-fetch".into())
-            .stack_size(8 << 20)
             .spawn(move || fetch.run())
             .map_err(|e| Error::Config(format!("cannot start the fetch thread: {e}")))?;
         Ok(ChangeConsumer {
             consumer,
+            positions,
             receiver,
             buffered: VecDeque::new(),
+            buffered_generation: 0,
             delivered: None,
+            dead_letters: Vec::new(),
             terminal: None,
-            uses_group,
+            config,
             stop,
             fetch_thread: Some(fetch_thread),
         })
     }
 
     /// The next change, waiting at most `wait`. Asking for the next change finishes the one
-    /// handed out before it.
+    /// handed out before it (unless commits are manual).
     pub fn next(&mut self, wait: Duration) -> Result<Next> {
-        self.finish_delivered();
-        if let Some(change) = self.buffered.pop_front() {
-            self.delivered = Some(change.position.clone());
-            return Ok(Next::Change(Box::new(change)));
+        if self.config.commit == CommitPolicy::Auto {
+            self.finish_delivered();
         }
-        match &self.terminal {
-            Some(Ok(())) => return Ok(Next::End),
-            Some(Err(error)) => return Err(error.clone()),
-            None => {}
-        }
-        let received =
-            runtime().block_on(async { tokio::time::timeout(wait, self.receiver.recv()).await });
-        match received {
-            Err(_elapsed) => Ok(Next::Pending),
-            Ok(Some(Fetched::Changes(changes))) => {
-                self.buffered.extend(changes);
-                self.next(Duration::ZERO)
+        let deadline = Instant::now() + wait;
+        loop {
+            while let Some(item) = self.buffered.pop_front() {
+                let position = item.position();
+                if !self.positions.is_current(
+                    &position.topic,
+                    position.partition,
+                    self.buffered_generation,
+                ) {
+                    self.positions
+                        .counters
+                        .dropped_on_revoke
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                match item {
+                    Item::Change(change) => {
+                        self.delivered = Some((change.position.clone(), self.buffered_generation));
+                        self.positions
+                            .counters
+                            .delivered
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Ok(Next::Change(Box::new(change)));
+                    }
+                    Item::DeadLetter(dead) => {
+                        // Set aside for the application: done with, as far as positions go.
+                        let p = &dead.position;
+                        if self.config.commit == CommitPolicy::Auto {
+                            self.positions.finish(
+                                &p.topic,
+                                p.partition,
+                                p.offset,
+                                self.buffered_generation,
+                            );
+                        }
+                        self.dead_letters.push(dead);
+                    }
+                }
             }
-            Ok(Some(Fetched::Failed(error))) => {
-                self.terminal = Some(Err(error.clone()));
-                Err(error)
+            match &self.terminal {
+                Some(Ok(())) => return Ok(Next::End),
+                Some(Err(error)) => return Err(error.clone()),
+                None => {}
             }
-            Ok(Some(Fetched::End)) | Ok(None) => {
-                self.terminal = Some(Ok(()));
-                Ok(Next::End)
+            let left = deadline.saturating_duration_since(Instant::now());
+            let received = runtime()
+                .block_on(async { tokio::time::timeout(left, self.receiver.recv()).await });
+            match received {
+                Err(_elapsed) => return Ok(Next::Pending),
+                Ok(Some(Fetched::Items { generation, items })) => {
+                    self.buffered.extend(items);
+                    self.buffered_generation = generation;
+                }
+                Ok(Some(Fetched::Failed(error))) => self.terminal = Some(Err(error)),
+                Ok(Some(Fetched::End)) | Ok(None) => self.terminal = Some(Ok(())),
             }
         }
     }
 
-    /// Store the position after the change handed out last: the application is done with it.
+    /// The application is done with the change handed out last.
     fn finish_delivered(&mut self) {
-        let Some(position) = self.delivered.take() else {
-            return;
+        if let Some((position, generation)) = self.delivered.take() {
+            self.positions.finish(
+                &position.topic,
+                position.partition,
+                position.offset,
+                generation,
+            );
+        }
+    }
+
+    /// Finish everything up to and including `through` (default: the change handed out last)
+    /// and commit all finished positions now.
+    pub fn commit(&mut self, through: Option<&Position>) -> Result<()> {
+        match through {
+            Some(position) => {
+                let generation = match &self.delivered {
+                    Some((_, generation)) => *generation,
+                    None => self.positions.generation(),
+                };
+                self.positions.finish(
+                    &position.topic,
+                    position.partition,
+                    position.offset,
+                    generation,
+                );
+            }
+            None => self.finish_delivered(),
+        }
+        if self.config.group_id.is_none() {
+            return Ok(());
+        }
+        commit(
+            &self.consumer,
+            &self.positions,
+            self.positions.uncommitted(),
+        )
+    }
+
+    /// Next offsets after what the application finished, by partition: pass them back as
+    /// `Start::Offsets` to resume exactly there.
+    pub fn positions(&self) -> HashMap<(String, i32), i64> {
+        self.positions.finished()
+    }
+
+    /// Messages each owned partition holds beyond what the application finished.
+    pub fn lag(&self) -> Result<HashMap<(String, i32), i64>> {
+        let finished = self.positions.finished();
+        let owned = {
+            let table = self.positions.lock();
+            table
+                .iter()
+                .flat_map(|(t, ps)| ps.keys().map(move |p| (t.clone(), *p)))
+                .collect::<Vec<_>>()
         };
-        if !self.uses_group {
-            return;
+        let positions = self.consumer.position()?;
+        let mut lag = HashMap::new();
+        for (topic, partition) in owned {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)?;
+            let at = finished
+                .get(&(topic.clone(), partition))
+                .copied()
+                .or_else(|| {
+                    match positions
+                        .find_partition(&topic, partition)
+                        .map(|e| e.offset())
+                    {
+                        Some(Offset::Offset(o)) => Some(o),
+                        _ => None,
+                    }
+                });
+            lag.insert((topic, partition), high - at.unwrap_or(low).max(low));
         }
-        // Fails only if the partition was revoked meanwhile; its new owner re-delivers.
-        if let Err(error) =
-            self.consumer
-                .store_offset(&position.topic, position.partition, position.offset)
-        {
-            log::debug!("position of {:?} not stored: {error}", position.location());
-        }
+        Ok(lag)
+    }
+
+    /// The stream's counters.
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        let c = &self.positions.counters;
+        let read = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("delivered", read(&c.delivered)),
+            ("skipped", read(&c.skipped)),
+            ("dead_lettered", read(&c.dead_lettered)),
+            ("committed", read(&c.committed)),
+            ("commit_failures", read(&c.commit_failures)),
+            ("dropped_on_revoke", read(&c.dropped_on_revoke)),
+            ("rebalances", read(&c.rebalances)),
+        ]
+    }
+
+    /// Take the messages set aside under `OnDecodeError::DeadLetter` so far.
+    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead_letters)
     }
 
     /// Stop fetching, commit what the application finished, and leave the group. Idempotent.
@@ -219,12 +626,13 @@ impl ChangeConsumer {
         self.stop.store(true, Ordering::Relaxed);
         self.receiver.close();
         let _ = thread.join();
-        if self.uses_group {
-            match self.consumer.commit_consumer_state(CommitMode::Sync) {
-                // Nothing stored since the last commit.
-                Err(RdKafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-                other => other?,
-            }
+        if self.config.group_id.is_some() {
+            commit(
+                &self.consumer,
+                &self.positions,
+                self.positions.uncommitted(),
+            )?;
+            // Leaving the group runs the revoke callback here, which commits nothing new.
             self.consumer.unsubscribe();
         }
         Ok(())
@@ -245,39 +653,31 @@ fn client_config(config: &StreamConfig) -> ClientConfig {
         .set("bootstrap.servers", &config.bootstrap_servers)
         .set("client.id", "changestream")
         .set("enable.partition.eof", "true")
+        // We commit ourselves, only what the application finished.
+        .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
+        // Where a group has no committed position: from the start, so nothing is skipped.
+        .set("auto.offset.reset", "earliest")
+        // librdkafka's assign() needs a group id even when no group is joined; nothing is
+        // committed under it then.
         .set(
-            "auto.offset.reset",
-            match config.start {
-                Start::Earliest => "earliest",
-                Start::Latest => "latest",
-            },
+            "group.id",
+            config
+                .group_id
+                .as_deref()
+                .unwrap_or("changestream-unmanaged"),
         );
-    match &config.group_id {
-        Some(group) => client
-            .set("group.id", group)
-            .set("enable.auto.commit", "true"),
-        // librdkafka's assign() needs a group id even though none is joined; nothing is
-        // committed under it.
-        None => client
-            .set("group.id", "changestream-unmanaged")
-            .set("enable.auto.commit", "false"),
-    };
     for (key, value) in &config.kafka {
         client.set(key, value);
     }
     client
 }
 
-/// Without a group: assign every partition of every topic; returns each partition's end.
-fn assign_all(
-    consumer: &BaseConsumer,
-    config: &StreamConfig,
-) -> Result<HashMap<(String, i32), i64>> {
+/// Without a group: every partition of every topic.
+fn all_partitions(consumer: &Kafka, topics: &[String]) -> Result<TopicPartitionList> {
     let mut assignment = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for topic in &config.topics {
-        let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
         let partitions = metadata
             .topics()
             .first()
@@ -288,150 +688,206 @@ fn assign_all(
             return Err(Error::Config(format!("topic {topic:?} does not exist")));
         }
         for partition in partitions {
-            let (low, high) = consumer.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?;
-            let start = match config.start {
-                Start::Earliest => Offset::Beginning,
-                Start::Latest => Offset::End,
-            };
-            assignment.add_partition_offset(topic, partition, start)?;
-            // An empty partition, or one read from its end, is at its end already.
-            if high > low && config.start == Start::Earliest {
-                ends.insert((topic.clone(), partition), high);
-            }
+            assignment.add_partition(topic, partition);
         }
     }
-    consumer.assign(&assignment)?;
-    Ok(ends)
+    Ok(assignment)
 }
 
 /// The fetch thread's state.
 struct Fetch {
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<Kafka>,
+    positions: Arc<Positions>,
     decoder: ChangeDecoder,
     sender: mpsc::Sender<Fetched>,
     stop: Arc<AtomicBool>,
-    /// For bounded reads: the partitions not yet at their end, and each one's end.
-    ends: Option<HashMap<(String, i32), i64>>,
+    bounded: bool,
+    auto_commit: bool,
+    commit_interval: Duration,
+    on_decode_error: OnDecodeError,
 }
 
 impl Fetch {
     fn run(mut self) {
         let consumer = self.consumer.clone();
         let mut batch = Vec::new();
+        let mut generation = self.positions.generation();
+        let mut last_commit = Instant::now();
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            if self.at_end() {
-                if self.send(Fetched::Changes(std::mem::take(&mut batch))) {
-                    self.send(Fetched::End);
+            if let Some(error) = consumer.context().take_failure() {
+                self.fail(&mut batch, generation, error);
+                return;
+            }
+            if self.positions.generation() != generation {
+                // A rebalance ran inside the last poll: drop what was fetched for partitions
+                // revoked since, and label the rest with the new generation.
+                batch.retain(|item: &Item| {
+                    let p = item.position();
+                    self.positions.is_current(&p.topic, p.partition, generation)
+                });
+                generation = self.positions.generation();
+            }
+            if self.bounded && self.positions.all_done() {
+                if self.send(&mut batch, generation) {
+                    let _ = self.sender.blocking_send(Fetched::End);
                 }
                 return;
+            }
+            if self.auto_commit && last_commit.elapsed() >= self.commit_interval {
+                last_commit = Instant::now();
+                if let Err(error) = commit(&consumer, &self.positions, self.positions.uncommitted())
+                {
+                    log::warn!("periodic commit failed (retried at the next interval): {error}");
+                }
             }
             let wait = if batch.is_empty() {
                 POLL_SLICE
             } else {
                 Duration::ZERO
             };
-            let failure = match consumer.poll(wait) {
+            match consumer.poll(wait) {
                 None => {
-                    if !batch.is_empty() && !self.send(Fetched::Changes(std::mem::take(&mut batch)))
-                    {
+                    if !self.send(&mut batch, generation) {
                         return;
                     }
                     self.check_positions();
-                    None
                 }
                 Some(Ok(message)) => {
-                    let decoded = self.decoder.decode(&Message {
-                        topic: message.topic(),
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        timestamp_ms: message.timestamp().to_millis(),
-                        key: message.key(),
-                        value: message.payload(),
-                        key_schema_header: header(&message, "__key_schema_id"),
-                        value_schema_header: header(&message, "__value_schema_id"),
-                    });
-                    self.reached(message.topic(), message.partition(), message.offset() + 1);
-                    match decoded {
-                        Ok(Some(change)) => {
-                            batch.push(change);
-                            None
-                        }
-                        Ok(None) => None,
-                        Err(error) => Some(error),
+                    if let Err(error) = self.take(&message, &mut batch) {
+                        self.fail(&mut batch, generation, error);
+                        return;
                     }
                 }
-                Some(Err(RdKafkaError::PartitionEOF(_))) => {
-                    self.check_positions();
-                    None
-                }
+                Some(Err(RdKafkaError::PartitionEOF(_))) => self.check_positions(),
                 Some(Err(error)) => {
                     let error = Error::from(error);
-                    if error.is_retriable() {
-                        log::warn!("{error}");
-                        None
-                    } else {
-                        Some(error)
+                    if !error.is_retriable() {
+                        self.fail(&mut batch, generation, error);
+                        return;
                     }
+                    log::warn!("{error}");
                 }
-            };
-            if let Some(error) = failure {
-                // Deliver what came before the failure, then the failure; stop fetching, since
-                // going on would skip the message that failed.
-                if self.send(Fetched::Changes(std::mem::take(&mut batch))) {
-                    self.send(Fetched::Failed(error));
-                }
-                return;
             }
-            if batch.len() >= BATCH_SIZE && !self.send(Fetched::Changes(std::mem::take(&mut batch)))
-            {
+            if batch.len() >= BATCH_SIZE && !self.send(&mut batch, generation) {
                 return;
             }
         }
     }
 
-    /// Send to the application, waiting while the channel is full. False once it is closed.
-    fn send(&self, item: Fetched) -> bool {
-        if matches!(&item, Fetched::Changes(changes) if changes.is_empty()) {
+    /// Decode one message into the batch, applying the decode-error policy.
+    fn take(&mut self, message: &BorrowedMessage<'_>, batch: &mut Vec<Item>) -> Result<()> {
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        if self.bounded && self.positions.past_end(topic, partition, offset) {
+            // Written after the end was fixed: not part of this read.
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, partition);
+            let _ = self.consumer.pause(&tpl);
+            return Ok(());
+        }
+        let decoded = self.decoder.decode(&Message {
+            topic,
+            partition,
+            offset,
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key(),
+            value: message.payload(),
+            key_schema_header: header(message, "__key_schema_id"),
+            value_schema_header: header(message, "__value_schema_id"),
+        });
+        match decoded {
+            Ok(Some(change)) => batch.push(Item::Change(change)),
+            Ok(None) => {}
+            Err(error) => match self.on_decode_error {
+                OnDecodeError::Raise => return Err(error),
+                OnDecodeError::Skip => {
+                    log::warn!("skipping: {error}");
+                    self.positions
+                        .counters
+                        .skipped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                OnDecodeError::DeadLetter => {
+                    self.positions
+                        .counters
+                        .dead_lettered
+                        .fetch_add(1, Ordering::Relaxed);
+                    batch.push(Item::DeadLetter(dead_letter(message, error)));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Deliver what came before a failure, then the failure; fetching stops, since going on
+    /// would skip the message that failed.
+    fn fail(&self, batch: &mut Vec<Item>, generation: u64, error: Error) {
+        if self.send(batch, generation) {
+            let _ = self.sender.blocking_send(Fetched::Failed(error));
+        }
+    }
+
+    /// Send the batch (if any), waiting while the channel is full. False once it is closed.
+    fn send(&self, batch: &mut Vec<Item>, generation: u64) -> bool {
+        if batch.is_empty() {
             return true;
         }
-        self.sender.blocking_send(item).is_ok()
+        let items = std::mem::take(batch);
+        self.sender
+            .blocking_send(Fetched::Items { generation, items })
+            .is_ok()
     }
 
-    fn at_end(&self) -> bool {
-        self.ends.as_ref().is_some_and(HashMap::is_empty)
-    }
-
-    /// Record that `topic`/`partition` has been read up to `position`.
-    fn reached(&mut self, topic: &str, partition: i32, position: i64) {
-        if let Some(ends) = &mut self.ends {
-            let key = (topic.to_owned(), partition);
-            if ends.get(&key).is_some_and(|&end| position >= end) {
-                ends.remove(&key);
-            }
+    /// Bounded reads: ask librdkafka for the positions of partitions not yet at their end; a
+    /// transaction marker or a compacted gap can put the end past the last message.
+    fn check_positions(&self) {
+        if !self.bounded {
+            return;
         }
-    }
-
-    /// Ask librdkafka for the positions of partitions not yet at their end: a transaction
-    /// marker or a compacted gap can put the end past the last message.
-    fn check_positions(&mut self) {
-        if self.ends.as_ref().is_none_or(HashMap::is_empty) {
+        let remaining = self.positions.remaining();
+        if remaining.is_empty() {
             return;
         }
         let Ok(positions) = self.consumer.position() else {
             return;
         };
-        for element in positions.elements() {
-            if let Offset::Offset(position) = element.offset() {
-                self.reached(element.topic(), element.partition(), position);
+        for (topic, partition, _) in remaining {
+            if let Some(Offset::Offset(position)) = positions
+                .find_partition(&topic, partition)
+                .map(|e| e.offset())
+            {
+                self.positions.reached(&topic, partition, position);
             }
         }
     }
 }
 
-fn header<'a>(message: &'a rdkafka::message::BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
+fn dead_letter(message: &BorrowedMessage<'_>, error: Error) -> DeadLetter {
+    DeadLetter {
+        position: Position {
+            topic: message.topic().into(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+        },
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        error,
+    }
+}
+
+fn header<'a>(message: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
     message
         .headers()?
         .iter()

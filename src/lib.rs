@@ -13,6 +13,7 @@ pub mod change;
 pub mod error;
 pub mod frame;
 pub mod kafka;
+pub mod positions;
 pub mod registry;
 pub mod runtime;
 
@@ -21,4 +22,6 @@ mod python;
 
 pub use change::{Change, ChangeDecoder, Op, Position};
 pub use error::{Error, Location, Result};
-pub use kafka::{ChangeConsumer, Next, Start, StreamConfig, Until};
+pub use kafka::{
+    ChangeConsumer, CommitPolicy, DeadLetter, Next, OnDecodeError, Start, StreamConfig, Until,
+};

@@ -2,16 +2,47 @@
 //!
 //! Only `GET /schemas/ids/{id}` is needed to decode: a schema id in a message names one
 //! immutable schema, so a parsed schema is cached for the life of the process and shared by
-//! every stream that talks to the same registry. Concurrent first lookups of one id make one
-//! request. Transient failures (connection errors, 5xx, 429) are retried with backoff until
-//! the deadline; credentials given in the URL are moved to a basic-auth header and never
-//! appear in errors or logs.
+//! every stream that talks to the same registry, and keeps working while the registry is down.
+//! Concurrent first lookups of one id share one request, and share its failure too, so a
+//! registry outage costs every waiting stream one deadline, not one deadline each.
+//!
+//! # Settings
+//!
+//! [`Registry::new`] takes the keys of confluent-kafka-python's `SchemaRegistryClient`, so a
+//! user can reuse that configuration:
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `basic.auth.user.info` | `user:password` for HTTP basic authentication |
+//! | `basic.auth.credentials.source` | `USER_INFO` (the key above) or `URL` (user information in the URL) |
+//! | `bearer.auth.token` | a static bearer token |
+//! | `bearer.auth.credentials.source` | `STATIC_TOKEN` only |
+//! | `bearer.auth.logical.cluster`, `bearer.auth.identity.pool.id` | Confluent Cloud's `target-sr-cluster` and `Confluent-Identity-Pool-Id` headers |
+//! | `ssl.ca.location` | PEM file of the CAs to trust; it **replaces** the system roots, as it does in confluent-kafka-python and librdkafka |
+//! | `ssl.certificate.location`, `ssl.key.location` | client certificate (PEM, chain allowed) and its unencrypted PKCS#8 key, for mutual TLS; the key may sit in the certificate file |
+//! | `ssl.endpoint.identification.algorithm` | `https` only: hostname verification cannot be turned off |
+//! | `url` | accepted when it equals `schema_registry_url`, so a whole client configuration can be passed |
+//!
+//! TLS verification (chain and hostname) is always on. Error messages name keys, never values:
+//! a value may be a secret typed into the wrong key.
+//!
+//! # Failures
+//!
+//! Connection errors, timeouts, HTTP 5xx and 429 are retried with exponential backoff and jitter
+//! until the deadline (`registry_timeout`); each request is also cut short at the deadline. A 404
+//! is [`Error::SchemaNotFound`]. Everything else (401/403, other 4xx, a certificate the client
+//! does not trust, a TLS handshake the registry refuses) fails at once, not retriable.
+//! Credentials never reach a URL, a log line, `Debug` output or an error message: they are moved
+//! out of the URL, kept in a type whose `Debug` is redacted, and any error text is scrubbed of
+//! them before it leaves this module.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use reqwest::{StatusCode, Url};
+use reqwest::header::{HeaderValue, ACCEPT};
+use reqwest::{Certificate, Identity, StatusCode, Url};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
@@ -19,19 +50,82 @@ use crate::avro::Schema;
 use crate::error::{Error, Result};
 use crate::runtime::runtime;
 
-type Slot = Arc<OnceCell<Arc<Schema>>>;
+/// The longest one HTTP request may take (further bounded by what is left of the deadline).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest time one request is given, even at the very end of the deadline.
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long establishing a connection (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The pause before the first retry; it doubles on each further retry.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The largest answer we read: a schema is kilobytes; this bounds a misbehaving server.
+const MAX_BODY: usize = 8 << 20;
+/// How much of a registry's error message we quote.
+const MAX_QUOTED: usize = 300;
+
+/// One lookup under way, shared by every caller that asks for the id while it runs.
+type Flight = Arc<OnceCell<Result<Arc<Schema>>>>;
+
+/// The cache entry of one schema id of one registry.
+#[derive(Default)]
+struct Slot {
+    schema: OnceLock<Arc<Schema>>,
+    flight: Mutex<Option<Flight>>,
+}
 
 /// Parsed schemas of every registry this process talks to, by (registry URL, schema id).
-fn cache() -> &'static Mutex<HashMap<(String, u32), Slot>> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, u32), Slot>>> = OnceLock::new();
+fn cache() -> &'static Mutex<HashMap<(String, u32), Arc<Slot>>> {
+    static CACHE: OnceLock<Mutex<HashMap<(String, u32), Arc<Slot>>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
+}
+
+/// A lock that survives a panic elsewhere: the data behind these locks is always consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A credential: its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How requests authenticate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Auth {
+    None,
+    Basic {
+        user: String,
+        password: Secret,
+    },
+    Bearer {
+        token: Secret,
+        logical_cluster: Option<String>,
+        identity_pool: Option<String>,
+    },
+}
+
+impl Auth {
+    fn secrets(&self) -> Vec<&str> {
+        match self {
+            Auth::None => vec![],
+            Auth::Basic { password, .. } => vec![&password.0],
+            Auth::Bearer { token, .. } => vec![&token.0],
+        }
+    }
 }
 
 /// A client for one schema registry.
 #[derive(Clone)]
 pub struct Registry {
     base: Url,
-    credentials: Option<(String, String)>,
+    auth: Auth,
     http: reqwest::Client,
     deadline: Duration,
 }
@@ -40,8 +134,9 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("url", &self.base.as_str())
-            .field("auth", &self.credentials.as_ref().map(|_| "<redacted>"))
-            .finish()
+            .field("auth", &self.auth)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,46 +145,142 @@ struct SchemaResponse {
     schema: String,
     #[serde(rename = "schemaType")]
     schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    message: Option<String>,
+}
+
+/// The user's settings, sorted by meaning; every value is still unchecked.
+#[derive(Default)]
+struct Settings {
+    url: Option<String>,
+    user_info: Option<Secret>,
+    basic_source: Option<String>,
+    token: Option<Secret>,
+    bearer_source: Option<String>,
+    logical_cluster: Option<String>,
+    identity_pool: Option<String>,
+    ca: Option<String>,
+    certificate: Option<String>,
+    key: Option<String>,
+    endpoint_identification: Option<String>,
+}
+
+impl Settings {
+    fn read(settings: &[(String, String)]) -> Result<Settings> {
+        let mut read = Settings::default();
+        for (key, value) in settings {
+            let value = value.clone();
+            match key.as_str() {
+                "url" => read.url = Some(value),
+                "basic.auth.user.info" => read.user_info = Some(Secret(value)),
+                "basic.auth.credentials.source" => read.basic_source = Some(value),
+                "bearer.auth.token" => read.token = Some(Secret(value)),
+                "bearer.auth.credentials.source" => read.bearer_source = Some(value),
+                "bearer.auth.logical.cluster" => read.logical_cluster = Some(value),
+                "bearer.auth.identity.pool.id" => read.identity_pool = Some(value),
+                "ssl.ca.location" => read.ca = Some(value),
+                "ssl.certificate.location" => read.certificate = Some(value),
+                "ssl.key.location" => read.key = Some(value),
+                "ssl.endpoint.identification.algorithm" => {
+                    read.endpoint_identification = Some(value)
+                }
+                "ssl.key.password" => {
+                    return Err(config(
+                        "schema registry setting \"ssl.key.password\" is not supported: give an \
+                         unencrypted PKCS#8 key in ssl.key.location",
+                    ))
+                }
+                "timeout" | "max.retries" | "retries.wait.ms" | "retries.max.wait.ms" => {
+                    return Err(config(format!(
+                        "schema registry setting {key:?} is not supported: lookups retry with \
+                         backoff until registry_timeout"
+                    )))
+                }
+                _ => return Err(config(format!("unknown schema registry setting {key:?}"))),
+            }
+        }
+        Ok(read)
+    }
+
+    fn uses_tls(&self) -> bool {
+        self.ca.is_some()
+            || self.certificate.is_some()
+            || self.key.is_some()
+            || self.endpoint_identification.is_some()
+    }
+}
+
+fn config(reason: impl Into<String>) -> Error {
+    Error::Config(reason.into())
+}
+
+/// Whether `value` names the choice `name` (the Java and Python clients ignore case here).
+fn is(value: &str, name: &str) -> bool {
+    value.trim().eq_ignore_ascii_case(name)
 }
 
 impl Registry {
     /// A client for the registry at `url` (the base URL a Confluent client is given), with
-    /// `settings` in confluent-kafka-python's `SchemaRegistryClient` spelling. User information
-    /// in the URL becomes basic authentication. Lookups give up after `deadline`.
+    /// `settings` in confluent-kafka-python's `SchemaRegistryClient` spelling (see the module
+    /// documentation). User information in the URL becomes basic authentication. A lookup,
+    /// retries included, gives up after `deadline`.
     pub fn new(url: &str, settings: &[(String, String)], deadline: Duration) -> Result<Registry> {
-        if let Some((key, _)) = settings.first() {
-            return Err(Error::Config(format!(
-                "unknown schema registry setting {key:?}"
-            )));
-        }
-        let mut base = Url::parse(url)
-            .map_err(|e| Error::Config(format!("schema_registry_url is not a valid URL ({e})")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(Error::Config(
-                "schema_registry_url must start with http:// or https://".into(),
+        let settings = Settings::read(settings)?;
+        if settings.url.as_deref().is_some_and(|u| u != url) {
+            return Err(config(
+                "the registry setting \"url\" differs from schema_registry_url; give the URL once",
             ));
         }
-        let credentials = if base.username().is_empty() {
+        // The URL may hold a password: no error below quotes it.
+        let mut base = Url::parse(url).map_err(|e| {
+            config(format!(
+                "schema_registry_url is not a valid URL ({e}); expected https://host:port/path"
+            ))
+        })?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(config(
+                "schema_registry_url must start with http:// or https://",
+            ));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(config(
+                "schema_registry_url must not have a query or a fragment",
+            ));
+        }
+        let in_url = if base.username().is_empty() && base.password().is_none() {
             None
         } else {
             let user = percent_decode(base.username());
             let password = percent_decode(base.password().unwrap_or(""));
             let _ = base.set_username("");
             let _ = base.set_password(None);
-            Some((user, password))
+            Some((user, Secret(password)))
         };
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        if settings.uses_tls() && base.scheme() != "https" {
+            return Err(config(
+                "ssl.* registry settings are given but schema_registry_url is not https://",
+            ));
+        }
+        let auth = auth(&settings, in_url)?;
+        if auth != Auth::None && base.scheme() == "http" && !is_loopback(&base) {
+            log::warn!(
+                "schema registry credentials are sent over plain HTTP to {}; use https://",
+                base
+            );
+        }
+        let http = client(&settings)?;
         Ok(Registry {
             base,
-            credentials,
+            auth,
             http,
             deadline,
         })
@@ -98,94 +289,547 @@ impl Registry {
     /// The schema with this id, from the cache or the registry. Blocks the calling thread,
     /// which must not be a thread of the tokio runtime.
     pub fn schema(&self, id: u32) -> Result<Arc<Schema>> {
-        let slot = {
-            let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
-            cache
-                .entry((self.base.to_string(), id))
-                .or_default()
-                .clone()
-        };
-        if let Some(schema) = slot.get() {
+        let slot = lock(cache())
+            .entry((self.base.to_string(), id))
+            .or_default()
+            .clone();
+        if let Some(schema) = slot.schema.get() {
             return Ok(schema.clone());
         }
-        runtime()
-            .block_on(slot.get_or_try_init(|| self.fetch(id)))
-            .cloned()
+        let flight = lock(&slot.flight)
+            .get_or_insert_with(Default::default)
+            .clone();
+        let result = runtime()
+            .block_on(flight.get_or_init(|| self.fetch(id)))
+            .clone();
+        if let Ok(schema) = &result {
+            let _ = slot.schema.set(schema.clone());
+        }
+        // Callers that joined this flight have its result; a later call starts a new lookup
+        // (after a failure) or finds the schema (after a success, which is stored above first).
+        let mut current = lock(&slot.flight);
+        if current.as_ref().is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            *current = None;
+        }
+        result
     }
 
+    /// Look the id up, retrying transient failures until the deadline.
     async fn fetch(&self, id: u32) -> Result<Arc<Schema>> {
         let url = self
             .base
             .join(&format!("schemas/ids/{id}"))
-            .expect("a path joins onto a base URL");
+            .expect("a relative path joins onto an http(s) base URL");
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(100);
+        let mut attempts = 0u32;
         loop {
-            let error = match self.request(&url, id).await {
-                Ok(response) => return Self::parse(id, response),
-                Err(error) => error,
+            attempts += 1;
+            let left = self.deadline.saturating_sub(started.elapsed());
+            let timeout = left.clamp(MIN_REQUEST_TIMEOUT, REQUEST_TIMEOUT);
+            let error = match self.request(&url, id, timeout).await {
+                Ok(response) => return parse(id, response),
+                Err(error) => self.redact(error),
             };
-            if !error.is_retriable() || started.elapsed() + backoff > self.deadline {
+            let left = self.deadline.saturating_sub(started.elapsed());
+            if !error.is_retriable() {
                 return Err(error);
             }
+            if left.is_zero() {
+                return Err(gave_up(error, attempts, started.elapsed()));
+            }
+            let pause = jitter(backoff(attempts)).min(left);
             log::warn!(
-                "schema registry lookup of id {id} failed, retrying in {backoff:?}: {error}"
+                "schema registry lookup of id {id} failed (attempt {attempts}), retrying in \
+                 {pause:.1?}: {error}"
             );
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(pause).await;
         }
     }
 
-    async fn request(&self, url: &Url, id: u32) -> Result<SchemaResponse> {
-        let mut request = self.http.get(url.clone()).header(
-            "Accept",
+    /// One HTTP request for the schema with this id.
+    async fn request(&self, url: &Url, id: u32, timeout: Duration) -> Result<SchemaResponse> {
+        let mut request = self.http.get(url.clone()).timeout(timeout).header(
+            ACCEPT,
             "application/vnd.schemaregistry.v1+json, application/json",
         );
-        if let Some((user, password)) = &self.credentials {
-            request = request.basic_auth(user, Some(password));
+        match &self.auth {
+            Auth::None => {}
+            Auth::Basic { user, password } => request = request.basic_auth(user, Some(&password.0)),
+            Auth::Bearer {
+                token,
+                logical_cluster,
+                identity_pool,
+            } => {
+                request = request.bearer_auth(&token.0);
+                if let Some(cluster) = logical_cluster {
+                    request = request.header("target-sr-cluster", cluster);
+                }
+                if let Some(pool) = identity_pool {
+                    request = request.header("Confluent-Identity-Pool-Id", pool);
+                }
+            }
         }
-        let failed = |e: reqwest::Error| Error::Registry {
-            reason: format!("request to {} failed: {}", self.base, e.without_url()),
-            retriable: true,
-            at: None,
-        };
-        let response = request.send().await.map_err(failed)?;
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
         let status = response.status();
+        let body = read_body(&mut response)
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
         if status.is_success() {
-            return response.json().await.map_err(|e| Error::Registry {
-                reason: format!("unexpected answer from {}: {}", self.base, e.without_url()),
+            return serde_json::from_slice(&body).map_err(|e| Error::Registry {
+                reason: format!(
+                    "{} answered schema id {id} with something other than a schema ({e})",
+                    self.base
+                ),
                 retriable: false,
                 at: None,
             });
         }
-        if status == StatusCode::NOT_FOUND {
-            return Err(Error::SchemaNotFound { id, at: None });
-        }
+        let (reason, retriable) = match status {
+            StatusCode::NOT_FOUND => return Err(Error::SchemaNotFound { id, at: None }),
+            // No quote of the answer: an authentication failure is the one place a server
+            // might echo what it was sent.
+            StatusCode::UNAUTHORIZED => (
+                format!(
+                    "authentication failed: {} answered HTTP {status}; check the registry \
+                     credentials (basic.auth.user.info, bearer.auth.token or the URL)",
+                    self.base
+                ),
+                false,
+            ),
+            StatusCode::FORBIDDEN => (
+                format!(
+                    "authorization failed: {} answered HTTP {status}; the credentials may not \
+                     read schema id {id}",
+                    self.base
+                ),
+                false,
+            ),
+            _ => (
+                format!(
+                    "{} answered HTTP {status} for schema id {id}{}",
+                    self.base,
+                    quote_error(&body)
+                ),
+                status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+            ),
+        };
         Err(Error::Registry {
-            reason: format!("{} answered HTTP {status}", self.base),
-            retriable: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+            reason,
+            retriable,
             at: None,
         })
     }
 
-    fn parse(id: u32, response: SchemaResponse) -> Result<Arc<Schema>> {
-        if let Some(kind) = response.schema_type.filter(|k| k != "AVRO") {
-            return Err(Error::decode(format!(
-                "schema id {id} is a {kind} schema; only Avro is supported"
-            )));
+    /// A failure to exchange a request and an answer. Refused connections, resets and timeouts
+    /// may pass; a TLS handshake that fails on certificates will fail the same way again.
+    fn transport_error(&self, error: reqwest::Error, timeout: Duration) -> Error {
+        let timed_out = error.is_timeout();
+        let detail = error_chain(error.without_url());
+        let (reason, retriable) = if timed_out {
+            (
+                format!("{} did not answer within {timeout:.1?} ({detail})", self.base),
+                true,
+            )
+        } else {
+            match tls_failure(&detail) {
+                Some(TlsFailure::Untrusted) => (
+                    format!(
+                        "TLS certificate verification of {} failed ({detail}); set \
+                         ssl.ca.location to the PEM file of the CA that signed the registry's \
+                         certificate, and connect with a host name the certificate names",
+                        self.base
+                    ),
+                    false,
+                ),
+                Some(TlsFailure::Refused) => (
+                    format!(
+                        "{} refused the TLS handshake ({detail}); does it require a client \
+                         certificate (ssl.certificate.location, ssl.key.location) or trust a \
+                         different one?",
+                        self.base
+                    ),
+                    false,
+                ),
+                Some(TlsFailure::NotTls) => (
+                    format!(
+                        "TLS handshake with {} failed ({detail}); is it serving plain HTTP?",
+                        self.base
+                    ),
+                    false,
+                ),
+                None => (format!("request to {} failed: {detail}", self.base), true),
+            }
+        };
+        Error::Registry {
+            reason,
+            retriable,
+            at: None,
         }
-        Schema::parse(&response.schema).map(Arc::new)
+    }
+
+    /// The error with every credential of this client cut out of its text. Nothing we build
+    /// quotes one, but the text of a lower layer or a server's answer might.
+    fn redact(&self, error: Error) -> Error {
+        let secrets = self.auth.secrets();
+        let scrub = |text: String| {
+            secrets
+                .iter()
+                .filter(|s| !s.is_empty())
+                .fold(text, |text, s| text.replace(s, "<redacted>"))
+        };
+        match error {
+            Error::Registry {
+                reason,
+                retriable,
+                at,
+            } => Error::Registry {
+                reason: scrub(reason),
+                retriable,
+                at,
+            },
+            Error::Decode { reason, at } => Error::Decode {
+                reason: scrub(reason),
+                at,
+            },
+            other => other,
+        }
     }
 }
 
+/// The authentication the settings and the URL ask for.
+fn auth(settings: &Settings, in_url: Option<(String, Secret)>) -> Result<Auth> {
+    let basic = match settings.basic_source.as_deref() {
+        None => match (&settings.user_info, in_url) {
+            (Some(_), Some(_)) => {
+                return Err(config(
+                    "credentials are given both in schema_registry_url and in \
+                     basic.auth.user.info; give them once",
+                ))
+            }
+            (Some(info), None) => Some(user_info(info)?),
+            (None, in_url) => in_url,
+        },
+        Some(source) if is(source, "USER_INFO") => {
+            if in_url.is_some() {
+                return Err(config(
+                    "basic.auth.credentials.source is USER_INFO but schema_registry_url holds \
+                     credentials; remove them from the URL",
+                ));
+            }
+            let info = settings.user_info.as_ref().ok_or_else(|| {
+                config("basic.auth.credentials.source is USER_INFO but basic.auth.user.info is not set")
+            })?;
+            Some(user_info(info)?)
+        }
+        Some(source) if is(source, "URL") => {
+            if settings.user_info.is_some() {
+                return Err(config(
+                    "basic.auth.credentials.source is URL but basic.auth.user.info is set too",
+                ));
+            }
+            Some(in_url.ok_or_else(|| {
+                config("basic.auth.credentials.source is URL but schema_registry_url holds no credentials")
+            })?)
+        }
+        Some(_) => {
+            return Err(config(
+                "basic.auth.credentials.source must be USER_INFO or URL (SASL_INHERIT is not supported)",
+            ))
+        }
+    };
+    if let Some(source) = &settings.bearer_source {
+        if !is(source, "STATIC_TOKEN") {
+            return Err(config(
+                "bearer.auth.credentials.source must be STATIC_TOKEN (OAuth token sources are not \
+                 supported)",
+            ));
+        }
+        if settings.token.is_none() {
+            return Err(config(
+                "bearer.auth.credentials.source is STATIC_TOKEN but bearer.auth.token is not set",
+            ));
+        }
+    }
+    let Some(token) = &settings.token else {
+        if settings.logical_cluster.is_some() || settings.identity_pool.is_some() {
+            return Err(config(
+                "bearer.auth.logical.cluster and bearer.auth.identity.pool.id need bearer.auth.token",
+            ));
+        }
+        return Ok(match basic {
+            Some((user, password)) => Auth::Basic { user, password },
+            None => Auth::None,
+        });
+    };
+    if basic.is_some() {
+        return Err(config(
+            "both basic authentication and bearer.auth.token are set; choose one",
+        ));
+    }
+    if token.0.is_empty() || HeaderValue::from_str(&format!("Bearer {}", token.0)).is_err() {
+        return Err(config(
+            "bearer.auth.token is empty or holds characters an HTTP header cannot carry",
+        ));
+    }
+    for (key, value) in [
+        ("bearer.auth.logical.cluster", &settings.logical_cluster),
+        ("bearer.auth.identity.pool.id", &settings.identity_pool),
+    ] {
+        if value
+            .as_deref()
+            .is_some_and(|v| HeaderValue::from_str(v).is_err())
+        {
+            return Err(config(format!(
+                "{key} holds characters an HTTP header cannot carry"
+            )));
+        }
+    }
+    Ok(Auth::Bearer {
+        token: token.clone(),
+        logical_cluster: settings.logical_cluster.clone(),
+        identity_pool: settings.identity_pool.clone(),
+    })
+}
+
+/// `user:password` from basic.auth.user.info.
+fn user_info(info: &Secret) -> Result<(String, Secret)> {
+    match info.0.split_once(':') {
+        Some((user, password)) if !user.is_empty() => {
+            Ok((user.to_owned(), Secret(password.to_owned())))
+        }
+        _ => Err(config(
+            "basic.auth.user.info must have the form user:password",
+        )),
+    }
+}
+
+/// The HTTP client, with the TLS trust and identity the settings ask for.
+fn client(settings: &Settings) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(concat!("changestream/", env!("CARGO_PKG_VERSION")));
+    match settings.endpoint_identification.as_deref() {
+        None => {}
+        Some(algorithm) if is(algorithm, "https") => {}
+        Some(_) => {
+            return Err(config(
+                "ssl.endpoint.identification.algorithm must be https: the schema registry \
+                 client always verifies the host name",
+            ))
+        }
+    }
+    if let Some(path) = &settings.ca {
+        let pem = read_file("ssl.ca.location", path)?;
+        let certificates = Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| config("ssl.ca.location holds no PEM certificate"))?;
+        builder = builder.tls_certs_only(certificates);
+    }
+    match (&settings.certificate, &settings.key) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            return Err(config(
+                "ssl.key.location needs ssl.certificate.location",
+            ))
+        }
+        (Some(certificate), key) => {
+            let certificate = read_file("ssl.certificate.location", certificate)?;
+            let (key_setting, key) = match key {
+                Some(path) => ("ssl.key.location", read_file("ssl.key.location", path)?),
+                None => ("ssl.certificate.location", certificate.clone()),
+            };
+            let key = pkcs8_block(&key).map_err(|why| config(format!("{key_setting} {why}")))?;
+            let identity = Identity::from_pkcs8_pem(&certificate, key).map_err(|e| {
+                config(format!(
+                    "the client certificate (ssl.certificate.location) and its key cannot be \
+                     used: {}",
+                    error_chain(e)
+                ))
+            })?;
+            builder = builder.identity(identity);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| config(format!("cannot set up the HTTP client: {}", error_chain(e))))
+}
+
+fn read_file(key: &str, path: &str) -> Result<Vec<u8>> {
+    // The error names the key, not the path: the rule is that no value is ever quoted.
+    std::fs::read(path).map_err(|e| config(format!("cannot read the file {key} names: {e}")))
+}
+
+/// The PKCS#8 private key block in a PEM file, which native-tls wants at the very start.
+fn pkcs8_block(pem: &[u8]) -> std::result::Result<&[u8], &'static str> {
+    const BEGIN: &[u8] = b"-----BEGIN PRIVATE KEY-----";
+    const END: &[u8] = b"-----END PRIVATE KEY-----";
+    let find = |needle: &[u8], from: usize| {
+        pem.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from)
+    };
+    if let Some(start) = find(BEGIN, 0) {
+        if let Some(end) = find(END, start) {
+            return Ok(&pem[start..end + END.len()]);
+        }
+    }
+    if find(b"-----BEGIN ENCRYPTED PRIVATE KEY-----", 0).is_some() {
+        return Err("holds an encrypted key; decrypt it (openssl pkcs8 -topk8 -nocrypt)");
+    }
+    if find(b" PRIVATE KEY-----", 0).is_some() {
+        return Err("holds a key that is not PKCS#8; convert it (openssl pkcs8 -topk8 -nocrypt)");
+    }
+    Err("holds no PEM private key")
+}
+
+/// Read the whole answer, refusing one larger than any schema.
+async fn read_body(response: &mut reqwest::Response) -> reqwest::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_BODY {
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The registry's own explanation of an error answer, shortened, if it gave one.
+fn quote_error(body: &[u8]) -> String {
+    let Ok(ErrorResponse {
+        message: Some(message),
+    }) = serde_json::from_slice::<ErrorResponse>(body)
+    else {
+        return String::new();
+    };
+    let mut message: String = message.chars().take(MAX_QUOTED).collect();
+    if message.len() < message.len() + 1 && message.chars().count() == MAX_QUOTED {
+        message.push('…');
+    }
+    format!(": {message}")
+}
+
+/// The text of an error and of every error under it, without repeating one another.
+fn error_chain(error: impl std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Why a TLS handshake failed, when it did.
+#[derive(Debug, PartialEq, Eq)]
+enum TlsFailure {
+    /// We do not trust the registry's certificate (chain or host name).
+    Untrusted,
+    /// The registry refused us (our certificate, or none).
+    Refused,
+    /// The other end does not speak TLS.
+    NotTls,
+}
+
+/// Tell TLS failures apart by OpenSSL's reason strings: reqwest does not expose the native-tls
+/// error type, and these strings have been stable across OpenSSL releases for decades.
+fn tls_failure(detail: &str) -> Option<TlsFailure> {
+    let detail = detail.to_ascii_lowercase();
+    if detail.contains("certificate verify failed") {
+        Some(TlsFailure::Untrusted)
+    } else if detail.contains("alert")
+        && ["certificate", "unknown ca", "handshake failure", "access denied"]
+            .iter()
+            .any(|a| detail.contains(a))
+    {
+        Some(TlsFailure::Refused)
+    } else if detail.contains("wrong version number") || detail.contains("packet length too long")
+    {
+        Some(TlsFailure::NotTls)
+    } else {
+        None
+    }
+}
+
+/// The pause before retry number `attempts`: doubling from [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`].
+fn backoff(attempts: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF)
+}
+
+/// Between half and all of `pause`, at random, so streams that failed together do not retry
+/// together.
+fn jitter(pause: Duration) -> Duration {
+    // Each RandomState is seeded afresh: enough randomness for spreading retries.
+    let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
+    pause.mul_f64(0.5 + 0.5 * fraction)
+}
+
+fn gave_up(error: Error, attempts: u32, elapsed: Duration) -> Error {
+    match error {
+        Error::Registry {
+            reason,
+            retriable,
+            at,
+        } => Error::Registry {
+            reason: format!(
+                "gave up after {attempts} attempts in {:.1} s (registry_timeout): {reason}",
+                elapsed.as_secs_f64()
+            ),
+            retriable,
+            at,
+        },
+        other => other,
+    }
+}
+
+fn parse(id: u32, response: SchemaResponse) -> Result<Arc<Schema>> {
+    if let Some(kind) = response
+        .schema_type
+        .filter(|k| !k.eq_ignore_ascii_case("AVRO"))
+    {
+        return Err(Error::decode(format!(
+            "schema id {id} is a {kind} schema; changestream decodes only Avro"
+        )));
+    }
+    if !response.references.is_empty() {
+        return Err(Error::decode(format!(
+            "schema id {id} uses schema references, which changestream does not resolve yet"
+        )));
+    }
+    Schema::parse(&response.schema).map(Arc::new)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Undo the percent-encoding of URL user information.
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(byte);
+        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 {
+            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((high * 16 + low) as u8);
                 i += 3;
                 continue;
             }
@@ -194,56 +838,4 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_leave_the_url() {
-        let registry = Registry::new(
-            "https://api-key:s3cr%40t@registry.example/apis/ccompat/v7",
-            &[],
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        assert_eq!(
-            registry.base.as_str(),
-            "https://registry.example/apis/ccompat/v7/"
-        );
-        assert_eq!(
-            registry.credentials,
-            Some(("api-key".to_owned(), "s3cr@t".to_owned()))
-        );
-        assert!(!format!("{registry:?}").contains("s3cr"));
-    }
-
-    #[test]
-    fn bad_urls_are_config_errors() {
-        assert!(matches!(
-            Registry::new("registry:8081", &[], Duration::from_secs(1)),
-            Err(Error::Config(_))
-        ));
-    }
-
-    #[test]
-    fn unreachable_registry_gives_up_at_the_deadline() {
-        // Port 9 on loopback: nothing listens, so every attempt is refused at once.
-        let registry =
-            Registry::new("http://127.0.0.1:9", &[], Duration::from_millis(300)).unwrap();
-        let started = Instant::now();
-        let error = registry.schema(1).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                Error::Registry {
-                    retriable: true,
-                    ..
-                }
-            ),
-            "{error}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
 }

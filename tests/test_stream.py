@@ -134,7 +134,7 @@ def test_group_resumes_after_the_last_finished_change(
 ) -> None:
     produce_rows(cdc, topic, 10)
     group = f"group-{topic}"
-    options: dict[str, Any] = {"group_id": group, "start": "earliest"}
+    options: dict[str, Any] = {"group_id": group}  # start="committed", then earliest
     with open_stream(topic, **options) as stream:
         handed_out = [next(stream) for _ in range(4)]
     # Changes 0-2 were finished (the application asked for the next one); change 3 was handed

@@ -7,7 +7,7 @@ use pyo3::types::PyString;
 
 use super::convert::{utc_datetime, value_to_py};
 use crate::avro::Value;
-use crate::change::{Change, Op};
+use crate::change::{Change, Op, Position};
 
 /// One change event.
 #[pyclass(name = "Change", module = "changestream", frozen)]
@@ -44,6 +44,18 @@ impl PyChange {
             offset: change.position.offset,
             timestamp_ms: change.position.timestamp_ms,
         })
+    }
+}
+
+impl PyChange {
+    /// Where the change was read.
+    pub(crate) fn position(&self) -> Position {
+        Position {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            timestamp_ms: self.timestamp_ms,
+        }
     }
 }
 

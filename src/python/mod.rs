@@ -16,6 +16,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<stream::PyChangeStream>()?;
     m.add_class::<change::PyChange>()?;
+    m.add_class::<stream::PyDeadLetter>()?;
     errors::register(m)?;
     Ok(())
 }

@@ -3,16 +3,20 @@
 //! Every wait happens with the GIL released and in slices of at most 100 ms, checking for
 //! signals between slices, so Ctrl-C interrupts a blocked `next()` promptly.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyStopIteration, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString};
 
 use super::change::PyChange;
+use super::convert::utc_datetime;
 use crate::error::Error;
-use crate::kafka::{ChangeConsumer, Next, Start, StreamConfig, Until};
+use crate::kafka::{
+    ChangeConsumer, CommitPolicy, DeadLetter, Next, OnDecodeError, Start, StreamConfig, Until,
+};
 
 /// The longest the GIL stays released before we check for Ctrl-C.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
@@ -23,12 +27,17 @@ pub(crate) struct PyChangeStream {
     consumer: Mutex<Option<ChangeConsumer>>,
 }
 
+fn config_error(message: String) -> PyErr {
+    Error::Config(message).into()
+}
+
 #[pymethods]
 impl PyChangeStream {
     #[new]
     #[pyo3(signature = (
-        topics, *, bootstrap_servers, schema_registry_url, group_id = None, start = "earliest",
-        until = None, kafka = None, registry = None, registry_timeout = 30.0
+        topics, *, bootstrap_servers, schema_registry_url, group_id = None, start = None,
+        until = None, commit = "auto", commit_interval = 5.0, on_decode_error = "raise",
+        kafka = None, registry = None, registry_timeout = 30.0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -37,8 +46,11 @@ impl PyChangeStream {
         bootstrap_servers: String,
         schema_registry_url: String,
         group_id: Option<String>,
-        start: &str,
-        until: Option<&str>,
+        start: Option<&Bound<'_, PyAny>>,
+        until: Option<&Bound<'_, PyAny>>,
+        commit: &str,
+        commit_interval: f64,
+        on_decode_error: &str,
         kafka: Option<&Bound<'_, PyAny>>,
         registry: Option<&Bound<'_, PyAny>>,
         registry_timeout: f64,
@@ -47,32 +59,30 @@ impl PyChangeStream {
             topics: topic_list(topics)?,
             bootstrap_servers,
             schema_registry_url,
-            group_id,
-            start: match start {
-                "earliest" => Start::Earliest,
-                "latest" => Start::Latest,
-                other => {
-                    return Err(Error::Config(format!(
-                        "start must be \"earliest\" or \"latest\", not {other:?}"
-                    ))
-                    .into())
-                }
-            },
-            until: match until {
-                None => Until::Forever,
-                Some("end") => Until::End,
-                Some(other) => {
-                    return Err(Error::Config(format!(
-                        "until must be None or \"end\", not {other:?}"
-                    ))
-                    .into())
-                }
-            },
-            registry_timeout: Duration::try_from_secs_f64(registry_timeout).map_err(|_| {
-                Error::Config("registry_timeout must be a non-negative number of seconds".into())
-            })?,
-            kafka: kafka.map(settings).transpose()?.unwrap_or_default(),
             registry: registry.map(settings).transpose()?.unwrap_or_default(),
+            registry_timeout: seconds("registry_timeout", registry_timeout)?,
+            start: parse_start(start, group_id.is_some())?,
+            group_id,
+            until: parse_until(until)?,
+            commit: match commit {
+                "auto" => CommitPolicy::Auto,
+                "manual" => CommitPolicy::Manual,
+                other => {
+                    return Err(config_error(format!(
+                        "commit must be \"auto\" or \"manual\", not {other:?}"
+                    )))
+                }
+            },
+            commit_interval: seconds("commit_interval", commit_interval)?,
+            on_decode_error: match on_decode_error {
+                "raise" => OnDecodeError::Raise,
+                "skip" => OnDecodeError::Skip,
+                "dead_letter" => OnDecodeError::DeadLetter,
+                other => return Err(config_error(format!(
+                    "on_decode_error must be \"raise\", \"skip\" or \"dead_letter\", not {other:?}"
+                ))),
+            },
+            kafka: kafka.map(settings).transpose()?.unwrap_or_default(),
         };
         let consumer = py.detach(|| ChangeConsumer::start(config))?;
         Ok(PyChangeStream {
@@ -93,10 +103,50 @@ impl PyChangeStream {
     #[pyo3(signature = (timeout = None))]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyChange>> {
         let timeout = timeout
-            .map(|t| Duration::try_from_secs_f64(t.max(0.0)))
-            .transpose()
-            .map_err(|_| Error::Config("timeout must be a number of seconds".into()))?;
+            .map(|t| seconds("timeout", t.max(0.0)))
+            .transpose()?;
         self.wait(py, Some(timeout.unwrap_or(Duration::MAX)))
+    }
+
+    /// Finish every change up to and including `change` (default: the last one handed out) and
+    /// commit the finished positions to the group now.
+    #[pyo3(signature = (change = None))]
+    fn commit(&self, py: Python<'_>, change: Option<PyRef<'_, PyChange>>) -> PyResult<()> {
+        let through = change.map(|c| c.position());
+        self.with(py, move |consumer| consumer.commit(through.as_ref()))
+    }
+
+    /// `{(topic, partition): next_offset}` after what the application finished; pass it back as
+    /// `start=` to resume exactly there.
+    fn positions(&self, py: Python<'_>) -> PyResult<HashMap<(String, i32), i64>> {
+        self.with(py, |consumer| Ok(consumer.positions()))
+    }
+
+    /// `{(topic, partition): messages}` between what the application finished and the end of
+    /// each owned partition.
+    fn lag(&self, py: Python<'_>) -> PyResult<HashMap<(String, i32), i64>> {
+        self.with(py, |consumer| consumer.lag())
+    }
+
+    /// Counters: delivered, skipped, dead_lettered, committed, commit_failures,
+    /// dropped_on_revoke, rebalances.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.with(py, |consumer| Ok(consumer.stats()))?;
+        let dict = PyDict::new(py);
+        for (name, value) in stats {
+            dict.set_item(name, value)?;
+        }
+        Ok(dict)
+    }
+
+    /// Take the messages set aside under `on_decode_error="dead_letter"` since the last call.
+    fn dead_letters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let dead = self.with(py, |consumer| Ok(consumer.take_dead_letters()))?;
+        let list = PyList::empty(py);
+        for letter in dead {
+            list.append(PyDeadLetter::new(py, letter)?)?;
+        }
+        Ok(list)
     }
 
     /// Stop fetching, commit the finished positions and leave the group. Idempotent.
@@ -123,6 +173,18 @@ impl PyChangeStream {
         self.consumer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Run `f` on the open consumer with the GIL released.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut ChangeConsumer) -> crate::Result<T> + Send,
+    ) -> PyResult<T> {
+        Ok(py.detach(|| match self.lock().as_mut() {
+            Some(consumer) => f(consumer),
+            None => Err(Error::Closed),
+        })?)
+    }
+
     /// Wait up to `timeout` (forever if None) for the next change; None when it ended.
     fn wait(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<PyChange>> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
@@ -133,11 +195,7 @@ impl PyChangeStream {
                     .min(WAIT_SLICE),
                 None => WAIT_SLICE,
             };
-            let next = py.detach(|| match self.lock().as_mut() {
-                Some(consumer) => consumer.next(slice),
-                None => Err(Error::Closed),
-            })?;
-            match next {
+            match self.with(py, |consumer| consumer.next(slice))? {
                 Next::Change(change) => return PyChange::new(py, *change).map(Some),
                 Next::End => return Ok(None),
                 Next::Pending => {
@@ -148,6 +206,118 @@ impl PyChangeStream {
                 }
             }
         }
+    }
+}
+
+/// A message that could not be decoded, kept raw (`on_decode_error="dead_letter"`).
+#[pyclass(name = "DeadLetter", module = "changestream", frozen, get_all)]
+pub(crate) struct PyDeadLetter {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    timestamp: Option<Py<PyAny>>,
+    key: Option<Py<PyBytes>>,
+    value: Option<Py<PyBytes>>,
+    headers: Vec<(String, Option<Py<PyBytes>>)>,
+    error: Py<PyAny>,
+}
+
+impl PyDeadLetter {
+    fn new(py: Python<'_>, letter: DeadLetter) -> PyResult<PyDeadLetter> {
+        let bytes = |b: Option<Vec<u8>>| b.map(|b| PyBytes::new(py, &b).unbind());
+        let position = letter.position;
+        Ok(PyDeadLetter {
+            timestamp: position
+                .timestamp_ms
+                .map(|ms| utc_datetime(py, ms).map(|d| d.into_any().unbind()))
+                .transpose()?,
+            topic: position.topic.to_string(),
+            partition: position.partition,
+            offset: position.offset,
+            key: bytes(letter.key),
+            value: bytes(letter.value),
+            headers: letter
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, bytes(v)))
+                .collect(),
+            error: PyErr::from(letter.error).into_value(py).into_any(),
+        })
+    }
+}
+
+#[pymethods]
+impl PyDeadLetter {
+    fn __repr__(&self) -> String {
+        format!(
+            "DeadLetter(topic={:?}, partition={}, offset={})",
+            self.topic, self.partition, self.offset
+        )
+    }
+}
+
+fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| config_error(format!("{name} must be a non-negative number of seconds")))
+}
+
+/// Milliseconds since the epoch of an aware `datetime`.
+fn epoch_millis(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    let Ok(datetime) = value.cast::<PyDateTime>() else {
+        return Ok(None);
+    };
+    if datetime.getattr("tzinfo")?.is_none() {
+        return Err(config_error(format!(
+            "{name} must be a timezone-aware datetime (a naive one is ambiguous)"
+        )));
+    }
+    let seconds: f64 = datetime.call_method0("timestamp")?.extract()?;
+    Ok(Some((seconds * 1000.0).round() as i64))
+}
+
+fn parse_start(start: Option<&Bound<'_, PyAny>>, uses_group: bool) -> PyResult<Start> {
+    let Some(start) = start else {
+        return Ok(if uses_group {
+            Start::Committed
+        } else {
+            Start::Earliest
+        });
+    };
+    if let Ok(name) = start.cast::<PyString>() {
+        return match name.to_str()? {
+            "committed" => Ok(Start::Committed),
+            "earliest" => Ok(Start::Earliest),
+            "latest" => Ok(Start::Latest),
+            other => Err(config_error(format!(
+                "start must be \"committed\", \"earliest\", \"latest\", a datetime or a mapping \
+                 of (topic, partition) to offset, not {other:?}"
+            ))),
+        };
+    }
+    if let Some(ms) = epoch_millis("start", start)? {
+        return Ok(Start::Time(ms));
+    }
+    let offsets: HashMap<(String, i32), i64> = start.extract().map_err(|_| {
+        config_error(
+            "start must be a str, a datetime or a mapping {(topic, partition): offset}".into(),
+        )
+    })?;
+    Ok(Start::Offsets(offsets))
+}
+
+fn parse_until(until: Option<&Bound<'_, PyAny>>) -> PyResult<Until> {
+    let Some(until) = until else {
+        return Ok(Until::Forever);
+    };
+    if let Some(ms) = epoch_millis("until", until)? {
+        return Ok(Until::Time(ms));
+    }
+    match until.extract::<String>().as_deref() {
+        Ok("end") => Ok(Until::End),
+        _ => Err(config_error(format!(
+            "until must be None, \"end\" or a datetime, not {}",
+            until.repr()?
+        ))),
     }
 }
 
@@ -163,9 +333,9 @@ fn topic_list(topics: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
 }
 
 /// Client settings (librdkafka's, the registry client's) from a mapping, values as strings.
-fn settings(kafka: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+fn settings(mapping: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
     let mut settings = Vec::new();
-    for item in kafka.call_method0("items")?.try_iter()? {
+    for item in mapping.call_method0("items")?.try_iter()? {
         let (key, value): (String, Bound<'_, PyAny>) = item?.extract()?;
         let value = if let Ok(flag) = value.cast::<PyBool>() {
             if flag.is_true() { "true" } else { "false" }.to_owned()

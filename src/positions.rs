@@ -1,0 +1,309 @@
+//! Positions: which partitions a stream owns, what the application has finished, and where a
+//! bounded read ends.
+//!
+//! The fetch thread (where librdkafka runs rebalance callbacks) and the application thread
+//! (which finishes changes) share one [`Positions`]. Every assignment or revocation bumps a
+//! generation counter, and each partition remembers the generation it was assigned in; a change
+//! fetched under an older generation than its partition's assignment was fetched before a
+//! revocation and must not be delivered or committed: the partition's new owner, or this stream
+//! after re-assignment, reads it again from the committed position.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// What one owned partition has reached.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionState {
+    /// The generation in which the partition was (last) assigned to this stream.
+    pub assigned_in: u64,
+    /// Next offset after the last change the application finished.
+    pub finished: Option<i64>,
+    /// Next offset committed to the group.
+    pub committed: Option<i64>,
+    /// Bounded reads: the offset at which this partition ends.
+    pub end: Option<i64>,
+    /// Bounded reads: the partition reached its end.
+    pub done: bool,
+    /// Changes finished on this partition since its last commit.
+    pub finished_since_commit: u64,
+}
+
+/// Counters reported by `stats()`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Changes handed to the application.
+    pub delivered: AtomicU64,
+    /// Messages skipped under `on_decode_error="skip"`.
+    pub skipped: AtomicU64,
+    /// Messages set aside under `on_decode_error="dead_letter"`.
+    pub dead_lettered: AtomicU64,
+    /// Fetched changes dropped because their partition was revoked before delivery.
+    pub dropped_on_revoke: AtomicU64,
+    /// Changes whose positions were committed to the group.
+    pub committed: AtomicU64,
+    /// Commit requests that failed.
+    pub commit_failures: AtomicU64,
+    /// Rebalances (assignments and revocations).
+    pub rebalances: AtomicU64,
+}
+
+/// The positions shared by the fetch thread and the application thread.
+#[derive(Debug, Default)]
+pub struct Positions {
+    generation: AtomicU64,
+    partitions: Mutex<HashMap<String, HashMap<i32, PartitionState>>>,
+    /// Whether the stream has had an assignment (a group member has none until it joins).
+    assigned_once: std::sync::atomic::AtomicBool,
+    /// The stream's counters.
+    pub counters: Counters,
+}
+
+impl Positions {
+    /// The current generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Lock the partition table.
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<String, HashMap<i32, PartitionState>>> {
+        self.partitions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Partitions were assigned; `setup` fills in each one's state (e.g. its end).
+    pub fn assign(&self, partitions: impl IntoIterator<Item = (String, i32, PartitionState)>) {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut table = self.lock();
+        for (topic, partition, mut state) in partitions {
+            state.assigned_in = generation;
+            table.entry(topic).or_default().insert(partition, state);
+        }
+        self.assigned_once.store(true, Ordering::Release);
+        self.counters.rebalances.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Partitions were revoked: forget them and return what was finished but not yet committed,
+    /// with the number of changes behind it, to commit before letting go.
+    pub fn revoke<'a>(
+        &self,
+        partitions: impl IntoIterator<Item = (&'a str, i32)>,
+    ) -> Vec<(String, i32, i64, u64)> {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut table = self.lock();
+        let mut uncommitted = Vec::new();
+        for (topic, partition) in partitions {
+            let Some(state) = table.get_mut(topic).and_then(|t| t.remove(&partition)) else {
+                continue;
+            };
+            if let Some(finished) = state.finished.filter(|f| Some(*f) != state.committed) {
+                uncommitted.push((
+                    topic.to_owned(),
+                    partition,
+                    finished,
+                    state.finished_since_commit,
+                ));
+            }
+        }
+        self.counters.rebalances.fetch_add(1, Ordering::Relaxed);
+        uncommitted
+    }
+
+    /// Whether a change of `topic`/`partition` fetched in `generation` may still be delivered.
+    pub fn is_current(&self, topic: &str, partition: i32, generation: u64) -> bool {
+        if self.generation() == generation {
+            return true;
+        }
+        self.lock()
+            .get(topic)
+            .and_then(|t| t.get(&partition))
+            .is_some_and(|state| state.assigned_in <= generation)
+    }
+
+    /// The application finished the change at `offset`, fetched in `generation`.
+    pub fn finish(&self, topic: &str, partition: i32, offset: i64, generation: u64) {
+        let mut table = self.lock();
+        let Some(state) = table.get_mut(topic).and_then(|t| t.get_mut(&partition)) else {
+            return;
+        };
+        if state.assigned_in > generation {
+            return;
+        }
+        if state.finished.is_none_or(|f| f <= offset) {
+            state.finished = Some(offset + 1);
+            state.finished_since_commit += 1;
+        }
+    }
+
+    /// Finished positions not yet committed: (topic, partition, next offset, changes).
+    pub fn uncommitted(&self) -> Vec<(String, i32, i64, u64)> {
+        let table = self.lock();
+        let mut out = Vec::new();
+        for (topic, partitions) in table.iter() {
+            for (partition, state) in partitions {
+                if let Some(finished) = state.finished.filter(|f| Some(*f) != state.committed) {
+                    out.push((
+                        topic.clone(),
+                        *partition,
+                        finished,
+                        state.finished_since_commit,
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Record a successful commit of `offset` (next offset) on a partition.
+    pub fn committed(&self, topic: &str, partition: i32, offset: i64, changes: u64) {
+        self.counters
+            .committed
+            .fetch_add(changes, Ordering::Relaxed);
+        let mut table = self.lock();
+        if let Some(state) = table.get_mut(topic).and_then(|t| t.get_mut(&partition)) {
+            if state.committed.is_none_or(|c| c < offset) {
+                state.committed = Some(offset);
+                state.finished_since_commit = state.finished_since_commit.saturating_sub(changes);
+            }
+        }
+    }
+
+    /// Next offsets after what the application finished, by partition.
+    pub fn finished(&self) -> HashMap<(String, i32), i64> {
+        let table = self.lock();
+        table
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                partitions.iter().filter_map(move |(partition, state)| {
+                    state.finished.map(|f| ((topic.clone(), *partition), f))
+                })
+            })
+            .collect()
+    }
+
+    /// Bounded reads: whether a message at `offset` lies past its partition's end; marks the
+    /// partition done when `reached` (the next position) is at or past the end.
+    pub fn past_end(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        let mut table = self.lock();
+        let Some(state) = table.get_mut(topic).and_then(|t| t.get_mut(&partition)) else {
+            return false;
+        };
+        let Some(end) = state.end else {
+            return false;
+        };
+        if offset >= end {
+            state.done = true;
+            return true;
+        }
+        if offset + 1 >= end {
+            state.done = true;
+        }
+        false
+    }
+
+    /// Bounded reads: the consumer's position on a partition is `position`.
+    pub fn reached(&self, topic: &str, partition: i32, position: i64) -> bool {
+        let mut table = self.lock();
+        let Some(state) = table.get_mut(topic).and_then(|t| t.get_mut(&partition)) else {
+            return false;
+        };
+        if state.end.is_some_and(|end| position >= end) && !state.done {
+            state.done = true;
+            return true;
+        }
+        false
+    }
+
+    /// Bounded reads: every owned partition reached its end (and the stream owns, or has
+    /// owned, partitions at all).
+    pub fn all_done(&self) -> bool {
+        self.assigned_once.load(Ordering::Acquire)
+            && self
+                .lock()
+                .values()
+                .flat_map(HashMap::values)
+                .all(|state| state.done || state.end.is_none())
+    }
+
+    /// Bounded reads: partitions not yet at their end, with their ends.
+    pub fn remaining(&self) -> Vec<(String, i32, i64)> {
+        self.lock()
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                partitions
+                    .iter()
+                    .filter_map(move |(partition, state)| match state.end {
+                        Some(end) if !state.done => Some((topic.clone(), *partition, end)),
+                        _ => None,
+                    })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(end: Option<i64>) -> PartitionState {
+        PartitionState {
+            end,
+            ..PartitionState::default()
+        }
+    }
+
+    #[test]
+    fn changes_fetched_before_a_revocation_are_stale() {
+        let positions = Positions::default();
+        positions.assign([
+            ("t".to_owned(), 0, state(None)),
+            ("t".to_owned(), 1, state(None)),
+        ]);
+        let fetched_in = positions.generation();
+        assert!(positions.is_current("t", 0, fetched_in));
+        positions.revoke([("t", 1)]);
+        assert!(positions.is_current("t", 0, fetched_in));
+        assert!(!positions.is_current("t", 1, fetched_in));
+        // Re-assigned: what was fetched before is still stale (reading restarts from the
+        // committed position).
+        positions.assign([("t".to_owned(), 1, state(None))]);
+        assert!(!positions.is_current("t", 1, fetched_in));
+        assert!(positions.is_current("t", 1, positions.generation()));
+    }
+
+    #[test]
+    fn revocation_hands_back_what_is_finished_but_uncommitted() {
+        let positions = Positions::default();
+        positions.assign([("t".to_owned(), 0, state(None))]);
+        let generation = positions.generation();
+        positions.finish("t", 0, 4, generation);
+        positions.finish("t", 0, 5, generation);
+        assert_eq!(positions.uncommitted(), vec![("t".to_owned(), 0, 6, 2)]);
+        positions.committed("t", 0, 6, 2);
+        assert!(positions.uncommitted().is_empty());
+        positions.finish("t", 0, 6, generation);
+        assert_eq!(
+            positions.revoke([("t", 0)]),
+            vec![("t".to_owned(), 0, 7, 1)]
+        );
+        // Finishing a change of a revoked partition records nothing.
+        positions.finish("t", 0, 7, generation);
+        assert!(positions.finished().is_empty());
+        assert_eq!(positions.counters.committed.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn bounded_reads_end_per_partition() {
+        let positions = Positions::default();
+        assert!(!positions.all_done(), "nothing assigned yet");
+        positions.assign([
+            ("t".to_owned(), 0, state(Some(3))),
+            ("t".to_owned(), 1, state(Some(0))),
+        ]);
+        positions.reached("t", 1, 0);
+        assert!(!positions.past_end("t", 0, 1));
+        assert!(!positions.all_done());
+        assert!(!positions.past_end("t", 0, 2));
+        assert!(positions.all_done());
+        assert!(positions.past_end("t", 0, 3));
+    }
+}
