@@ -598,6 +598,36 @@ impl ChangeConsumer {
         Ok(lag)
     }
 
+    /// Bounded reads: messages left before every partition's end (None when unbounded).
+    pub fn remaining(&self) -> Option<u64> {
+        if self.config.until == Until::Forever {
+            return None;
+        }
+        let finished = self.positions.finished();
+        let positions = self.consumer.position().ok();
+        let position = |topic: &str, partition: i32| -> Option<i64> {
+            let fetched = positions
+                .as_ref()
+                .and_then(|p| p.find_partition(topic, partition))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            let finished = finished.get(&(topic.to_owned(), partition)).copied();
+            finished.max(fetched)
+        };
+        Some(
+            self.positions
+                .remaining()
+                .into_iter()
+                .map(|(topic, partition, end)| {
+                    let at = position(&topic, partition).unwrap_or(0);
+                    u64::try_from(end - at).unwrap_or(0)
+                })
+                .sum(),
+        )
+    }
+
     /// The stream's counters.
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
         let c = &self.positions.counters;

@@ -14,6 +14,7 @@ __all__ = [
     "ChangeStream",
     "ChangeStreamError",
     "ConfigError",
+    "DeadLetter",
     "DecodeError",
     "KafkaError",
     "SchemaNotFoundError",
@@ -55,6 +56,28 @@ class Change:
         """The Kafka message timestamp (timezone-aware, UTC), if the message has one."""
 
 @final
+class DeadLetter:
+    """A message that could not be decoded, kept raw (``on_decode_error="dead_letter"``)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> datetime.datetime | None: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> list[tuple[str, bytes | None]]: ...
+    @property
+    def error(self) -> ChangeStreamError:
+        """Why the message could not be decoded."""
+
+@final
 class ChangeStream:
     """Follow one or more change-event topics from Kafka."""
 
@@ -65,18 +88,35 @@ class ChangeStream:
         bootstrap_servers: str,
         schema_registry_url: str,
         group_id: str | None = None,
-        start: Literal["earliest", "latest"] = "earliest",
-        until: Literal["end"] | None = None,
+        start: Literal["committed", "earliest", "latest"]
+        | datetime.datetime
+        | Mapping[tuple[str, int], int]
+        | None = None,
+        until: Literal["end"] | datetime.datetime | None = None,
+        commit: Literal["auto", "manual"] = "auto",
+        commit_interval: float = 5.0,
+        on_decode_error: Literal["raise", "skip", "dead_letter"] = "raise",
         kafka: Mapping[str, str | int | float | bool] | None = None,
         registry: Mapping[str, str] | None = None,
         registry_timeout: float = 30.0,
+        progress: bool = False,
     ) -> ChangeStream: ...
     def __iter__(self) -> ChangeStream: ...
     def __next__(self) -> Change: ...
     def poll(self, timeout: float | None = None) -> Change | None:
         """The next change, or ``None`` when ``timeout`` seconds pass first (or a bounded stream ended)."""
+    def commit(self, change: Change | None = None) -> None:
+        """Finish every change up to and including ``change`` (default: the last one handed out) and commit now."""
+    def positions(self) -> dict[tuple[str, int], int]:
+        """``{(topic, partition): next_offset}`` after what was finished; pass it back as ``start=``."""
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages between what was finished and the end, per owned partition."""
+    def stats(self) -> dict[str, int]:
+        """Counters: delivered, skipped, dead_lettered, committed, commit_failures, dropped_on_revoke, rebalances."""
+    def dead_letters(self) -> list[DeadLetter]:
+        """Take the messages set aside under ``on_decode_error="dead_letter"`` since the last call."""
     def close(self) -> None:
-        """Stop fetching and leave the group. Idempotent."""
+        """Stop fetching, commit the finished positions and leave the group. Idempotent."""
     def __enter__(self) -> ChangeStream: ...
     def __exit__(self, *exc_info: object) -> None: ...
 

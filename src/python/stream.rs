@@ -25,7 +25,12 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 #[pyclass(name = "ChangeStream", module = "changestream", frozen)]
 pub(crate) struct PyChangeStream {
     consumer: Mutex<Option<ChangeConsumer>>,
+    /// `changestream._progress.Progress` when `progress=True`, with when it was last updated.
+    progress: Mutex<Option<(Py<PyAny>, Instant)>>,
 }
+
+/// How often the progress display is refreshed.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 fn config_error(message: String) -> PyErr {
     Error::Config(message).into()
@@ -37,7 +42,7 @@ impl PyChangeStream {
     #[pyo3(signature = (
         topics, *, bootstrap_servers, schema_registry_url, group_id = None, start = None,
         until = None, commit = "auto", commit_interval = 5.0, on_decode_error = "raise",
-        kafka = None, registry = None, registry_timeout = 30.0
+        kafka = None, registry = None, registry_timeout = 30.0, progress = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -54,6 +59,7 @@ impl PyChangeStream {
         kafka: Option<&Bound<'_, PyAny>>,
         registry: Option<&Bound<'_, PyAny>>,
         registry_timeout: f64,
+        progress: bool,
     ) -> PyResult<Self> {
         let config = StreamConfig {
             topics: topic_list(topics)?,
@@ -78,15 +84,28 @@ impl PyChangeStream {
                 "raise" => OnDecodeError::Raise,
                 "skip" => OnDecodeError::Skip,
                 "dead_letter" => OnDecodeError::DeadLetter,
-                other => return Err(config_error(format!(
+                other => {
+                    return Err(config_error(format!(
                     "on_decode_error must be \"raise\", \"skip\" or \"dead_letter\", not {other:?}"
-                ))),
+                )))
+                }
             },
             kafka: kafka.map(settings).transpose()?.unwrap_or_default(),
+        };
+        let progress = match progress && config.until != Until::Forever {
+            true => Some((
+                py.import("changestream._progress")?
+                    .getattr("Progress")?
+                    .call0()?
+                    .unbind(),
+                Instant::now(),
+            )),
+            false => None,
         };
         let consumer = py.detach(|| ChangeConsumer::start(config))?;
         Ok(PyChangeStream {
             consumer: Mutex::new(Some(consumer)),
+            progress: Mutex::new(progress),
         })
     }
 
@@ -196,8 +215,14 @@ impl PyChangeStream {
                 None => WAIT_SLICE,
             };
             match self.with(py, |consumer| consumer.next(slice))? {
-                Next::Change(change) => return PyChange::new(py, *change).map(Some),
-                Next::End => return Ok(None),
+                Next::Change(change) => {
+                    self.show_progress(py, false)?;
+                    return PyChange::new(py, *change).map(Some);
+                }
+                Next::End => {
+                    self.show_progress(py, true)?;
+                    return Ok(None);
+                }
                 Next::Pending => {
                     py.check_signals()?;
                     if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -206,6 +231,35 @@ impl PyChangeStream {
                 }
             }
         }
+    }
+}
+
+impl PyChangeStream {
+    /// Refresh the progress display (at most every `PROGRESS_EVERY`, and once at the end).
+    fn show_progress(&self, py: Python<'_>, ended: bool) -> PyResult<()> {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((display, last)) = progress.as_mut() else {
+            return Ok(());
+        };
+        if !ended && last.elapsed() < PROGRESS_EVERY {
+            return Ok(());
+        }
+        *last = Instant::now();
+        let (delivered, remaining) = self.with(py, |consumer| {
+            let delivered = consumer
+                .stats()
+                .into_iter()
+                .find(|(name, _)| *name == "delivered")
+                .map_or(0, |(_, n)| n);
+            Ok((delivered, consumer.remaining().unwrap_or(0)))
+        })?;
+        let display = display.bind(py);
+        display.call_method1("update", (delivered, if ended { 0 } else { remaining }))?;
+        if ended {
+            display.call_method0("close")?;
+            *progress = None;
+        }
+        Ok(())
     }
 }
 
