@@ -26,13 +26,11 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from changestream import Change, ChangeStream
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient, topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-
-from changestream import Change, ChangeStream
 
 Row = dict[str, Any]
 
@@ -68,11 +66,13 @@ def connection_settings() -> tuple[str, str]:
 
 
 class FakeDebezium:
-    """Writes change events in Debezium's format: one topic per table, Avro via a schema registry."""
+    """Writes change events as Debezium does: a topic per table, Avro with a schema registry."""
 
     def __init__(self, prefix: str, bootstrap_servers: str, registry: SchemaRegistryClient) -> None:
         self.prefix = prefix
-        self.producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True})
+        self.producer = Producer(
+            {"bootstrap.servers": bootstrap_servers, "enable.idempotence": True}
+        )
         self.lsn = 24_000_000
         self.events = 0  # change events written (tombstones not counted)
         conf = {"auto.register.schemas": True, "subject.name.strategy": topic_subject_name_strategy}
@@ -87,8 +87,13 @@ class FakeDebezium:
     def topic(self, table: str) -> str:
         return f"{self.prefix}.public.{table}"  # Debezium's topic naming: <prefix>.<schema>.<table>
 
-    def emit(self, table: str, op: str, before: Row | None, after: Row | None, snapshot: str = "false") -> None:
-        """Publish one change event: op is Debezium's c (insert), u (update), d (delete) or r (snapshot read)."""
+    def emit(
+        self, table: str, op: str, before: Row | None, after: Row | None, snapshot: str = "false"
+    ) -> None:
+        """Publish one change event.
+
+        ``op`` is Debezium's code: c (insert), u (update), d (delete) or r (snapshot read).
+        """
         self.lsn += 56
         now_ms = int(time.time() * 1000)
         row = after if after is not None else before
@@ -115,7 +120,9 @@ class FakeDebezium:
         self.send(table, key, value)
         self.events += 1
         if op == "d":
-            self.send(table, key, None)  # Debezium follows every delete with a tombstone for compaction
+            self.send(
+                table, key, None
+            )  # Debezium follows every delete with a tombstone for compaction
 
     def send(self, table: str, key: Row, value: Row | None) -> None:
         topic = self.topic(table)
@@ -130,11 +137,13 @@ class FakeDebezium:
 def key_schema(prefix: str, table: str) -> str:
     """The key schema Debezium registers: the primary-key columns."""
     fields = [{"name": "id", "type": "int"}]
-    return json.dumps({"type": "record", "name": "Key", "namespace": f"{prefix}.public.{table}", "fields": fields})
+    return json.dumps(
+        {"type": "record", "name": "Key", "namespace": f"{prefix}.public.{table}", "fields": fields}
+    )
 
 
 def envelope_schema(prefix: str, table: str, columns: list[dict[str, Any]]) -> str:
-    """The value schema Debezium registers: an Envelope with before/after rows and source metadata."""
+    """The value schema Debezium registers: an Envelope with before/after rows and source."""
     namespace = f"{prefix}.public.{table}"
     value = {"type": "record", "name": "Value", "fields": columns}
     source = {
@@ -161,7 +170,9 @@ def envelope_schema(prefix: str, table: str, columns: list[dict[str, Any]]) -> s
         {"name": "op", "type": "string"},
         {"name": "ts_ms", "type": ["null", "long"], "default": None},
     ]
-    return json.dumps({"type": "record", "name": "Envelope", "namespace": namespace, "fields": fields})
+    return json.dumps(
+        {"type": "record", "name": "Envelope", "namespace": namespace, "fields": fields}
+    )
 
 
 def publish_shop_history(db: FakeDebezium) -> None:
@@ -173,7 +184,9 @@ def publish_shop_history(db: FakeDebezium) -> None:
         {"id": 3, "name": "Linus", "email": "linus@example.com"},
     ]
     for i, customer in enumerate(customers):
-        db.emit("customers", "r", None, customer, snapshot="last" if i == len(customers) - 1 else "true")
+        db.emit(
+            "customers", "r", None, customer, snapshot="last" if i == len(customers) - 1 else "true"
+        )
 
     orders = {
         1001: {"id": 1001, "customer_id": 1, "status": "pending", "total": 25.0},
@@ -194,7 +207,8 @@ def publish_shop_history(db: FakeDebezium) -> None:
     db.emit("orders", "d", orders[1002], None)
     orders[1001] = update("orders", orders[1001], status="delivered")
     db.emit("customers", "d", customers[2], None)
-    db.producer.flush(30)
+    if db.producer.flush(30):
+        raise SystemExit("some change events were not delivered to Kafka")
 
 
 # --- Part 2: follow the change stream with changestream -----------------------------------------
@@ -205,7 +219,11 @@ def describe(change: Change) -> str:
     line = f"{change.op:<7} {change.table or '?':<10} key={change.key}"
     if change.op == "update" and change.before is not None and change.after is not None:
         before, after = change.before, change.after
-        diff = [f"{col}: {before.get(col)!r} -> {new!r}" for col, new in after.items() if before.get(col) != new]
+        diff = [
+            f"{col}: {before.get(col)!r} -> {new!r}"
+            for col, new in after.items()
+            if before.get(col) != new
+        ]
         return f"{line}  {', '.join(diff)}"
     if change.op == "delete":
         return f"{line}  before={change.before}"
@@ -214,15 +232,13 @@ def describe(change: Change) -> str:
 
 def main() -> int:
     bootstrap_servers, registry_url = connection_settings()
-    db = FakeDebezium(f"shop{uuid4().hex[:6]}", bootstrap_servers, SchemaRegistryClient({"url": registry_url}))
+
+    # A fresh topic prefix per run, so reruns start from empty topics. The broker creates
+    # the topics on first write, as it does for Debezium under Kafka Connect.
+    with SchemaRegistryClient({"url": registry_url}) as registry:
+        db = FakeDebezium(f"shop{uuid4().hex[:6]}", bootstrap_servers, registry)
+        publish_shop_history(db)
     topics = [db.topic(table) for table in TABLES]
-
-    # Create the topics up front (a fresh prefix per run, so reruns start clean).
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    for future in admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in topics]).values():
-        future.result(timeout=30)
-
-    publish_shop_history(db)
     print(f"published {db.events} change events to {', '.join(topics)}\n")
 
     # Follow both topics from the beginning; until="end" stops at the end of what is there now.

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from confluent_kafka import Message, Producer
 from confluent_kafka import KafkaError as ProducerKafkaError
+from confluent_kafka import Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient, topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -82,6 +82,11 @@ class CdcProducer:
             }
         )
         self._serializers: dict[tuple[str, bool], AvroSerializer] = {}
+
+    def close(self) -> None:
+        """Deliver anything still queued and close the registry client's HTTP session."""
+        self._producer.flush(30)
+        self.registry.close()
 
     def serializer(self, schema: Schema, *, is_key: bool) -> AvroSerializer:
         """The AvroSerializer for ``schema`` (one per schema text, cached)."""
@@ -161,13 +166,20 @@ class CdcProducer:
                     return
                 _, timestamp_ms = msg.timestamp()
                 partition, offset = msg.partition(), msg.offset()
-                assert partition is not None and offset is not None
-                results[index] = Delivered(topic, partition, offset, timestamp_ms, key, value, key_bytes, value_bytes)
+                assert partition is not None
+                assert offset is not None
+                results[index] = Delivered(
+                    topic, partition, offset, timestamp_ms, key, value, key_bytes, value_bytes
+                )
 
             return report
 
         for index, (_, _, key_bytes, value_bytes, partition) in enumerate(encoded):
-            kwargs: dict[str, Any] = {"key": key_bytes, "value": value_bytes, "on_delivery": on_delivery(index)}
+            kwargs: dict[str, Any] = {
+                "key": key_bytes,
+                "value": value_bytes,
+                "on_delivery": on_delivery(index),
+            }
             if partition is not None:
                 kwargs["partition"] = partition
             self._producer.produce(topic, **kwargs)
@@ -243,7 +255,8 @@ DEBEZIUM_POSTGRES_SOURCE: Schema = {
                     "type": "string",
                     "connect.version": 1,
                     "connect.parameters": {
-                        "allowed": "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"
+                        "allowed": "true,first,first_in_data_collection,"
+                        "last_in_data_collection,last,false,incremental"
                     },
                     "connect.default": "false",
                     "connect.name": "io.debezium.data.Enum",
@@ -309,7 +322,11 @@ def debezium_envelope_schema(prefix: str, table: str, columns: Sequence[Schema])
             # The second use of Value is a by-name reference, as AvroConverter writes it.
             {"name": "after", "type": ["null", "Value"], "default": None},
             {"name": "source", "type": copy.deepcopy(DEBEZIUM_POSTGRES_SOURCE)},
-            {"name": "transaction", "type": ["null", copy.deepcopy(DEBEZIUM_TRANSACTION_BLOCK)], "default": None},
+            {
+                "name": "transaction",
+                "type": ["null", copy.deepcopy(DEBEZIUM_TRANSACTION_BLOCK)],
+                "default": None,
+            },
             {"name": "op", "type": "string"},
             {"name": "ts_ms", **_OPTIONAL_LONG},
             {"name": "ts_us", **_OPTIONAL_LONG},
@@ -417,7 +434,9 @@ BW_ORDERS_KEY_SCHEMA = bottled_water_key_schema("orders", [("id", "int")])
 BW_ORDERS_SCHEMA = bottled_water_row_schema("orders", BW_ORDER_COLUMNS)
 
 BW_CUSTOMERS_KEY_SCHEMA = bottled_water_key_schema("customers", [("id", "int")])
-BW_CUSTOMERS_SCHEMA = bottled_water_row_schema("customers", [("id", "int"), ("name", "string"), ("email", "string")])
+BW_CUSTOMERS_SCHEMA = bottled_water_row_schema(
+    "customers", [("id", "int"), ("name", "string"), ("email", "string")]
+)
 
 
 def with_field(schema: Schema, field: Schema) -> Schema:
@@ -425,14 +444,3 @@ def with_field(schema: Schema, field: Schema) -> Schema:
     evolved = copy.deepcopy(schema)
     evolved["fields"].append(copy.deepcopy(field))
     return evolved
-
-
-def registered_id(producer: CdcProducer, payload: bytes) -> int:
-    """The schema id in a Confluent-framed payload (for messages in tests)."""
-    assert payload[0] == 0
-    return int.from_bytes(payload[1:5], "big", signed=True)
-
-
-def rows_of(delivered: Sequence[Delivered]) -> list[Mapping[str, Any] | None]:
-    """The values produced, in order."""
-    return [d.value for d in delivered]

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic  # re-exported by confluent_kafka.admin, untyped there
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -42,7 +43,8 @@ STACK_KEYS = ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "stack: needs the real services started by tests/stack/stack.sh (Kafka, schema registry)"
+        "markers",
+        "stack: needs the real services started by tests/stack/stack.sh (Kafka, schema registry)",
     )
 
 
@@ -64,7 +66,7 @@ def parse_env_file(path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack() -> dict[str, str]:
-    """Addresses of the running services: KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, POSTGRES_DSN."""
+    """The services' addresses: KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, POSTGRES_DSN."""
     if not os.environ.get("CHANGESTREAM_STACK_NO_START"):
         if not STACK_SCRIPT.exists():
             pytest.fail(f"{STACK_SCRIPT} does not exist: cannot start the services")
@@ -85,9 +87,11 @@ def admin(stack: dict[str, str]) -> AdminClient:
 
 
 @pytest.fixture(scope="session")
-def cdc(stack: dict[str, str]) -> CdcProducer:
+def cdc(stack: dict[str, str]) -> Iterator[CdcProducer]:
     """Produces Avro change events with confluent-kafka's AvroSerializer (see tests/cdc.py)."""
-    return CdcProducer(stack["KAFKA_BOOTSTRAP_SERVERS"], stack["SCHEMA_REGISTRY_URL"])
+    producer = CdcProducer(stack["KAFKA_BOOTSTRAP_SERVERS"], stack["SCHEMA_REGISTRY_URL"])
+    yield producer
+    producer.close()
 
 
 @pytest.fixture
@@ -98,7 +102,9 @@ def make_topic(request: pytest.FixtureRequest, admin: AdminClient) -> Iterator[C
 
     def make(partitions: int = 1) -> str:
         name = f"test.{test_name}.{uuid4().hex[:8]}"
-        futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+        )
         futures[name].result(timeout=60)
         created.append(name)
         _wait_for_leaders(admin, name, partitions)

@@ -3,7 +3,8 @@
 Good rows (encoded by confluent-kafka's AvroSerializer) come first and are
 delivered; the next ``next()`` raises for the bad message, and the error names
 its topic, partition and offset. Everything goes to partition 1 of a
-2-partition topic, at offset 3, so those numbers are not the defaults.
+2-partition topic, the bad message at offset 3 (so those numbers are not
+defaults), followed by one more good row.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import re
 from collections.abc import Callable
 
 import pytest
-
 from cdc import BW_ORDERS_KEY_SCHEMA, BW_ORDERS_SCHEMA, CdcProducer, Delivered, Row
 from changestream import (
     ChangeStream,
@@ -54,7 +54,11 @@ def bad_topic(make_topic: Callable[..., str]) -> str:
 def produce_good(cdc: CdcProducer, topic: str) -> list[Delivered]:
     """Three good rows at offsets 0, 1, 2 of the partition."""
     sent = cdc.produce(
-        topic, BW_ORDERS_KEY_SCHEMA, BW_ORDERS_SCHEMA, [({"id": r["id"]}, r) for r in ROWS[:3]], partition=PARTITION
+        topic,
+        BW_ORDERS_KEY_SCHEMA,
+        BW_ORDERS_SCHEMA,
+        [({"id": r["id"]}, r) for r in ROWS[:3]],
+        partition=PARTITION,
     )
     assert [d.offset for d in sent] == [0, 1, 2]
     return sent
@@ -63,7 +67,8 @@ def produce_good(cdc: CdcProducer, topic: str) -> list[Delivered]:
 def good_value_bytes(cdc: CdcProducer, topic: str) -> bytes:
     """A correct Confluent-framed payload for the topic's value subject (not produced)."""
     payload = cdc.serialize(topic, BW_ORDERS_SCHEMA, ROWS[3])
-    assert payload[0] == 0 and len(payload) > 40
+    assert payload[0] == 0
+    assert len(payload) > 40
     return payload
 
 
@@ -76,13 +81,26 @@ def mentions_number(text: str, number: int) -> bool:
 
 
 def expect_error_at(
+    cdc: CdcProducer,
     open_stream: OpenStream,
     topic: str,
     good: list[Delivered],
     bad: Delivered,
     error_type: type[ChangeStreamError],
 ) -> ChangeStreamError:
-    """Read the good rows, then check that the next ``next()`` raises ``error_type`` for ``bad``."""
+    """Read the good rows, then check that the next ``next()`` raises ``error_type`` for ``bad``.
+
+    A good row is produced after the bad one, so an implementation that skips
+    the bad message returns that row instead of raising (rather than hanging).
+    """
+    [trailer] = cdc.produce(
+        topic,
+        BW_ORDERS_KEY_SCHEMA,
+        BW_ORDERS_SCHEMA,
+        [({"id": 5}, {**ROWS[0], "id": 5})],
+        partition=PARTITION,
+    )
+    assert trailer.offset == bad.offset + 1
     with open_stream(topic, until="end") as stream:
         for sent in good:
             change = next(stream)
@@ -106,17 +124,21 @@ def expect_error_at(
 def test_bad_magic_byte(cdc: CdcProducer, bad_topic: str, open_stream: OpenStream) -> None:
     good = produce_good(cdc, bad_topic)
     payload = b"\x01" + good_value_bytes(cdc, bad_topic)[1:]
-    [bad] = cdc.produce_raw(bad_topic, [(good_key_bytes(cdc, bad_topic), payload)], partition=PARTITION)
+    [bad] = cdc.produce_raw(
+        bad_topic, [(good_key_bytes(cdc, bad_topic), payload)], partition=PARTITION
+    )
 
-    expect_error_at(open_stream, bad_topic, good, bad, DecodeError)
+    expect_error_at(cdc, open_stream, bad_topic, good, bad, DecodeError)
 
 
 def test_json_payload(cdc: CdcProducer, bad_topic: str, open_stream: OpenStream) -> None:
     good = produce_good(cdc, bad_topic)
     payload = json.dumps({"id": 4, "status": "not avro"}).encode()
-    [bad] = cdc.produce_raw(bad_topic, [(good_key_bytes(cdc, bad_topic), payload)], partition=PARTITION)
+    [bad] = cdc.produce_raw(
+        bad_topic, [(good_key_bytes(cdc, bad_topic), payload)], partition=PARTITION
+    )
 
-    expect_error_at(open_stream, bad_topic, good, bad, DecodeError)
+    expect_error_at(cdc, open_stream, bad_topic, good, bad, DecodeError)
 
 
 @pytest.mark.parametrize(
@@ -132,18 +154,22 @@ def test_truncated_payload(
 ) -> None:
     good = produce_good(cdc, bad_topic)
     payload = cut(good_value_bytes(cdc, bad_topic))
-    [bad] = cdc.produce_raw(bad_topic, [(good_key_bytes(cdc, bad_topic), payload)], partition=PARTITION)
+    [bad] = cdc.produce_raw(
+        bad_topic, [(good_key_bytes(cdc, bad_topic), payload)], partition=PARTITION
+    )
 
-    expect_error_at(open_stream, bad_topic, good, bad, DecodeError)
+    expect_error_at(cdc, open_stream, bad_topic, good, bad, DecodeError)
 
 
 def test_unknown_schema_id(cdc: CdcProducer, bad_topic: str, open_stream: OpenStream) -> None:
     good = produce_good(cdc, bad_topic)
     body = good_value_bytes(cdc, bad_topic)[5:]
     payload = b"\x00" + UNKNOWN_SCHEMA_ID.to_bytes(4, "big") + body
-    [bad] = cdc.produce_raw(bad_topic, [(good_key_bytes(cdc, bad_topic), payload)], partition=PARTITION)
+    [bad] = cdc.produce_raw(
+        bad_topic, [(good_key_bytes(cdc, bad_topic), payload)], partition=PARTITION
+    )
 
-    error = expect_error_at(open_stream, bad_topic, good, bad, SchemaNotFoundError)
+    error = expect_error_at(cdc, open_stream, bad_topic, good, bad, SchemaNotFoundError)
 
     assert isinstance(error, SchemaRegistryError)
     assert str(UNKNOWN_SCHEMA_ID) in str(error)
@@ -151,6 +177,8 @@ def test_unknown_schema_id(cdc: CdcProducer, bad_topic: str, open_stream: OpenSt
 
 def test_bad_magic_byte_in_key(cdc: CdcProducer, bad_topic: str, open_stream: OpenStream) -> None:
     good = produce_good(cdc, bad_topic)
-    [bad] = cdc.produce_raw(bad_topic, [(b"\x07not a key", good_value_bytes(cdc, bad_topic))], partition=PARTITION)
+    [bad] = cdc.produce_raw(
+        bad_topic, [(b"\x07not a key", good_value_bytes(cdc, bad_topic))], partition=PARTITION
+    )
 
-    expect_error_at(open_stream, bad_topic, good, bad, DecodeError)
+    expect_error_at(cdc, open_stream, bad_topic, good, bad, DecodeError)

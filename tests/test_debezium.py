@@ -16,7 +16,6 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-
 from cdc import (
     CdcProducer,
     Delivered,
@@ -121,7 +120,13 @@ ROW_1002: Row = {
     "paid": None,
     "payload": b"\xff\x00\xff",
 }
-ROW_1001_SHIPPED: Row = {**ROW_1001, "status": "shipped", "paid": True, "weight_kg": f32(0.125), "note": None}
+ROW_1001_SHIPPED: Row = {
+    **ROW_1001,
+    "status": "shipped",
+    "paid": True,
+    "weight_kg": f32(0.125),
+    "note": None,
+}
 ROW_1003: Row = {**ROW_1002, "id": 1003, "customer_id": -(2**40), "status": "new"}
 
 
@@ -142,9 +147,17 @@ def key_of(row: Row) -> Row:
 def orders_sequence(pfx: str, now_ms: int) -> list[tuple[Row | None, Row | None]]:
     """A snapshot, inserts, an update, a delete + its tombstone, and one more insert."""
 
-    def src(snapshot: str | None, lsn: int | None, tx_id: int | None, *, xmin: int | None = None) -> Row:
+    def src(
+        snapshot: str | None, lsn: int | None, tx_id: int | None, *, xmin: int | None = None
+    ) -> Row:
         return debezium_source(
-            pfx, table="orders", ts_ms=now_ms - 5000, snapshot=snapshot, lsn=lsn, tx_id=tx_id, xmin=xmin
+            pfx,
+            table="orders",
+            ts_ms=now_ms - 5000,
+            snapshot=snapshot,
+            lsn=lsn,
+            tx_id=tx_id,
+            xmin=xmin,
         )
 
     def event(op: str, before: Row | None, after: Row | None, source: Row, **kw: Any) -> Row:
@@ -157,7 +170,10 @@ def orders_sequence(pfx: str, now_ms: int) -> list[tuple[Row | None, Row | None]
         (key_of(ROW_C), event("r", None, ROW_C, src("last", 36240000, 760))),
         (key_of(ROW_1001), event("c", None, ROW_1001, src("false", 36241000, 770))),
         (key_of(ROW_1002), event("c", None, ROW_1002, src("false", 36241320, 771), transaction=tx)),
-        (key_of(ROW_1001), event("u", ROW_1001, ROW_1001_SHIPPED, src(None, 2**40 + 3, 2**33, xmin=12))),
+        (
+            key_of(ROW_1001),
+            event("u", ROW_1001, ROW_1001_SHIPPED, src(None, 2**40 + 3, 2**33, xmin=12)),
+        ),
         (key_of(ROW_1002), event("d", ROW_1002, None, src("false", 36250000, 772))),
         (key_of(ROW_1002), None),  # the tombstone Debezium writes after each delete
         (key_of(ROW_1003), event("c", None, ROW_1003, src("incremental", None, None))),
@@ -183,7 +199,9 @@ def assert_change_matches(change: Change, sent: Delivered) -> None:
     assert change.timestamp == sent.timestamp, where
 
 
-def test_envelope_sequence_field_by_field(cdc: CdcProducer, topic: str, open_stream: OpenStream) -> None:
+def test_envelope_sequence_field_by_field(
+    cdc: CdcProducer, topic: str, open_stream: OpenStream
+) -> None:
     pfx = prefix()
     started = datetime.now(timezone.utc)
     sent = cdc.produce(
@@ -200,7 +218,16 @@ def test_envelope_sequence_field_by_field(cdc: CdcProducer, topic: str, open_str
 
     # The tombstone is swallowed: one change per non-null value, nothing else.
     assert len(changes) == len(events) == len(sent) - 1
-    assert [c.op for c in changes] == ["read", "read", "read", "insert", "insert", "update", "delete", "insert"]
+    assert [c.op for c in changes] == [
+        "read",
+        "read",
+        "read",
+        "insert",
+        "insert",
+        "update",
+        "delete",
+        "insert",
+    ]
     for change, event in zip(changes, events, strict=True):
         assert_change_matches(change, event)
         assert change.table == "orders"
@@ -215,19 +242,29 @@ def test_envelope_sequence_field_by_field(cdc: CdcProducer, topic: str, open_str
 
     # Spot checks that do not depend on the produced dicts being right.
     update = changes[5]
-    assert update.before is not None and update.after is not None
+    assert update.before is not None
+    assert update.after is not None
     assert (update.before["status"], update.after["status"]) == ("pending", "shipped")
-    assert update.source is not None and update.source["snapshot"] is None
-    assert update.source["txId"] == 2**33 and update.source["lsn"] == 2**40 + 3
+    assert update.source is not None
+    assert update.source["snapshot"] is None
+    assert update.source["txId"] == 2**33
+    assert update.source["lsn"] == 2**40 + 3
     delete = changes[6]
-    assert delete.key == {"id": 1002} and delete.after is None
-    assert delete.before is not None and delete.before["currency"] == "CHF"
-    assert changes[0].source is not None and changes[0].source["snapshot"] == "first"
-    assert changes[2].after is not None and changes[2].after["customer_id"] == -(2**63)
-    assert changes[7].source is not None and changes[7].source["lsn"] is None
+    assert delete.key == {"id": 1002}
+    assert delete.after is None
+    assert delete.before is not None
+    assert delete.before["currency"] == "CHF"
+    assert changes[0].source is not None
+    assert changes[0].source["snapshot"] == "first"
+    assert changes[2].after is not None
+    assert changes[2].after["customer_id"] == -(2**63)
+    assert changes[7].source is not None
+    assert changes[7].source["lsn"] is None
 
 
-def test_types_roundtrip_through_before_and_after(cdc: CdcProducer, topic: str, open_stream: OpenStream) -> None:
+def test_types_roundtrip_through_before_and_after(
+    cdc: CdcProducer, topic: str, open_stream: OpenStream
+) -> None:
     """Every awkward row goes through both ``before`` and ``after`` of an update."""
     pfx = prefix()
     now_ms = int(time.time() * 1000)
@@ -237,7 +274,9 @@ def test_types_roundtrip_through_before_and_after(cdc: CdcProducer, topic: str, 
         (key_of(old), debezium_event("u", before=old, after=new, source=src, ts_ms=now_ms))
         for old, new in zip(rows, [*rows[1:], rows[0]], strict=True)
     ]
-    sent = cdc.produce(topic, debezium_orders_key_schema(pfx), debezium_orders_envelope_schema(pfx), records)
+    sent = cdc.produce(
+        topic, debezium_orders_key_schema(pfx), debezium_orders_envelope_schema(pfx), records
+    )
 
     changes = read_all(open_stream, topic)
 
@@ -251,7 +290,9 @@ def test_types_roundtrip_through_before_and_after(cdc: CdcProducer, topic: str, 
             assert type(change.after[column]) is type(expected), column
 
 
-def test_stream_ends_after_a_trailing_tombstone(cdc: CdcProducer, topic: str, open_stream: OpenStream) -> None:
+def test_stream_ends_after_a_trailing_tombstone(
+    cdc: CdcProducer, topic: str, open_stream: OpenStream
+) -> None:
     """until="end" stops even when the partition's last message is a swallowed tombstone."""
     pfx = prefix()
     now_ms = int(time.time() * 1000)
@@ -261,8 +302,14 @@ def test_stream_ends_after_a_trailing_tombstone(cdc: CdcProducer, topic: str, op
         debezium_orders_key_schema(pfx),
         debezium_orders_envelope_schema(pfx),
         [
-            (key_of(ROW_A), debezium_event("c", before=None, after=ROW_A, source=src, ts_ms=now_ms)),
-            (key_of(ROW_A), debezium_event("d", before=ROW_A, after=None, source=src, ts_ms=now_ms)),
+            (
+                key_of(ROW_A),
+                debezium_event("c", before=None, after=ROW_A, source=src, ts_ms=now_ms),
+            ),
+            (
+                key_of(ROW_A),
+                debezium_event("d", before=ROW_A, after=None, source=src, ts_ms=now_ms),
+            ),
             (key_of(ROW_A), None),
         ],
     )
@@ -274,7 +321,9 @@ def test_stream_ends_after_a_trailing_tombstone(cdc: CdcProducer, topic: str, op
         assert_change_matches(change, event)
 
 
-def test_poll_returns_changes_then_none_at_end(cdc: CdcProducer, topic: str, open_stream: OpenStream) -> None:
+def test_poll_returns_changes_then_none_at_end(
+    cdc: CdcProducer, topic: str, open_stream: OpenStream
+) -> None:
     pfx = prefix()
     now_ms = int(time.time() * 1000)
     src = debezium_source(pfx, table="orders", ts_ms=now_ms, snapshot="true", lsn=7, tx_id=3)
@@ -282,7 +331,10 @@ def test_poll_returns_changes_then_none_at_end(cdc: CdcProducer, topic: str, ope
         topic,
         debezium_orders_key_schema(pfx),
         debezium_orders_envelope_schema(pfx),
-        [(key_of(r), debezium_event("r", before=None, after=r, source=src, ts_ms=now_ms)) for r in (ROW_A, ROW_B)],
+        [
+            (key_of(r), debezium_event("r", before=None, after=r, source=src, ts_ms=now_ms))
+            for r in (ROW_A, ROW_B)
+        ],
     )
 
     with open_stream(topic, until="end") as stream:
@@ -308,15 +360,23 @@ def test_three_partitions_each_event_once_in_partition_order(
         return debezium_source(pfx, table="orders", ts_ms=now_ms, lsn=lsn, tx_id=lsn // 8)
 
     records: list[tuple[Row | None, Row | None]] = []
-    rows = {i: {**ROW_1001, "id": i, "customer_id": -i * 2**33, "quantity": i} for i in range(1, 31)}
+    rows = {
+        i: {**ROW_1001, "id": i, "customer_id": -i * 2**33, "quantity": i} for i in range(1, 31)
+    }
     for i, row in rows.items():
-        records.append(({"id": i}, debezium_event("c", before=None, after=row, source=src(), ts_ms=now_ms)))
+        records.append(
+            ({"id": i}, debezium_event("c", before=None, after=row, source=src(), ts_ms=now_ms))
+        )
     for i in range(1, 31, 2):  # interleaved updates across the partitions
         new = {**rows[i], "status": f"shipped-{i}", "paid": True}
-        records.append(({"id": i}, debezium_event("u", before=rows[i], after=new, source=src(), ts_ms=now_ms)))
+        records.append(
+            ({"id": i}, debezium_event("u", before=rows[i], after=new, source=src(), ts_ms=now_ms))
+        )
         rows[i] = new
     for i in range(3, 31, 5):  # deletes, each followed by its tombstone
-        records.append(({"id": i}, debezium_event("d", before=rows[i], after=None, source=src(), ts_ms=now_ms)))
+        records.append(
+            ({"id": i}, debezium_event("d", before=rows[i], after=None, source=src(), ts_ms=now_ms))
+        )
         records.append(({"id": i}, None))
 
     sent = cdc.produce(
@@ -333,7 +393,9 @@ def test_three_partitions_each_event_once_in_partition_order(
 
     # Every event exactly once, no tombstone.
     assert len(changes) == len(events)
-    assert sorted((c.partition, c.offset) for c in changes) == sorted((d.partition, d.offset) for d in events)
+    assert sorted((c.partition, c.offset) for c in changes) == sorted(
+        (d.partition, d.offset) for d in events
+    )
     # Per partition: the produced order, and each change equal to its event.
     for partition in range(3):
         got = [c for c in changes if c.partition == partition]
