@@ -101,8 +101,33 @@ pub struct Change {
     pub table: Option<Arc<str>>,
     /// Source metadata (Debezium's `source` record), when the format carries it.
     pub source: Option<Value>,
+    /// Debezium's `transaction` block (id, total_order, data_collection_order), when present.
+    pub transaction: Option<Value>,
+    /// Whether the message was a tombstone (a null value).
+    pub tombstone: bool,
     /// Where the change was read.
     pub position: Position,
+}
+
+/// Which envelope to read values as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Detect per value schema: `before`, `after` and `op` fields make a Debezium envelope.
+    #[default]
+    Auto,
+    /// Every value is a Debezium envelope.
+    Debezium,
+    /// Every value is a flat row.
+    Row,
+}
+
+/// How a [`ChangeDecoder`] reads messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecoderOptions {
+    /// Which envelope values are in.
+    pub format: Format,
+    /// Deliver the tombstone Debezium writes after each delete (as a `delete` with no rows).
+    pub emit_tombstones: bool,
 }
 
 /// One Kafka message, as the decoder needs it.
@@ -141,11 +166,16 @@ struct Writer {
     envelope: Envelope,
     /// The table of a flat-row schema, from its record name.
     table: Option<Arc<str>>,
+    /// A flat row carries Debezium's `__deleted` field (the unwrap SMT's rewrite mode).
+    has_deleted_flag: bool,
+    /// A flat row carries Debezium's `__op` field (the unwrap SMT's `add.fields=op`).
+    has_op_field: bool,
 }
 
 /// Decodes Kafka messages into changes; one per stream (it remembers per-topic state).
 pub struct ChangeDecoder {
     registry: Registry,
+    options: DecoderOptions,
     writers: HashMap<u32, Writer>,
     topics: HashMap<String, TopicState>,
 }
@@ -161,9 +191,10 @@ struct TopicState {
 
 impl ChangeDecoder {
     /// A decoder that looks schemas up in `registry`.
-    pub fn new(registry: Registry) -> ChangeDecoder {
+    pub fn new(registry: Registry, options: DecoderOptions) -> ChangeDecoder {
         ChangeDecoder {
             registry,
+            options,
             writers: HashMap::new(),
             topics: HashMap::new(),
         }
@@ -211,7 +242,8 @@ impl ChangeDecoder {
             timestamp_ms: message.timestamp_ms,
         };
         let Some((value, id)) = value else {
-            if topic.envelope == Some(Envelope::Debezium) {
+            let debezium = topic.envelope == Some(Envelope::Debezium);
+            if debezium && !self.options.emit_tombstones {
                 return Ok(None);
             }
             return Ok(Some(Change {
@@ -221,37 +253,31 @@ impl ChangeDecoder {
                 after: None,
                 table: Some(topic.table.clone()),
                 source: None,
+                transaction: None,
+                tombstone: true,
                 position,
             }));
         };
         let writer = &self.writers[&id];
         topic.envelope = Some(writer.envelope);
-        match writer.envelope {
-            Envelope::Row => {
-                if let Some(table) = &writer.table {
-                    topic.table = table.clone();
-                }
-                Ok(Some(Change {
-                    op: Op::Upsert,
-                    key,
-                    before: None,
-                    after: Some(value),
-                    table: Some(topic.table.clone()),
-                    source: None,
-                    position,
-                }))
-            }
+        let change = match writer.envelope {
+            Envelope::Row => row(writer, value, key, position)?,
             Envelope::Debezium => {
                 let Value::Record(mut envelope) = value else {
-                    unreachable!("a Debezium writer schema is a record")
+                    return Err(Error::decode(
+                        "format=\"debezium\" but the value is not a record",
+                    ));
                 };
-                let change = debezium(&mut envelope, key, position)?;
-                if let Some(table) = &change.table {
-                    topic.table = table.clone();
-                }
-                Ok(Some(change))
+                debezium(&mut envelope, key, position)?
             }
+        };
+        if let Some(table) = &change.table {
+            topic.table = table.clone();
         }
+        Ok(Some(Change {
+            table: Some(topic.table.clone()),
+            ..change
+        }))
     }
 
     /// Decode a framed key or value; returns the value and its schema id.
@@ -260,8 +286,8 @@ impl ChangeDecoder {
         let writer = match self.writers.get(&id) {
             Some(writer) => writer,
             None => {
-                let schema = self.registry.schema(id)?;
-                self.writers.entry(id).or_insert(Writer::new(schema))
+                let writer = Writer::new(self.registry.schema(id)?, self.options.format)?;
+                self.writers.entry(id).or_insert(writer)
             }
         };
         Ok((writer.schema.decode(body)?, id))
@@ -269,21 +295,72 @@ impl ChangeDecoder {
 }
 
 impl Writer {
-    fn new(schema: Arc<Schema>) -> Writer {
+    fn new(schema: Arc<Schema>, format: Format) -> Result<Writer> {
         let root = schema.root_record();
         let has = |field: &str| root.is_some_and(|r| r.field_names.iter().any(|n| &**n == field));
-        let envelope = if has("before") && has("after") && has("op") {
-            Envelope::Debezium
-        } else {
-            Envelope::Row
+        let looks_like_envelope = has("before") && has("after") && has("op");
+        let envelope = match format {
+            Format::Auto if looks_like_envelope => Envelope::Debezium,
+            Format::Auto | Format::Row => Envelope::Row,
+            Format::Debezium if looks_like_envelope => Envelope::Debezium,
+            Format::Debezium => {
+                return Err(Error::decode(format!(
+                    "format=\"debezium\" but schema {} has no before/after/op fields",
+                    root.map_or("(not a record)", |r| &*r.name)
+                )))
+            }
         };
         let table = root.map(|r| table_from_record_name(&r.name, r.connect_name.as_deref()).into());
-        Writer {
-            schema,
+        Ok(Writer {
             envelope,
             table,
+            has_deleted_flag: has("__deleted"),
+            has_op_field: has("__op"),
+            schema,
+        })
+    }
+}
+
+/// A flat row: an upsert, unless Debezium's unwrap SMT added `__deleted` or `__op` to it.
+fn row(writer: &Writer, value: Value, key: Option<Value>, position: Position) -> Result<Change> {
+    let mut op = Op::Upsert;
+    let mut table = writer.table.clone();
+    if let Value::Record(record) = &value {
+        if writer.has_op_field {
+            if let Some(code) = record.get("__op").and_then(Value::as_str) {
+                op = Op::from_debezium(code)
+                    .ok_or_else(|| Error::decode(format!("unknown Debezium __op {code:?}")))?;
+            }
+        }
+        if let Some(Value::String(name)) = record.get("__table") {
+            table = Some(name.as_str().into());
+        }
+        if writer.has_deleted_flag {
+            let deleted = match record.get("__deleted") {
+                Some(Value::String(flag)) => flag == "true",
+                Some(Value::Boolean(flag)) => *flag,
+                _ => false,
+            };
+            if deleted {
+                op = Op::Delete;
+            }
         }
     }
+    let (before, after) = match op {
+        Op::Delete => (Some(value), None),
+        _ => (None, Some(value)),
+    };
+    Ok(Change {
+        op,
+        key,
+        before,
+        after,
+        table,
+        source: None,
+        transaction: None,
+        tombstone: false,
+        position,
+    })
 }
 
 fn prefix(error: Error, part: &str) -> Error {
@@ -302,10 +379,19 @@ fn debezium(envelope: &mut Record, key: Option<Value>, position: Position) -> Re
         .ok_or_else(|| Error::decode(format!("unknown Debezium op {code:?}")))?;
     let non_null = |v: Option<Value>| v.filter(|v| *v != Value::Null);
     let before = non_null(envelope.take("before"));
-    let after = non_null(envelope.take("after"));
+    // A logical decoding message carries its prefix and content in `message`.
+    let after = match op {
+        Op::Message => non_null(envelope.take("message")),
+        _ => non_null(envelope.take("after")),
+    };
     let source = non_null(envelope.take("source"));
+    let transaction = non_null(envelope.take("transaction"));
     let table = match &source {
-        Some(Value::Record(source)) => source.get("table").and_then(Value::as_str).map(Arc::from),
+        Some(Value::Record(source)) => source
+            .get("table")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(Arc::from),
         _ => None,
     };
     Ok(Change {
@@ -315,6 +401,8 @@ fn debezium(envelope: &mut Record, key: Option<Value>, position: Position) -> Re
         after,
         table,
         source,
+        transaction,
+        tombstone: false,
         position,
     })
 }
@@ -400,13 +488,29 @@ mod tests {
                 {"name":"op","type":"string"}]}"#,
         )
         .unwrap();
-        assert_eq!(Writer::new(Arc::new(debezium)).envelope, Envelope::Debezium);
+        let debezium = Arc::new(debezium);
+        assert_eq!(
+            Writer::new(debezium.clone(), Format::Auto)
+                .unwrap()
+                .envelope,
+            Envelope::Debezium
+        );
+        assert_eq!(
+            Writer::new(debezium, Format::Row).unwrap().envelope,
+            Envelope::Row
+        );
         let row = Schema::parse(
             r#"{"type":"record","name":"orders","fields":[{"name":"op","type":"string"}]}"#,
         )
         .unwrap();
-        let writer = Writer::new(Arc::new(row));
+        let row = Arc::new(row);
+        let writer = Writer::new(row.clone(), Format::Auto).unwrap();
         assert_eq!(writer.envelope, Envelope::Row);
         assert_eq!(writer.table.as_deref(), Some("orders"));
+        let forced = Writer::new(row, Format::Debezium).err().unwrap();
+        assert!(
+            forced.to_string().contains("no before/after/op"),
+            "{forced}"
+        );
     }
 }

@@ -28,7 +28,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use crate::change::{Change, ChangeDecoder, Message, Position};
+use crate::change::{Change, ChangeDecoder, DecoderOptions, Message, Position};
 use crate::error::{Error, Result};
 use crate::positions::{PartitionState, Positions};
 use crate::registry::Registry;
@@ -116,6 +116,8 @@ pub struct StreamConfig {
     pub commit_interval: Duration,
     /// What to do with undecodable messages.
     pub on_decode_error: OnDecodeError,
+    /// How messages are read into changes.
+    pub decoder: DecoderOptions,
     /// librdkafka settings, applied last so they override ours.
     pub kafka: Vec<(String, String)>,
 }
@@ -427,7 +429,7 @@ impl ChangeConsumer {
         let fetch = Fetch {
             consumer: consumer.clone(),
             positions: positions.clone(),
-            decoder: ChangeDecoder::new(registry),
+            decoder: ChangeDecoder::new(registry, config.decoder),
             sender,
             stop: stop.clone(),
             bounded: config.until != Until::Forever,

@@ -17,6 +17,8 @@ pub(crate) struct PyChange {
     before: Py<PyAny>,
     after: Py<PyAny>,
     source: Py<PyAny>,
+    transaction: Py<PyAny>,
+    tombstone: bool,
     table: Option<Arc<str>>,
     topic: Arc<str>,
     partition: i32,
@@ -38,6 +40,8 @@ impl PyChange {
             before: convert(&change.before)?,
             after: convert(&change.after)?,
             source: convert(&change.source)?,
+            transaction: convert(&change.transaction)?,
+            tombstone: change.tombstone,
             table: change.table,
             topic: change.position.topic,
             partition: change.position.partition,
@@ -84,6 +88,16 @@ impl PyChange {
     #[getter]
     fn source(&self, py: Python<'_>) -> Py<PyAny> {
         self.source.clone_ref(py)
+    }
+
+    #[getter]
+    fn transaction(&self, py: Python<'_>) -> Py<PyAny> {
+        self.transaction.clone_ref(py)
+    }
+
+    #[getter]
+    fn tombstone(&self) -> bool {
+        self.tombstone
     }
 
     #[getter]

@@ -13,6 +13,7 @@ use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString};
 
 use super::change::PyChange;
 use super::convert::utc_datetime;
+use crate::change::{DecoderOptions, Format};
 use crate::error::Error;
 use crate::kafka::{
     ChangeConsumer, CommitPolicy, DeadLetter, Next, OnDecodeError, Start, StreamConfig, Until,
@@ -42,7 +43,7 @@ impl PyChangeStream {
     #[pyo3(signature = (
         topics, *, bootstrap_servers, schema_registry_url, group_id = None, start = None,
         until = None, commit = "auto", commit_interval = 5.0, on_decode_error = "raise",
-        kafka = None, registry = None, registry_timeout = 30.0, progress = false
+        format = "auto", emit_tombstones = false, kafka = None, registry = None, registry_timeout = 30.0, progress = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -56,6 +57,8 @@ impl PyChangeStream {
         commit: &str,
         commit_interval: f64,
         on_decode_error: &str,
+        format: &str,
+        emit_tombstones: bool,
         kafka: Option<&Bound<'_, PyAny>>,
         registry: Option<&Bound<'_, PyAny>>,
         registry_timeout: f64,
@@ -89,6 +92,19 @@ impl PyChangeStream {
                     "on_decode_error must be \"raise\", \"skip\" or \"dead_letter\", not {other:?}"
                 )))
                 }
+            },
+            decoder: DecoderOptions {
+                format: match format {
+                    "auto" => Format::Auto,
+                    "debezium" => Format::Debezium,
+                    "row" => Format::Row,
+                    other => {
+                        return Err(config_error(format!(
+                            "format must be \"auto\", \"debezium\" or \"row\", not {other:?}"
+                        )))
+                    }
+                },
+                emit_tombstones,
             },
             kafka: kafka.map(settings).transpose()?.unwrap_or_default(),
         };
