@@ -75,9 +75,12 @@ struct Slot {
     flight: Mutex<Option<Flight>>,
 }
 
-/// Parsed schemas of every registry this process talks to, by (registry URL, schema id).
-fn cache() -> &'static Mutex<HashMap<(String, u32), Arc<Slot>>> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, u32), Arc<Slot>>>> = OnceLock::new();
+/// Cache entries by (registry URL, schema id).
+type Cache = Mutex<HashMap<(String, u32), Arc<Slot>>>;
+
+/// Parsed schemas of every registry this process talks to.
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
@@ -231,7 +234,8 @@ impl Registry {
     /// retries included, gives up after `deadline`.
     pub fn new(url: &str, settings: &[(String, String)], deadline: Duration) -> Result<Registry> {
         let settings = Settings::read(settings)?;
-        if settings.url.as_deref().is_some_and(|u| u != url) {
+        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+        if settings.url.as_deref().is_some_and(|u| !same(u, url)) {
             return Err(config(
                 "the registry setting \"url\" differs from schema_registry_url; give the URL once",
             ));
@@ -430,7 +434,10 @@ impl Registry {
         let detail = error_chain(error.without_url());
         let (reason, retriable) = if timed_out {
             (
-                format!("{} did not answer within {timeout:.1?} ({detail})", self.base),
+                format!(
+                    "{} did not answer within {timeout:.1?} ({detail})",
+                    self.base
+                ),
                 true,
             )
         } else {
@@ -474,29 +481,53 @@ impl Registry {
     /// quotes one, but the text of a lower layer or a server's answer might.
     fn redact(&self, error: Error) -> Error {
         let secrets = self.auth.secrets();
-        let scrub = |text: String| {
-            secrets
-                .iter()
-                .filter(|s| !s.is_empty())
-                .fold(text, |text, s| text.replace(s, "<redacted>"))
-        };
+        let clean = |text: String| secrets.iter().fold(text, |text, s| scrub(text, s));
         match error {
             Error::Registry {
                 reason,
                 retriable,
                 at,
             } => Error::Registry {
-                reason: scrub(reason),
+                reason: clean(reason),
                 retriable,
                 at,
             },
             Error::Decode { reason, at } => Error::Decode {
-                reason: scrub(reason),
+                reason: clean(reason),
                 at,
             },
             other => other,
         }
     }
+}
+
+/// Secrets at least this long are cut out wherever they appear; shorter ones only where they
+/// stand as a word of their own, so that a short password does not mangle the message.
+const SCRUB_ANYWHERE: usize = 8;
+
+/// `text` with the occurrences of `secret` replaced by `<redacted>`.
+fn scrub(text: String, secret: &str) -> String {
+    if secret.is_empty() {
+        return text;
+    }
+    let anywhere = secret.chars().count() >= SCRUB_ANYWHERE;
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(secret) {
+        let after = &rest[at + secret.len()..];
+        let joins_before = word(rest[..at].chars().next_back()) && word(secret.chars().next());
+        let joins_after = word(after.chars().next()) && word(secret.chars().next_back());
+        out.push_str(&rest[..at]);
+        out.push_str(if anywhere || !(joins_before || joins_after) {
+            "<redacted>"
+        } else {
+            secret
+        });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The authentication the settings and the URL ask for.
@@ -631,11 +662,7 @@ fn client(settings: &Settings) -> Result<reqwest::Client> {
     }
     match (&settings.certificate, &settings.key) {
         (None, None) => {}
-        (None, Some(_)) => {
-            return Err(config(
-                "ssl.key.location needs ssl.certificate.location",
-            ))
-        }
+        (None, Some(_)) => return Err(config("ssl.key.location needs ssl.certificate.location")),
         (Some(certificate), key) => {
             let certificate = read_file("ssl.certificate.location", certificate)?;
             let (key_setting, key) = match key {
@@ -707,11 +734,11 @@ fn quote_error(body: &[u8]) -> String {
     else {
         return String::new();
     };
-    let mut message: String = message.chars().take(MAX_QUOTED).collect();
-    if message.len() < message.len() + 1 && message.chars().count() == MAX_QUOTED {
-        message.push('…');
+    let mut quoted: String = message.chars().take(MAX_QUOTED).collect();
+    if quoted.len() < message.len() {
+        quoted.push('…');
     }
-    format!(": {message}")
+    format!(": {quoted}")
 }
 
 /// The text of an error and of every error under it, without repeating one another.
@@ -747,13 +774,17 @@ fn tls_failure(detail: &str) -> Option<TlsFailure> {
     if detail.contains("certificate verify failed") {
         Some(TlsFailure::Untrusted)
     } else if detail.contains("alert")
-        && ["certificate", "unknown ca", "handshake failure", "access denied"]
-            .iter()
-            .any(|a| detail.contains(a))
+        && [
+            "certificate",
+            "unknown ca",
+            "handshake failure",
+            "access denied",
+        ]
+        .iter()
+        .any(|a| detail.contains(a))
     {
         Some(TlsFailure::Refused)
-    } else if detail.contains("wrong version number") || detail.contains("packet length too long")
-    {
+    } else if detail.contains("wrong version number") || detail.contains("packet length too long") {
         Some(TlsFailure::NotTls)
     } else {
         None
@@ -812,10 +843,13 @@ fn parse(id: u32, response: SchemaResponse) -> Result<Arc<Schema>> {
 }
 
 fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+    match url.host_str() {
+        Some(host) if host.eq_ignore_ascii_case("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
         None => false,
     }
 }
@@ -827,7 +861,7 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
             if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
                 out.push((high * 16 + low) as u8);
                 i += 3;
@@ -838,4 +872,664 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Barrier;
+    use std::thread::JoinHandle;
+
+    use super::*;
+
+    const PASSWORD: &str = "s3cr3t-p4ss-XYZ";
+    const TOKEN: &str = "t0k3n-ABC-s3cr3t";
+    const STRING_SCHEMA: &str = r#"{"schema": "\"string\""}"#;
+
+    /// What the test server saw of one request.
+    #[derive(Clone, Debug)]
+    struct Seen {
+        path: String,
+        /// Header names in lower case.
+        headers: Vec<(String, String)>,
+    }
+
+    impl Seen {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    type Respond = dyn Fn(usize, &Seen) -> (u16, String) + Send + Sync;
+
+    /// A one-purpose HTTP/1.1 server on 127.0.0.1: answers each request with `respond(n, seen)`
+    /// (n counts from 0) and records it. Dropping it closes the port.
+    struct Server {
+        url: String,
+        seen: Arc<Mutex<Vec<Seen>>>,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl Server {
+        fn start(respond: impl Fn(usize, &Seen) -> (u16, String) + Send + Sync + 'static) -> Self {
+            // A path of its own per server: the schema cache is keyed by URL, and a port may be
+            // reused by a later test of this process.
+            static SERVERS: AtomicUsize = AtomicUsize::new(0);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let url = format!(
+                "http://{}/server-{}/",
+                listener.local_addr().unwrap(),
+                SERVERS.fetch_add(1, Ordering::Relaxed)
+            );
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let stop = Arc::new(AtomicBool::new(false));
+            let respond: Arc<Respond> = Arc::new(respond);
+            let thread = {
+                let (seen, stop) = (seen.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match listener.accept() {
+                            Ok((stream, _)) => {
+                                let (seen, respond) = (seen.clone(), respond.clone());
+                                std::thread::spawn(move || answer(stream, &seen, &*respond));
+                            }
+                            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                        }
+                    }
+                })
+            };
+            Server {
+                url,
+                seen,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        fn seen(&self) -> Vec<Seen> {
+            lock(&self.seen).clone()
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    fn answer(mut stream: TcpStream, seen: &Mutex<Vec<Seen>>, respond: &Respond) {
+        stream.set_nonblocking(false).unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buffer[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&request).into_owned();
+        let mut lines = text.split("\r\n");
+        let path = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or_default()
+            .to_owned();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let request = Seen { path, headers };
+        let n = {
+            let mut seen = lock(seen);
+            seen.push(request.clone());
+            seen.len() - 1
+        };
+        let (status, body) = respond(n, &request);
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn open(url: &str, pairs: &[(&str, &str)], deadline: Duration) -> Registry {
+        Registry::new(url, &settings(pairs), deadline).unwrap()
+    }
+
+    fn config_error(url: &str, pairs: &[(&str, &str)]) -> String {
+        match Registry::new(url, &settings(pairs), Duration::from_secs(1)) {
+            Err(Error::Config(reason)) => reason,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn concurrent_first_lookups_make_one_request() {
+        let server = Server::start(|_, _| {
+            // Slow enough that every thread asks while the first request is under way.
+            std::thread::sleep(Duration::from_millis(300));
+            (200, STRING_SCHEMA.into())
+        });
+        let registry = open(&server.url, &[], Duration::from_secs(10));
+        let threads = 16;
+        let barrier = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (registry, barrier) = (registry.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    registry.schema(7)
+                })
+            })
+            .collect();
+        let schemas: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
+        assert_eq!(server.seen().len(), 1, "{:?}", server.seen());
+        assert_eq!(server.seen()[0].path, server_path(&server, "schemas/ids/7"));
+        assert!(schemas.iter().all(|s| Arc::ptr_eq(s, &schemas[0])));
+    }
+
+    #[test]
+    fn concurrent_lookups_share_a_failure() {
+        let server = Server::start(|_, _| (401, "{}".into()));
+        let registry = open(&server.url, &[], Duration::from_secs(10));
+        let barrier = Arc::new(Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (registry, barrier) = (registry.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    registry.schema(8)
+                })
+            })
+            .collect();
+        for handle in handles {
+            assert!(handle.join().unwrap().is_err());
+        }
+        // Threads that asked while the one request ran all got its answer; a thread that came
+        // after it may start one more lookup, never one per thread.
+        assert!(server.seen().len() <= 2, "{:?}", server.seen());
+        // A failure is not cached: the next lookup asks again.
+        let before = server.seen().len();
+        assert!(registry.schema(8).is_err());
+        assert_eq!(server.seen().len(), before + 1);
+    }
+
+    fn server_path(server: &Server, rest: &str) -> String {
+        let base = Url::parse(&server.url).unwrap();
+        format!("{}{rest}", base.path())
+    }
+
+    #[test]
+    fn transient_failures_are_retried_until_success() {
+        let server = Server::start(|n, _| match n {
+            0 => (
+                503,
+                r#"{"error_code": 50301, "message": "starting"}"#.into(),
+            ),
+            1 => (429, "{}".into()),
+            _ => (200, STRING_SCHEMA.into()),
+        });
+        let registry = open(&server.url, &[], Duration::from_secs(10));
+        registry.schema(11).unwrap();
+        assert_eq!(server.seen().len(), 3);
+    }
+
+    #[test]
+    fn gives_up_at_the_deadline() {
+        let server = Server::start(|_, _| (503, r#"{"message": "overloaded"}"#.into()));
+        let deadline = Duration::from_millis(800);
+        let registry = open(&server.url, &[], deadline);
+        let started = Instant::now();
+        let error = registry.schema(12).unwrap_err();
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(
+                &error,
+                Error::Registry {
+                    retriable: true,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("503") && text.contains("overloaded") && text.contains("gave up"),
+            "{text}"
+        );
+        assert!(elapsed >= deadline, "gave up early, after {elapsed:?}");
+        assert!(
+            elapsed < deadline + Duration::from_millis(700),
+            "{elapsed:?}"
+        );
+        // 100 ms doubling, halved at most by jitter: at least 4 attempts fit in 800 ms.
+        assert!(server.seen().len() >= 4, "{:?}", server.seen().len());
+    }
+
+    #[test]
+    fn unreachable_registry_gives_up_at_the_deadline() {
+        // Bind then drop: nothing listens on the port, so every attempt is refused at once.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/unreachable/");
+        let registry = open(&url, &[], Duration::from_millis(500));
+        let started = Instant::now();
+        let error = registry.schema(1).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::Registry {
+                    retriable: true,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_id_is_schema_not_found() {
+        let server = Server::start(|_, _| {
+            (
+                404,
+                r#"{"error_code": 40403, "message": "Schema 13 not found"}"#.into(),
+            )
+        });
+        let registry = open(&server.url, &[], Duration::from_secs(10));
+        let error = registry.schema(13).unwrap_err();
+        assert!(
+            matches!(error, Error::SchemaNotFound { id: 13, .. }),
+            "{error:?}"
+        );
+        assert_eq!(server.seen().len(), 1, "a 404 is not retried");
+    }
+
+    #[test]
+    fn rejected_credentials_fail_at_once_without_the_secret() {
+        let server = Server::start(|_, seen| {
+            // A server that echoes what it was sent must not get the secret into our errors.
+            let echo = seen.header("authorization").unwrap_or_default().to_owned();
+            (
+                401,
+                format!(r#"{{"message": "bad credentials {echo} {PASSWORD}"}}"#),
+            )
+        });
+        let user_info = format!("alice:{PASSWORD}");
+        let registry = open(
+            &server.url,
+            &[("basic.auth.user.info", &user_info)],
+            Duration::from_secs(10),
+        );
+        let started = Instant::now();
+        let error = registry.schema(14).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(
+            matches!(
+                &error,
+                Error::Registry {
+                    retriable: false,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(server.seen().len(), 1, "a 401 is not retried");
+        let text = format!("{error} {error:?} {registry:?}");
+        assert!(text.contains("authentication failed"), "{text}");
+        assert!(!text.contains(PASSWORD), "{text}");
+
+        let forbidden = Server::start(|_, _| (403, "{}".into()));
+        let registry = open(
+            &forbidden.url,
+            &[("bearer.auth.token", TOKEN)],
+            Duration::from_secs(10),
+        );
+        let error = registry.schema(14).unwrap_err();
+        let text = format!("{error} {error:?} {registry:?}");
+        assert!(!error.is_retriable());
+        assert!(text.contains("authorization failed"), "{text}");
+        assert!(!text.contains(TOKEN), "{text}");
+    }
+
+    #[test]
+    fn error_text_is_scrubbed_of_secrets() {
+        let server = Server::start(|_, _| (400, format!(r#"{{"message": "odd {TOKEN}"}}"#)));
+        let registry = open(
+            &server.url,
+            &[("bearer.auth.token", TOKEN)],
+            Duration::from_secs(10),
+        );
+        let text = registry.schema(15).unwrap_err().to_string();
+        assert!(text.contains("odd <redacted>"), "{text}");
+    }
+
+    #[test]
+    fn basic_credentials_are_sent() {
+        let server = Server::start(|_, _| (200, STRING_SCHEMA.into()));
+        let user_info = format!("alice:{PASSWORD}");
+        for pairs in [
+            vec![("basic.auth.user.info", user_info.as_str())],
+            vec![
+                ("basic.auth.credentials.source", "USER_INFO"),
+                ("basic.auth.user.info", user_info.as_str()),
+            ],
+        ] {
+            let registry = open(&server.url, &pairs, Duration::from_secs(10));
+            assert!(!format!("{registry:?}").contains(PASSWORD));
+            registry.schema(16).unwrap();
+        }
+        let seen = server.seen();
+        assert_eq!(
+            seen.len(),
+            1,
+            "the second registry finds the schema in the cache"
+        );
+        // base64("alice:s3cr3t-p4ss-XYZ")
+        assert_eq!(
+            seen[0].header("authorization"),
+            Some("Basic YWxpY2U6czNjcjN0LXA0c3MtWFla")
+        );
+    }
+
+    #[test]
+    fn url_credentials_are_sent_as_basic_auth() {
+        let server = Server::start(|_, _| (200, STRING_SCHEMA.into()));
+        let url = server
+            .url
+            .replace("http://", "http://alice:s3cr3t-p4ss-XYZ@");
+        let registry = open(
+            &url,
+            &[("basic.auth.credentials.source", "URL")],
+            Duration::from_secs(10),
+        );
+        registry.schema(17).unwrap();
+        assert_eq!(
+            server.seen()[0].header("authorization"),
+            Some("Basic YWxpY2U6czNjcjN0LXA0c3MtWFla")
+        );
+        assert!(!format!("{registry:?}").contains(PASSWORD));
+    }
+
+    #[test]
+    fn bearer_token_is_sent() {
+        let server = Server::start(|_, _| (200, STRING_SCHEMA.into()));
+        let registry = open(
+            &server.url,
+            &[
+                ("bearer.auth.credentials.source", "STATIC_TOKEN"),
+                ("bearer.auth.token", TOKEN),
+                ("bearer.auth.logical.cluster", "lsrc-123"),
+                ("bearer.auth.identity.pool.id", "pool-9"),
+            ],
+            Duration::from_secs(10),
+        );
+        assert!(!format!("{registry:?}").contains(TOKEN));
+        registry.schema(18).unwrap();
+        let seen = &server.seen()[0];
+        assert_eq!(
+            seen.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+        assert_eq!(seen.header("target-sr-cluster"), Some("lsrc-123"));
+        assert_eq!(seen.header("confluent-identity-pool-id"), Some("pool-9"));
+    }
+
+    #[test]
+    fn no_credentials_no_authorization_header() {
+        let server = Server::start(|_, _| (200, STRING_SCHEMA.into()));
+        open(&server.url, &[], Duration::from_secs(10))
+            .schema(19)
+            .unwrap();
+        assert_eq!(server.seen()[0].header("authorization"), None);
+    }
+
+    #[test]
+    fn cached_schemas_outlive_the_registry() {
+        let server = Server::start(|_, _| (200, STRING_SCHEMA.into()));
+        let url = server.url.clone();
+        let first = open(&url, &[], Duration::from_secs(10)).schema(20).unwrap();
+        drop(server);
+        // Another client of the same registry (another stream) shares the process-wide cache.
+        let started = Instant::now();
+        let again = open(&url, &[], Duration::from_secs(10)).schema(20).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert!(started.elapsed() < Duration::from_millis(100));
+        // An id never looked up needs the registry, which is gone.
+        let error = open(&url, &[], Duration::from_millis(200))
+            .schema(21)
+            .unwrap_err();
+        assert!(error.is_retriable(), "{error:?}");
+    }
+
+    #[test]
+    fn only_avro_schemas_are_accepted() {
+        let server = Server::start(|_, _| {
+            (
+                200,
+                r#"{"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}"#.into(),
+            )
+        });
+        let error = open(&server.url, &[], Duration::from_secs(10))
+            .schema(22)
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::Decode { reason, .. } if reason.contains("PROTOBUF schema")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn credentials_leave_the_url() {
+        let registry = Registry::new(
+            "https://api-key:s3cr%40t@registry.example/apis/ccompat/v7",
+            &[],
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            registry.base.as_str(),
+            "https://registry.example/apis/ccompat/v7/"
+        );
+        assert_eq!(
+            registry.auth,
+            Auth::Basic {
+                user: "api-key".to_owned(),
+                password: Secret("s3cr@t".to_owned())
+            }
+        );
+        assert!(!format!("{registry:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn bad_settings_are_config_errors_that_quote_no_value() {
+        let http = "http://127.0.0.1:1/";
+        let https = "https://127.0.0.1:1/";
+        let user_info = format!("alice:{PASSWORD}");
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+        let cases: Vec<Case> = vec![
+            (
+                http,
+                vec![("schema.registry.url", PASSWORD)],
+                "unknown schema registry setting \"schema.registry.url\"",
+            ),
+            (
+                http,
+                vec![("basic.auth.user.info", PASSWORD)],
+                "user:password",
+            ),
+            (
+                http,
+                vec![
+                    ("basic.auth.user.info", &user_info),
+                    ("bearer.auth.token", TOKEN),
+                ],
+                "choose one",
+            ),
+            (
+                http,
+                vec![("basic.auth.credentials.source", PASSWORD)],
+                "USER_INFO or URL",
+            ),
+            (
+                http,
+                vec![("basic.auth.credentials.source", "URL")],
+                "holds no credentials",
+            ),
+            (
+                http,
+                vec![("bearer.auth.credentials.source", "OAUTHBEARER")],
+                "STATIC_TOKEN",
+            ),
+            (
+                http,
+                vec![("bearer.auth.credentials.source", "STATIC_TOKEN")],
+                "not set",
+            ),
+            (http, vec![("bearer.auth.token", "a\nb")], "HTTP header"),
+            (http, vec![("url", PASSWORD)], "differs"),
+            (http, vec![("max.retries", "3")], "registry_timeout"),
+            (http, vec![("ssl.key.password", PASSWORD)], "unencrypted"),
+            (
+                http,
+                vec![("ssl.ca.location", "/etc/hosts")],
+                "not https://",
+            ),
+            (
+                https,
+                vec![("ssl.ca.location", "/nonexistent/s3cr3t-p4ss-XYZ.pem")],
+                "ssl.ca.location",
+            ),
+            (
+                https,
+                vec![("ssl.ca.location", "/etc/hostname")],
+                "no PEM certificate",
+            ),
+            (
+                https,
+                vec![("ssl.key.location", "/etc/hostname")],
+                "needs ssl.certificate.location",
+            ),
+            (
+                https,
+                vec![("ssl.endpoint.identification.algorithm", "none")],
+                "always verifies",
+            ),
+        ];
+        for (url, pairs, expected) in cases {
+            let reason = config_error(url, &pairs);
+            assert!(reason.contains(expected), "{pairs:?}: {reason}");
+            assert!(
+                !reason.contains(PASSWORD) && !reason.contains(TOKEN),
+                "{reason}"
+            );
+        }
+        let reason = config_error(
+            "https://alice:s3cr3t-p4ss-XYZ@127.0.0.1:1/",
+            &[("basic.auth.user.info", &user_info)],
+        );
+        assert!(
+            reason.contains("once") && !reason.contains(PASSWORD),
+            "{reason}"
+        );
+        assert!(config_error("registry:8081", &[]).contains("http://"));
+        assert!(config_error("not a url", &[]).contains("valid URL"));
+        Registry::new(
+            https,
+            &settings(&[
+                ("url", https),
+                ("ssl.endpoint.identification.algorithm", "https"),
+            ]),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn private_keys_must_be_pkcs8() {
+        let pkcs8 = b"junk\n-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\nmore";
+        assert_eq!(
+            pkcs8_block(pkcs8).unwrap(),
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
+        );
+        assert!(pkcs8_block(b"-----BEGIN RSA PRIVATE KEY-----\n")
+            .unwrap_err()
+            .contains("not PKCS#8"));
+        assert!(pkcs8_block(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n")
+            .unwrap_err()
+            .contains("encrypted"));
+        assert!(pkcs8_block(b"").is_err());
+    }
+
+    #[test]
+    fn tls_failures_are_told_apart() {
+        let verify = "error sending request: client error (Connect): error:0A000086:SSL \
+                      routines:tls_post_process_server_certificate:certificate verify failed:\
+                      ssl/statem/statem_clnt.c:2100:: self-signed certificate in certificate chain";
+        assert_eq!(tls_failure(verify), Some(TlsFailure::Untrusted));
+        let refused =
+            "error:0A00045C:SSL routines:ssl3_read_bytes:tlsv13 alert certificate required";
+        assert_eq!(tls_failure(refused), Some(TlsFailure::Refused));
+        let plain = "error:0A00010B:SSL routines:ssl3_get_record:wrong version number";
+        assert_eq!(tls_failure(plain), Some(TlsFailure::NotTls));
+        let refused_tcp = "error sending request: client error (Connect): tcp connect error: \
+                           Connection refused (os error 111)";
+        assert_eq!(tls_failure(refused_tcp), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_a_cap() {
+        assert_eq!(backoff(1), FIRST_BACKOFF);
+        assert_eq!(backoff(2), FIRST_BACKOFF * 2);
+        assert_eq!(backoff(40), MAX_BACKOFF);
+        let pauses: Vec<_> = (0..50).map(|_| jitter(Duration::from_secs(1))).collect();
+        assert!(pauses
+            .iter()
+            .all(|p| *p >= Duration::from_millis(500) && *p <= Duration::from_secs(1)));
+        assert!(
+            pauses.iter().any(|p| *p != pauses[0]),
+            "no jitter: {pauses:?}"
+        );
+    }
+
+    #[test]
+    fn scrubbing_cuts_secrets_not_words() {
+        let text = "https://host/apis: bad user:p4ss xs3cr3t-p4ss-XYZy".to_owned();
+        assert_eq!(
+            scrub(scrub(text, PASSWORD), "p4ss"),
+            "https://host/apis: bad user:<redacted> x<redacted>y"
+        );
+        assert_eq!(scrub("http://h p".into(), "p"), "http://h <redacted>");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%40b%3Ac%2"), "a@b:c%2");
+        assert_eq!(percent_decode("%zz%é"), "%zz%é");
+    }
 }
