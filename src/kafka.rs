@@ -186,7 +186,36 @@ struct StreamContext {
 
 type Kafka = BaseConsumer<StreamContext>;
 
-impl ClientContext for StreamContext {}
+impl ClientContext for StreamContext {
+    /// librdkafka's global errors. Connection losses are retried by librdkafka and only
+    /// counted; authentication and TLS failures cannot heal by waiting and end the stream.
+    fn error(&self, error: RdKafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        let code = error.rdkafka_error_code();
+        match code {
+            Some(Code::BrokerTransportFailure | Code::AllBrokersDown) => {
+                self.positions
+                    .counters
+                    .broker_disconnects
+                    .fetch_add(1, Ordering::Relaxed);
+                log::warn!("kafka: {reason}");
+            }
+            Some(
+                Code::Authentication
+                | Code::SaslAuthenticationFailed
+                | Code::SSL
+                | Code::Fatal
+                | Code::TopicAuthorizationFailed
+                | Code::GroupAuthorizationFailed
+                | Code::ClusterAuthorizationFailed,
+            ) => self.fail(Error::Kafka {
+                reason: format!("{error}: {reason}"),
+                retriable: false,
+            }),
+            _ => log::warn!("kafka: {error}: {reason}"),
+        }
+    }
+}
 
 impl ConsumerContext for StreamContext {
     fn rebalance(&self, consumer: &Kafka, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -642,6 +671,7 @@ impl ChangeConsumer {
             ("commit_failures", read(&c.commit_failures)),
             ("dropped_on_revoke", read(&c.dropped_on_revoke)),
             ("rebalances", read(&c.rebalances)),
+            ("broker_disconnects", read(&c.broker_disconnects)),
         ]
     }
 

@@ -46,6 +46,8 @@ pub struct Counters {
     pub commit_failures: AtomicU64,
     /// Rebalances (assignments and revocations).
     pub rebalances: AtomicU64,
+    /// Connections to brokers lost (librdkafka reconnects by itself).
+    pub broker_disconnects: AtomicU64,
 }
 
 /// The positions shared by the fetch thread and the application thread.
