@@ -400,22 +400,38 @@ fn commit(
     }
 }
 
-/// A stream of changes from Kafka.
-pub struct ChangeConsumer {
-    consumer: Arc<Kafka>,
-    positions: Arc<Positions>,
-    receiver: mpsc::Receiver<Fetched>,
-    buffered: VecDeque<Item>,
-    buffered_generation: u64,
+/// What the application side of a stream holds between calls.
+#[derive(Default)]
+struct Delivery {
+    /// Fetched items not yet handed out, each with the generation it was fetched in.
+    buffered: VecDeque<(Item, u64)>,
     /// The change handed out last (and its fetch generation), finished when the next one is
     /// asked for.
     delivered: Option<(Position, u64)>,
     dead_letters: Vec<DeadLetter>,
     /// Set once the stream failed or ended; returned again on every later call.
     terminal: Option<std::result::Result<(), Error>>,
+}
+
+/// A stream of changes from Kafka. Every method takes `&self`, so one stream can be shared by
+/// a blocking iterator and an async one.
+pub struct ChangeConsumer {
+    consumer: Arc<Kafka>,
+    positions: Arc<Positions>,
+    receiver: tokio::sync::Mutex<mpsc::Receiver<Fetched>>,
+    delivery: Mutex<Delivery>,
     config: StreamConfig,
     stop: Arc<AtomicBool>,
-    fetch_thread: Option<JoinHandle<()>>,
+    fetch_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What taking the next buffered item gave.
+enum Taken {
+    Change(Box<Change>, u64),
+    End,
+    Failed(Error),
+    /// Nothing buffered: receive more.
+    Empty,
 }
 
 impl ChangeConsumer {
@@ -473,86 +489,154 @@ impl ChangeConsumer {
         Ok(ChangeConsumer {
             consumer,
             positions,
-            receiver,
-            buffered: VecDeque::new(),
-            buffered_generation: 0,
-            delivered: None,
-            dead_letters: Vec::new(),
-            terminal: None,
+            receiver: tokio::sync::Mutex::new(receiver),
+            delivery: Mutex::new(Delivery::default()),
             config,
             stop,
-            fetch_thread: Some(fetch_thread),
+            fetch_thread: Mutex::new(Some(fetch_thread)),
         })
+    }
+
+    fn delivery(&self) -> std::sync::MutexGuard<'_, Delivery> {
+        self.delivery.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The next change, waiting at most `wait`. Asking for the next change finishes the one
     /// handed out before it (unless commits are manual).
-    pub fn next(&mut self, wait: Duration) -> Result<Next> {
-        if self.config.commit == CommitPolicy::Auto {
-            self.finish_delivered();
-        }
+    pub fn next(&self, wait: Duration) -> Result<Next> {
+        self.finish_on_next();
         let deadline = Instant::now() + wait;
         loop {
-            while let Some(item) = self.buffered.pop_front() {
-                let position = item.position();
-                if !self.positions.is_current(
-                    &position.topic,
-                    position.partition,
-                    self.buffered_generation,
-                ) {
-                    self.positions
-                        .counters
-                        .dropped_on_revoke
-                        .fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                match item {
-                    Item::Change(change) => {
-                        self.delivered = Some((change.position.clone(), self.buffered_generation));
-                        self.positions
-                            .counters
-                            .delivered
-                            .fetch_add(1, Ordering::Relaxed);
-                        return Ok(Next::Change(Box::new(change)));
-                    }
-                    Item::DeadLetter(dead) => {
-                        // Set aside for the application: done with, as far as positions go.
-                        let p = &dead.position;
-                        if self.config.commit == CommitPolicy::Auto {
-                            self.positions.finish(
-                                &p.topic,
-                                p.partition,
-                                p.offset,
-                                self.buffered_generation,
-                            );
-                        }
-                        self.dead_letters.push(dead);
-                    }
-                }
-            }
-            match &self.terminal {
-                Some(Ok(())) => return Ok(Next::End),
-                Some(Err(error)) => return Err(error.clone()),
-                None => {}
+            match self.take() {
+                Taken::Change(change, _) => return Ok(Next::Change(change)),
+                Taken::End => return Ok(Next::End),
+                Taken::Failed(error) => return Err(error),
+                Taken::Empty => {}
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let received = runtime()
-                .block_on(async { tokio::time::timeout(left, self.receiver.recv()).await });
+            let received = runtime().block_on(async {
+                let mut receiver = self.receiver.lock().await;
+                tokio::time::timeout(left, receiver.recv()).await
+            });
             match received {
                 Err(_elapsed) => return Ok(Next::Pending),
-                Ok(Some(Fetched::Items { generation, items })) => {
-                    self.buffered.extend(items);
-                    self.buffered_generation = generation;
-                }
-                Ok(Some(Fetched::Failed(error))) => self.terminal = Some(Err(error)),
-                Ok(Some(Fetched::End)) | Ok(None) => self.terminal = Some(Ok(())),
+                Ok(fetched) => self.absorb(fetched),
             }
         }
     }
 
+    /// The next change without waiting, if one is already fetched; `Ok(None)` means the caller
+    /// must wait with [`ChangeConsumer::next_async`].
+    pub fn next_ready(&self) -> Result<Option<Next>> {
+        self.finish_on_next();
+        Ok(match self.take() {
+            Taken::Change(change, _) => Some(Next::Change(change)),
+            Taken::End => Some(Next::End),
+            Taken::Failed(error) => return Err(error),
+            Taken::Empty => None,
+        })
+    }
+
+    /// Wait for the next change (after [`ChangeConsumer::next_ready`] found none). The change
+    /// comes with its fetch generation; if the caller cannot hand it over (its task was
+    /// cancelled), it must give it back with [`ChangeConsumer::give_back`].
+    pub async fn next_async(&self) -> Result<Option<(Box<Change>, u64)>> {
+        loop {
+            match self.take() {
+                Taken::Change(change, generation) => return Ok(Some((change, generation))),
+                Taken::End => return Ok(None),
+                Taken::Failed(error) => return Err(error),
+                Taken::Empty => {}
+            }
+            // `recv` is cancel-safe: a cancelled wait loses nothing.
+            let fetched = self.receiver.lock().await.recv().await;
+            self.absorb(fetched);
+        }
+    }
+
+    /// Undo handing out `change`: it goes back to the front, unfinished and undelivered.
+    pub fn give_back(&self, change: Change, generation: u64) {
+        let mut delivery = self.delivery();
+        if delivery
+            .delivered
+            .as_ref()
+            .is_some_and(|(p, _)| *p == change.position)
+        {
+            delivery.delivered = None;
+        }
+        self.positions
+            .counters
+            .delivered
+            .fetch_sub(1, Ordering::Relaxed);
+        delivery
+            .buffered
+            .push_front((Item::Change(change), generation));
+    }
+
+    fn finish_on_next(&self) {
+        if self.config.commit == CommitPolicy::Auto {
+            self.finish_delivered();
+        }
+    }
+
+    /// Hand out the next buffered change (dropping stale ones, setting dead letters aside).
+    fn take(&self) -> Taken {
+        let mut delivery = self.delivery();
+        while let Some((item, generation)) = delivery.buffered.pop_front() {
+            let position = item.position();
+            if !self
+                .positions
+                .is_current(&position.topic, position.partition, generation)
+            {
+                self.positions
+                    .counters
+                    .dropped_on_revoke
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            match item {
+                Item::Change(change) => {
+                    delivery.delivered = Some((change.position.clone(), generation));
+                    self.positions
+                        .counters
+                        .delivered
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Taken::Change(Box::new(change), generation);
+                }
+                Item::DeadLetter(dead) => {
+                    // Set aside for the application: done with, as far as positions go.
+                    let p = &dead.position;
+                    if self.config.commit == CommitPolicy::Auto {
+                        self.positions
+                            .finish(&p.topic, p.partition, p.offset, generation);
+                    }
+                    delivery.dead_letters.push(dead);
+                }
+            }
+        }
+        match &delivery.terminal {
+            Some(Ok(())) => Taken::End,
+            Some(Err(error)) => Taken::Failed(error.clone()),
+            None => Taken::Empty,
+        }
+    }
+
+    /// Put what the fetch thread sent into the buffer.
+    fn absorb(&self, fetched: Option<Fetched>) {
+        let mut delivery = self.delivery();
+        match fetched {
+            Some(Fetched::Items { generation, items }) => delivery
+                .buffered
+                .extend(items.into_iter().map(|item| (item, generation))),
+            Some(Fetched::Failed(error)) => delivery.terminal = Some(Err(error)),
+            Some(Fetched::End) | None => delivery.terminal = Some(Ok(())),
+        }
+    }
+
     /// The application is done with the change handed out last.
-    fn finish_delivered(&mut self) {
-        if let Some((position, generation)) = self.delivered.take() {
+    fn finish_delivered(&self) {
+        let delivered = self.delivery().delivered.take();
+        if let Some((position, generation)) = delivered {
             self.positions.finish(
                 &position.topic,
                 position.partition,
@@ -564,10 +648,10 @@ impl ChangeConsumer {
 
     /// Finish everything up to and including `through` (default: the change handed out last)
     /// and commit all finished positions now.
-    pub fn commit(&mut self, through: Option<&Position>) -> Result<()> {
+    pub fn commit(&self, through: Option<&Position>) -> Result<()> {
         match through {
             Some(position) => {
-                let generation = match &self.delivered {
+                let generation = match &self.delivery().delivered {
                     Some((_, generation)) => *generation,
                     None => self.positions.generation(),
                 };
@@ -676,17 +760,23 @@ impl ChangeConsumer {
     }
 
     /// Take the messages set aside under `OnDecodeError::DeadLetter` so far.
-    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
-        std::mem::take(&mut self.dead_letters)
+    pub fn take_dead_letters(&self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.delivery().dead_letters)
     }
 
     /// Stop fetching, commit what the application finished, and leave the group. Idempotent.
-    pub fn close(&mut self) -> Result<()> {
-        let Some(thread) = self.fetch_thread.take() else {
+    pub fn close(&self) -> Result<()> {
+        let thread = self
+            .fetch_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(thread) = thread else {
             return Ok(());
         };
         self.stop.store(true, Ordering::Relaxed);
-        self.receiver.close();
+        // The fetch thread stops within a poll slice, which also ends any pending receive.
+        runtime().block_on(async { self.receiver.lock().await.close() });
         let _ = thread.join();
         if self.config.group_id.is_some() {
             commit(

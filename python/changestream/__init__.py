@@ -5,29 +5,35 @@ and other flat-row upsert topics) with a schema registry, in Rust.
 """
 
 from changestream._core import (
+    UNAVAILABLE,
     Change,
     ChangeStream,
     ChangeStreamError,
     ConfigError,
     DeadLetter,
     DecodeError,
+    Interval,
     KafkaError,
     SchemaNotFoundError,
     SchemaRegistryError,
+    UnavailableType,
     __version__,
 )
 from changestream._types import Op
 
 __all__ = [
+    "UNAVAILABLE",
     "Change",
     "ChangeStream",
     "ChangeStreamError",
     "ConfigError",
     "DeadLetter",
     "DecodeError",
+    "Interval",
     "KafkaError",
     "Op",
     "SchemaNotFoundError",
     "SchemaRegistryError",
+    "UnavailableType",
     "__version__",
 ]

@@ -4,24 +4,62 @@ Checked against the compiled module by ``make lint`` (``mypy.stubtest``).
 """
 
 import datetime
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, final
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Final, Literal, final
 
 from changestream._types import Op
 
 __all__ = [
+    "UNAVAILABLE",
     "Change",
     "ChangeStream",
     "ChangeStreamError",
     "ConfigError",
     "DeadLetter",
     "DecodeError",
+    "Interval",
     "KafkaError",
     "SchemaNotFoundError",
     "SchemaRegistryError",
+    "UnavailableType",
     "__version__",
 ]
 __version__: str
+
+@final
+class Interval:
+    """A calendar interval (PostgreSQL ``interval``, Avro ``duration``).
+
+    Months, days and microseconds are kept apart, as PostgreSQL keeps them:
+    neither a month nor a day has a fixed length, so no ``timedelta`` is exact.
+    """
+
+    def __new__(cls, months: int = 0, days: int = 0, microseconds: int = 0) -> Interval: ...
+    @property
+    def months(self) -> int:
+        """Whole months (a year is 12)."""
+    @property
+    def days(self) -> int:
+        """Whole days."""
+    @property
+    def microseconds(self) -> int:
+        """Microseconds."""
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[type[Interval], tuple[int, int, int]]: ...
+
+@final
+class UnavailableType:
+    """The type of :data:`UNAVAILABLE`; it has that one instance."""
+
+    def __reduce__(self) -> str: ...
+
+UNAVAILABLE: Final[UnavailableType]
+"""A value Debezium did not have: an unchanged TOASTed column in an update or delete.
+
+Debezium writes the placeholder ``__debezium_unavailable_value`` there; changestream
+gives this object instead, so the placeholder never reaches a derived store as data.
+"""
 
 @final
 class Change:
@@ -45,6 +83,12 @@ class Change:
     @property
     def source(self) -> dict[str, Any] | None:
         """Source metadata (Debezium ``source`` block), when the format carries it."""
+    @property
+    def transaction(self) -> dict[str, Any] | None:
+        """Debezium's ``transaction`` block (``id``, ``total_order``, ``data_collection_order``), when present."""
+    @property
+    def tombstone(self) -> bool:
+        """Whether the message was a tombstone (null value): a flat-row delete, or Debezium's after ``emit_tombstones=True``."""
     @property
     def topic(self) -> str: ...
     @property
@@ -96,6 +140,8 @@ class ChangeStream:
         commit: Literal["auto", "manual"] = "auto",
         commit_interval: float = 5.0,
         on_decode_error: Literal["raise", "skip", "dead_letter"] = "raise",
+        format: Literal["auto", "debezium", "row"] = "auto",
+        emit_tombstones: bool = False,
         kafka: Mapping[str, str | int | float | bool] | None = None,
         registry: Mapping[str, str] | None = None,
         registry_timeout: float = 30.0,
@@ -112,13 +158,18 @@ class ChangeStream:
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages between what was finished and the end, per owned partition."""
     def stats(self) -> dict[str, int]:
-        """Counters: delivered, skipped, dead_lettered, committed, commit_failures, dropped_on_revoke, rebalances."""
+        """Counters: delivered, skipped, dead_lettered, committed, commit_failures, dropped_on_revoke, rebalances, broker_disconnects."""
     def dead_letters(self) -> list[DeadLetter]:
         """Take the messages set aside under ``on_decode_error="dead_letter"`` since the last call."""
     def close(self) -> None:
         """Stop fetching, commit the finished positions and leave the group. Idempotent."""
     def __enter__(self) -> ChangeStream: ...
     def __exit__(self, *exc_info: object) -> None: ...
+    def __aiter__(self) -> ChangeStream: ...
+    def __anext__(self) -> Awaitable[Change]:
+        """The next change; ready at once when one is already fetched. Cancelling loses nothing."""
+    def __aenter__(self) -> Awaitable[ChangeStream]: ...
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]: ...
 
 class ChangeStreamError(Exception):
     """Root of every error changestream raises."""

@@ -1,5 +1,6 @@
 //! Decoding Avro binary bodies with a parsed [`Schema`].
 
+use super::logical::is_unavailable_placeholder;
 use super::schema::{Named, Node, Schema};
 use super::value::{Record, Value};
 use crate::error::{Error, Result};
@@ -206,18 +207,35 @@ impl<'a> Reader<'a> {
                 }
                 Value::Map(entries)
             }
+            Node::Logical(logical) => {
+                let raw = self.value(schema, &logical.base, depth + 1)?;
+                logical.logical.apply(raw)?
+            }
             Node::Named(index) => match &schema.named[*index] {
                 Named::Record(record) => {
-                    let values = record
+                    let mut values = record
                         .fields
                         .iter()
                         .map(|field| self.value(schema, field, depth + 1))
                         .collect::<Result<Vec<_>>>()?;
-                    Value::Record(Record {
+                    // Only Kafka Connect (Debezium) writes the placeholder; in anything else,
+                    // such as a Bottled Water text column, that text is just text.
+                    if record.is_kafka_connect() {
+                        for value in values.iter_mut() {
+                            if is_unavailable_placeholder(value) {
+                                *value = Value::Unavailable;
+                            }
+                        }
+                    }
+                    let value = Value::Record(Record {
                         name: record.name.clone(),
                         names: record.field_names.clone(),
                         values,
-                    })
+                    });
+                    match &record.logical {
+                        Some(logical) => logical.apply(value)?,
+                        None => value,
+                    }
                 }
                 Named::Enum(enumeration) => {
                     let index = self.long()?;
@@ -232,7 +250,13 @@ impl<'a> Reader<'a> {
                         })?;
                     Value::Enum(symbol.clone())
                 }
-                Named::Fixed(fixed) => Value::Fixed(self.take(fixed.size, "a fixed")?.to_vec()),
+                Named::Fixed(fixed) => {
+                    let value = Value::Fixed(self.take(fixed.size, "a fixed")?.to_vec());
+                    match &fixed.logical {
+                        Some(logical) => logical.apply(value)?,
+                        None => value,
+                    }
+                }
             },
         })
     }

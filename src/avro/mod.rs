@@ -5,10 +5,20 @@
 //! repeated types cost nothing at decode time. [`Schema::decode`] reads one Avro binary body
 //! into a [`Value`], checking every length against the bytes actually present so a malicious
 //! message cannot make us allocate more than it holds.
+//!
+//! Logical and semantic types (Avro `logicalType`, Debezium's `connect.name` types, Bottled
+//! Water's date/time records) are recognised once per schema node at parse time
+//! ([`Logical`]) and decode straight into typed values ([`Value::Decimal`],
+//! [`Value::Timestamp`], ...), so the Python and Arrow layers never look at schemas.
 
+mod decimal;
 mod decode;
+mod logical;
 mod schema;
+mod temporal;
 mod value;
 
-pub use schema::{EnumDef, FixedDef, Named, Node, RecordDef, Schema};
-pub use value::{Record, Value};
+pub use logical::{InfinitySentinels, Logical, TimeUnit, UNAVAILABLE_PLACEHOLDER};
+pub use schema::{EnumDef, FixedDef, LogicalNode, Named, Node, RecordDef, Schema};
+pub use temporal::civil_from_days;
+pub use value::{Decimal, Interval, Record, Temporal, Time, Timestamp, Value};

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
+use super::logical::{self, Logical};
+use super::value::Temporal;
 use crate::error::{Error, Result};
 
 /// A parsed writer schema, ready to decode message bodies.
@@ -49,6 +51,19 @@ pub enum Node {
     Union(Vec<Node>),
     /// A named type: an index into [`Schema::named`].
     Named(usize),
+    /// A primitive (or Bottled Water's `SpecialTime` enum) with a meaning beyond its encoding,
+    /// e.g. a `long` that is a timestamp. Named types keep their meaning in their definition
+    /// instead ([`FixedDef::logical`], [`RecordDef::logical`]), so every reference shares it.
+    Logical(Box<LogicalNode>),
+}
+
+/// A type read as its `base` encoding and then turned into a semantic value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogicalNode {
+    /// What the value means.
+    pub logical: Logical,
+    /// How it is encoded.
+    pub base: Node,
 }
 
 /// A named type definition.
@@ -84,6 +99,17 @@ pub struct RecordDef {
     pub fields: Vec<Node>,
     /// Kafka Connect's `connect.name` property, when present (Debezium sets it).
     pub connect_name: Option<String>,
+    /// What the record means as one value (a Bottled Water date, a Debezium
+    /// `VariableScaleDecimal`), if anything.
+    pub logical: Option<Logical>,
+}
+
+impl RecordDef {
+    /// Whether Kafka Connect wrote this record (it names its schemas), which is where Debezium's
+    /// placeholder for unavailable values can appear.
+    pub fn is_kafka_connect(&self) -> bool {
+        self.connect_name.is_some()
+    }
 }
 
 /// An enum type.
@@ -102,6 +128,8 @@ pub struct FixedDef {
     pub name: Arc<str>,
     /// Size in bytes.
     pub size: usize,
+    /// The logical type (`decimal`, `uuid`, `duration`), if valid.
+    pub logical: Option<Logical>,
 }
 
 impl Schema {
@@ -158,10 +186,11 @@ impl Parser {
         match json {
             Json::String(name) => self.by_name(name, namespace),
             Json::Array(branches) => {
-                let nodes = branches
+                let mut nodes = branches
                     .iter()
                     .map(|b| self.node(b, namespace))
                     .collect::<Result<Vec<_>>>()?;
+                self.mark_special_time(&mut nodes);
                 Ok(Node::Union(nodes))
             }
             Json::Object(object) => self.complex(object, namespace),
@@ -211,7 +240,51 @@ impl Parser {
                     .ok_or_else(|| schema_error("map without \"values\""))?;
                 Ok(Node::Map(Box::new(self.node(values, namespace)?)))
             }
-            other => self.by_name(other, namespace),
+            other => {
+                let node = self.by_name(other, namespace)?;
+                // Logical types live on primitive type objects; a reference to a named type
+                // cannot change its meaning.
+                if matches!(node, Node::Named(_)) {
+                    return Ok(node);
+                }
+                Ok(match logical::of_primitive(&node, object) {
+                    Some(logical) => Node::Logical(Box::new(LogicalNode {
+                        logical,
+                        base: node,
+                    })),
+                    None => node,
+                })
+            }
+        }
+    }
+
+    /// In a union of a Bottled Water date or timestamp record and its `SpecialTime` enum, mark
+    /// the enum as that column's infinity. The enum is one shared named type, so the mark goes
+    /// on this union's branch, not on the enum's definition.
+    fn mark_special_time(&self, branches: &mut [Node]) {
+        let temporal = branches.iter().find_map(|branch| {
+            let Node::Named(i) = branch else { return None };
+            let Some(Named::Record(record)) = &self.named[*i] else {
+                return None;
+            };
+            match record.logical? {
+                Logical::BottledWaterDate => Some(Temporal::Date),
+                Logical::BottledWaterDateTime { zoned: false } => Some(Temporal::LocalTimestamp),
+                Logical::BottledWaterDateTime { zoned: true } => Some(Temporal::ZonedTimestamp),
+                _ => None,
+            }
+        });
+        let Some(temporal) = temporal else { return };
+        for branch in branches.iter_mut() {
+            let Node::Named(i) = *branch else { continue };
+            if let Some(Named::Enum(e)) = &self.named[i] {
+                if logical::is_special_time(&e.name, &e.symbols) {
+                    *branch = Node::Logical(Box::new(LogicalNode {
+                        logical: Logical::SpecialTime(temporal),
+                        base: Node::Named(i),
+                    }));
+                }
+            }
         }
     }
 
@@ -259,11 +332,13 @@ impl Parser {
             .get("connect.name")
             .and_then(Json::as_str)
             .map(str::to_owned);
+        let logical = logical::of_record(&full_name, connect_name.as_deref(), &names, &nodes);
         self.named[slot] = Some(Named::Record(RecordDef {
             name: full_name.into(),
             field_names: names.into(),
             fields: nodes,
             connect_name,
+            logical,
         }));
         Ok(Node::Named(slot))
     }
@@ -298,6 +373,7 @@ impl Parser {
         self.named[slot] = Some(Named::Fixed(FixedDef {
             name: full_name.into(),
             size,
+            logical: logical::of_fixed(size, object),
         }));
         Ok(Node::Named(slot))
     }

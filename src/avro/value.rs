@@ -32,6 +32,85 @@ pub enum Value {
     Map(Vec<(String, Value)>),
     /// `record`.
     Record(Record),
+    /// An exact decimal number (Avro `decimal`, Kafka Connect `Decimal`, Debezium
+    /// `VariableScaleDecimal`).
+    Decimal(Decimal),
+    /// A UUID, as its 16 bytes in network order.
+    Uuid([u8; 16]),
+    /// A calendar date: days since 1970-01-01.
+    Date(i32),
+    /// A time of day, with its zone offset when the column has one.
+    Time(Time),
+    /// A date and time of day, zoned or local.
+    Timestamp(Timestamp),
+    /// PostgreSQL's `infinity` or `-infinity` in a date or timestamp column.
+    Infinity {
+        /// `-infinity` (before every date) rather than `infinity`.
+        negative: bool,
+        /// The kind of column, which decides the finite value it stands in for.
+        of: Temporal,
+    },
+    /// A calendar interval: months, days and microseconds kept apart, because a month has no
+    /// fixed number of days and a day no fixed number of seconds across a DST change.
+    Interval(Interval),
+    /// An exact duration in microseconds (Debezium's `MicroDuration`).
+    Duration(i64),
+    /// A value the producer did not have: Debezium's placeholder for an unchanged TOASTed
+    /// column (`__debezium_unavailable_value`).
+    Unavailable,
+}
+
+/// An exact decimal number: `unscaled × 10^-scale`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decimal {
+    /// The unscaled integer as big-endian two's complement, the encoding Avro and Kafka Connect
+    /// use; it may be longer than any machine integer. Empty means zero.
+    pub unscaled: Vec<u8>,
+    /// Digits after the decimal point; a negative scale multiplies by a power of ten.
+    pub scale: i32,
+}
+
+/// A time of day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time {
+    /// Nanoseconds since midnight, from 0 to 24:00:00 inclusive (PostgreSQL accepts `24:00`).
+    pub nanos: i64,
+    /// The zone offset in seconds east of UTC, for `time with time zone`.
+    pub offset: Option<i32>,
+}
+
+/// A date and time of day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp {
+    /// Seconds since 1970-01-01T00:00:00: of the instant (in UTC) when `offset` is set, of the
+    /// wall clock when the timestamp is local (PostgreSQL `timestamp`, Avro `local-timestamp-*`).
+    pub seconds: i64,
+    /// Nanoseconds within the second, `0..1_000_000_000`.
+    pub nanos: u32,
+    /// `Some(seconds east of UTC)` for a zoned timestamp (0 for UTC), `None` for a local one.
+    pub offset: Option<i32>,
+}
+
+/// Which kind of column an infinite value stands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temporal {
+    /// A date.
+    Date,
+    /// A timestamp without time zone.
+    LocalTimestamp,
+    /// A timestamp with time zone.
+    ZonedTimestamp,
+}
+
+/// A calendar interval (PostgreSQL `interval`, Avro `duration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Interval {
+    /// Whole months (a year is 12).
+    pub months: i64,
+    /// Whole days.
+    pub days: i64,
+    /// Microseconds.
+    pub micros: i64,
 }
 
 /// A decoded record: field values in schema order, with the field names shared by every record

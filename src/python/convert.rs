@@ -1,9 +1,25 @@
-//! Decoded values to Python objects.
+//! Decoded values to Python objects, and the two Python types decoded values can become
+//! that the standard library lacks: [`PyInterval`] and the [`PyUnavailable`] singleton.
+//!
+//! Every conversion is exact: decimals go through their digit text into `decimal.Decimal`,
+//! timestamps through integer calendar arithmetic into `datetime`, never through a float.
+//! Python's types are narrower than the wire's: `datetime` stops at microseconds (finer digits
+//! are dropped, rounding toward the past) and at years 1–9999, and `time` cannot say 24:00.
+//! PostgreSQL's ±infinity becomes the type's `max`/`min` and 24:00 becomes `time.max` (see
+//! docs/types.md); any other value out of Python's range is a `DecodeError` that names it.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDateTime, PyDict, PyList, PyTzInfo};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBytes, PyDate, PyDateTime, PyDelta, PyDict, PyList, PyTime, PyTuple, PyType, PyTzInfo,
+};
 
-use crate::avro::Value;
+use crate::avro::{civil_from_days, Decimal, Interval, Temporal, Time, Timestamp, Value};
+use crate::error::Error;
+
+const SECONDS_PER_DAY: i64 = 86_400;
+const NANOS_PER_SECOND: i64 = 1_000_000_000;
+const MICROS_PER_DAY: i64 = SECONDS_PER_DAY * 1_000_000;
 
 /// A decoded Avro value as the Python object a user expects.
 pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
@@ -38,58 +54,235 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
             }
             dict.into_any()
         }
+        Value::Decimal(decimal) => decimal_to_py(py, decimal)?,
+        Value::Uuid(bytes) => {
+            static UUID: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("bytes", PyBytes::new(py, bytes))?;
+            UUID.import(py, "uuid", "UUID")?.call((), Some(&kwargs))?
+        }
+        Value::Date(days) => date_to_py(py, i64::from(*days))?.into_any(),
+        Value::Time(time) => time_to_py(py, time)?.into_any(),
+        Value::Timestamp(timestamp) => timestamp_to_py(py, timestamp)?.into_any(),
+        Value::Infinity { negative, of } => infinity_to_py(py, *negative, *of)?,
+        Value::Interval(interval) => Bound::new(py, PyInterval::from(*interval))?.into_any(),
+        Value::Duration(micros) => duration_to_py(py, *micros)?.into_any(),
+        Value::Unavailable => unavailable(py)?.bind(py).clone().into_any(),
     })
 }
 
 /// Milliseconds since the epoch as an aware UTC `datetime`, computed exactly (no float).
 pub(crate) fn utc_datetime(py: Python<'_>, millis: i64) -> PyResult<Bound<'_, PyDateTime>> {
-    let days = millis.div_euclid(86_400_000);
-    let in_day = millis.rem_euclid(86_400_000);
+    timestamp_to_py(
+        py,
+        &Timestamp {
+            seconds: millis.div_euclid(1000),
+            nanos: (millis.rem_euclid(1000) * 1_000_000) as u32,
+            offset: Some(0),
+        },
+    )
+}
+
+/// A value that Python's types cannot hold, as the `DecodeError` users catch.
+fn out_of_range(what: String) -> PyErr {
+    Error::decode(what).into()
+}
+
+fn decimal_to_py<'py>(py: Python<'py>, decimal: &Decimal) -> PyResult<Bound<'py, PyAny>> {
+    static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    // Decimal's constructor is exact whatever the context precision, and the text keeps the
+    // scale as the exponent: Decimal("1.50") is not Decimal("1.5").
+    DECIMAL
+        .import(py, "decimal", "Decimal")?
+        .call1((decimal.to_string(),))
+}
+
+/// The civil date of a day count, if Python's `date` can hold it (years 1 to 9999).
+fn python_date(days: i64) -> Option<(i32, u8, u8)> {
     let (year, month, day) = civil_from_days(days);
-    let year = i32::try_from(year)
-        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("timestamp out of range"))?;
-    let utc = PyTzInfo::utc(py)?;
+    (1..=9999)
+        .contains(&year)
+        .then_some((year as i32, month, day))
+}
+
+fn date_to_py(py: Python<'_>, days: i64) -> PyResult<Bound<'_, PyDate>> {
+    let (year, month, day) = python_date(days).ok_or_else(|| {
+        let (year, ..) = civil_from_days(days);
+        out_of_range(format!(
+            "date {days} days from 1970-01-01 (year {year}) is outside Python's date range (years 1 to 9999)"
+        ))
+    })?;
+    PyDate::new(py, year, month, day)
+}
+
+/// `datetime.timezone` for an offset in seconds east of UTC (`timezone.utc` for 0).
+fn timezone(py: Python<'_>, offset: i32) -> PyResult<Bound<'_, PyTzInfo>> {
+    if offset == 0 {
+        return Ok(PyTzInfo::utc(py)?.to_owned());
+    }
+    let delta = PyDelta::new(py, 0, offset, 0, true)?;
+    PyTzInfo::fixed_offset(py, delta)
+}
+
+fn time_to_py<'py>(py: Python<'py>, time: &Time) -> PyResult<Bound<'py, PyTime>> {
+    let tz = time.offset.map(|offset| timezone(py, offset)).transpose()?;
+    // PostgreSQL's 24:00:00 has no `time`: the last representable instant of the day stands in.
+    let nanos = time.nanos.min(SECONDS_PER_DAY * NANOS_PER_SECOND - 1000);
+    if !(0..SECONDS_PER_DAY * NANOS_PER_SECOND).contains(&nanos) {
+        return Err(out_of_range(format!(
+            "time of day {} ns is outside 00:00 to 24:00",
+            time.nanos
+        )));
+    }
+    let seconds = nanos / NANOS_PER_SECOND;
+    PyTime::new(
+        py,
+        (seconds / 3600) as u8,
+        (seconds / 60 % 60) as u8,
+        (seconds % 60) as u8,
+        (nanos % NANOS_PER_SECOND / 1000) as u32,
+        tz.as_ref(),
+    )
+}
+
+fn timestamp_to_py<'py>(
+    py: Python<'py>,
+    timestamp: &Timestamp,
+) -> PyResult<Bound<'py, PyDateTime>> {
+    // Python's datetime holds the wall clock of its zone: shift the instant by the offset.
+    let local = timestamp
+        .seconds
+        .checked_add(i64::from(timestamp.offset.unwrap_or(0)));
+    let fields = local.and_then(|local| {
+        let (year, month, day) = python_date(local.div_euclid(SECONDS_PER_DAY))?;
+        Some((year, month, day, local.rem_euclid(SECONDS_PER_DAY)))
+    });
+    let Some((year, month, day, second_of_day)) = fields else {
+        return Err(out_of_range(format!(
+            "timestamp {} s from 1970-01-01T00:00:00 is outside Python's datetime range (years 1 to 9999)",
+            timestamp.seconds
+        )));
+    };
+    let tz = timestamp
+        .offset
+        .map(|offset| timezone(py, offset))
+        .transpose()?;
     PyDateTime::new(
         py,
         year,
         month,
         day,
-        (in_day / 3_600_000) as u8,
-        (in_day / 60_000 % 60) as u8,
-        (in_day / 1000 % 60) as u8,
-        (in_day % 1000) as u32 * 1000,
-        Some(&utc),
+        (second_of_day / 3600) as u8,
+        (second_of_day / 60 % 60) as u8,
+        (second_of_day % 60) as u8,
+        timestamp.nanos / 1000,
+        tz.as_ref(),
     )
 }
 
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u8;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
+/// PostgreSQL's ±infinity as the type's `max` / `min`, so a column keeps one Python type and
+/// sorts as PostgreSQL sorts it.
+fn infinity_to_py(py: Python<'_>, negative: bool, of: Temporal) -> PyResult<Bound<'_, PyAny>> {
+    let (year, month, day) = if negative { (1, 1, 1) } else { (9999, 12, 31) };
+    if of == Temporal::Date {
+        return Ok(PyDate::new(py, year, month, day)?.into_any());
+    }
+    let utc = PyTzInfo::utc(py)?;
+    let tz = (of == Temporal::ZonedTimestamp).then_some(&*utc);
+    let datetime = if negative {
+        PyDateTime::new(py, year, month, day, 0, 0, 0, 0, tz)?
     } else {
-        shifted_month - 9
-    } as u8;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+        PyDateTime::new(py, year, month, day, 23, 59, 59, 999_999, tz)?
+    };
+    Ok(datetime.into_any())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::civil_from_days;
+fn duration_to_py(py: Python<'_>, micros: i64) -> PyResult<Bound<'_, PyDelta>> {
+    // |i64| microseconds is under 2^27 days, well inside timedelta's ±999999999 days.
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let rest = micros.rem_euclid(MICROS_PER_DAY);
+    PyDelta::new(
+        py,
+        days as i32,
+        (rest / 1_000_000) as i32,
+        (rest % 1_000_000) as i32,
+        false,
+    )
+}
 
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_818), (2026, 12, 31));
+/// A calendar interval: months, days and microseconds kept apart (PostgreSQL `interval`,
+/// Avro `duration`), because neither a month nor a day has a fixed length.
+#[pyclass(name = "Interval", module = "changestream", frozen, eq, hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PyInterval {
+    /// Whole months (a year is 12).
+    #[pyo3(get)]
+    months: i64,
+    /// Whole days.
+    #[pyo3(get)]
+    days: i64,
+    /// Microseconds.
+    #[pyo3(get)]
+    microseconds: i64,
+}
+
+impl From<Interval> for PyInterval {
+    fn from(interval: Interval) -> Self {
+        PyInterval {
+            months: interval.months,
+            days: interval.days,
+            microseconds: interval.micros,
+        }
     }
+}
+
+#[pymethods]
+impl PyInterval {
+    #[new]
+    #[pyo3(signature = (months = 0, days = 0, microseconds = 0))]
+    fn new(months: i64, days: i64, microseconds: i64) -> Self {
+        PyInterval {
+            months,
+            days,
+            microseconds,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Interval(months={}, days={}, microseconds={})",
+            self.months, self.days, self.microseconds
+        )
+    }
+
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyType>, Bound<'py, PyTuple>)> {
+        let this = slf.get();
+        let args = PyTuple::new(slf.py(), [this.months, this.days, this.microseconds])?;
+        Ok((slf.get_type(), args))
+    }
+}
+
+/// The type of `changestream.UNAVAILABLE`: a value Debezium did not have (an unchanged TOASTed
+/// column), never to be confused with the placeholder text or with NULL.
+#[pyclass(name = "UnavailableType", module = "changestream", frozen)]
+pub(crate) struct PyUnavailable;
+
+#[pymethods]
+impl PyUnavailable {
+    fn __repr__(&self) -> &'static str {
+        "changestream.UNAVAILABLE"
+    }
+
+    /// Pickle and copy by name, so the singleton stays unique.
+    fn __reduce__(&self) -> &'static str {
+        "UNAVAILABLE"
+    }
+}
+
+/// The one `UNAVAILABLE` object.
+pub(crate) fn unavailable(py: Python<'_>) -> PyResult<&Py<PyUnavailable>> {
+    static UNAVAILABLE: PyOnceLock<Py<PyUnavailable>> = PyOnceLock::new();
+    UNAVAILABLE.get_or_try_init(py, || Py::new(py, PyUnavailable))
 }

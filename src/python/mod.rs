@@ -14,8 +14,14 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Async iteration waits on the crate's runtime; a second call (another interpreter, a
+    // reload) finds it set already, which is fine.
+    let _ = pyo3_async_runtimes::tokio::init_with_runtime(crate::runtime::runtime());
     m.add_class::<stream::PyChangeStream>()?;
     m.add_class::<change::PyChange>()?;
+    m.add_class::<convert::PyInterval>()?;
+    m.add_class::<convert::PyUnavailable>()?;
+    m.add("UNAVAILABLE", convert::unavailable(m.py())?)?;
     m.add_class::<stream::PyDeadLetter>()?;
     errors::register(m)?;
     Ok(())

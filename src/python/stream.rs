@@ -4,15 +4,16 @@
 //! signals between slices, so Ctrl-C interrupts a blocked `next()` promptly.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyStopIteration, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString};
 
 use super::change::PyChange;
 use super::convert::utc_datetime;
+use crate::change::Change;
 use crate::change::{DecoderOptions, Format};
 use crate::error::Error;
 use crate::kafka::{
@@ -25,7 +26,7 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// Follows change-event topics from Kafka.
 #[pyclass(name = "ChangeStream", module = "changestream", frozen)]
 pub(crate) struct PyChangeStream {
-    consumer: Mutex<Option<ChangeConsumer>>,
+    consumer: Mutex<Option<Arc<ChangeConsumer>>>,
     /// `changestream._progress.Progress` when `progress=True`, with when it was last updated.
     progress: Mutex<Option<(Py<PyAny>, Instant)>>,
 }
@@ -120,7 +121,7 @@ impl PyChangeStream {
         };
         let consumer = py.detach(|| ChangeConsumer::start(config))?;
         Ok(PyChangeStream {
-            consumer: Mutex::new(Some(consumer)),
+            consumer: Mutex::new(Some(Arc::new(consumer))),
             progress: Mutex::new(progress),
         })
     }
@@ -187,10 +188,59 @@ impl PyChangeStream {
     /// Stop fetching, commit the finished positions and leave the group. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let consumer = self.lock().take();
-        if let Some(mut consumer) = consumer {
+        if let Some(consumer) = consumer {
             py.detach(move || consumer.close())?;
         }
         Ok(())
+    }
+
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// An awaitable for the next change. When one is already fetched it is ready at once;
+    /// otherwise the wait runs on the shared tokio runtime, and cancelling it loses nothing.
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let consumer = self.consumer()?;
+        match py.detach(|| consumer.next_ready())? {
+            Some(Next::Change(change)) => {
+                let change = Bound::new(py, PyChange::new(py, *change)?)?;
+                return Ready::value(py, change.into_any());
+            }
+            Some(Next::End) => return Ready::end(py),
+            Some(Next::Pending) | None => {}
+        }
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            match consumer.next_async().await? {
+                Some((change, generation)) => Ok(Handover {
+                    consumer,
+                    change: Some(change),
+                    generation,
+                }),
+                None => Err(PyStopAsyncIteration::new_err(())),
+            }
+        })
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Ready::value(slf.py(), slf.clone().into_any())
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc_info: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let consumer = self.lock().take();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            if let Some(consumer) = consumer {
+                tokio::task::spawn_blocking(move || consumer.close())
+                    .await
+                    .map_err(|e| PyRuntimeError::new_err(e.to_string()))??;
+            }
+            Ok(())
+        })
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -204,20 +254,23 @@ impl PyChangeStream {
 }
 
 impl PyChangeStream {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<ChangeConsumer>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<ChangeConsumer>>> {
         self.consumer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The open consumer.
+    fn consumer(&self) -> PyResult<Arc<ChangeConsumer>> {
+        Ok(self.lock().clone().ok_or(Error::Closed)?)
     }
 
     /// Run `f` on the open consumer with the GIL released.
     fn with<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&mut ChangeConsumer) -> crate::Result<T> + Send,
+        f: impl FnOnce(&ChangeConsumer) -> crate::Result<T> + Send,
     ) -> PyResult<T> {
-        Ok(py.detach(|| match self.lock().as_mut() {
-            Some(consumer) => f(consumer),
-            None => Err(Error::Closed),
-        })?)
+        let consumer = self.consumer()?;
+        Ok(py.detach(|| f(&consumer))?)
     }
 
     /// Wait up to `timeout` (forever if None) for the next change; None when it ended.
@@ -276,6 +329,77 @@ impl PyChangeStream {
             *progress = None;
         }
         Ok(())
+    }
+}
+
+/// An awaitable that is already done: it returns a value, or ends an `async for`.
+#[pyclass(frozen)]
+struct Ready {
+    value: Option<Py<PyAny>>,
+}
+
+impl Ready {
+    fn value<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(Bound::new(
+            py,
+            Ready {
+                value: Some(value.unbind()),
+            },
+        )?
+        .into_any())
+    }
+
+    fn end(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        Ok(Bound::new(py, Ready { value: None })?.into_any())
+    }
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Finish at once: `StopIteration(value)` is how an awaitable returns its value.
+    fn __next__(&self, py: Python<'_>) -> PyResult<()> {
+        Err(match &self.value {
+            Some(value) => PyStopIteration::new_err((value.clone_ref(py),)),
+            None => PyStopAsyncIteration::new_err(()),
+        })
+    }
+}
+
+/// A change on its way from the runtime to an awaiting task. If the task was cancelled and the
+/// change never reaches Python, dropping this gives it back to the stream, undelivered.
+struct Handover {
+    consumer: Arc<ChangeConsumer>,
+    change: Option<Box<Change>>,
+    generation: u64,
+}
+
+impl<'py> IntoPyObject<'py> for Handover {
+    type Target = PyChange;
+    type Output = Bound<'py, PyChange>;
+    type Error = PyErr;
+
+    fn into_pyobject(mut self, py: Python<'py>) -> PyResult<Bound<'py, PyChange>> {
+        let change = self
+            .change
+            .take()
+            .expect("a handover holds its change until converted");
+        Bound::new(py, PyChange::new(py, *change)?)
+    }
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        if let Some(change) = self.change.take() {
+            self.consumer.give_back(*change, self.generation);
+        }
     }
 }
 

@@ -1,0 +1,216 @@
+//! Exact decimal text for [`Decimal`] values of any size.
+//!
+//! Avro and Kafka Connect carry a decimal as an unscaled big-endian two's-complement integer
+//! plus a scale. PostgreSQL's `numeric` reaches 147,455 digits, far beyond `i128`, so the
+//! digits are produced here with schoolbook division over 32-bit limbs (quadratic, but a few
+//! milliseconds even for the largest `numeric`); values that fit in `i128` take the direct
+//! path. The text (`-12345.6789`, `0.00`, `123E+3`) is what Python's `decimal.Decimal`
+//! parses exactly, keeping the scale as its exponent.
+
+use std::fmt;
+
+use super::value::Decimal;
+use crate::error::{Error, Result};
+
+/// The largest unscaled integer we accept, in bytes: a little more than PostgreSQL's largest
+/// `numeric` (about 61,000 bytes), and small enough that the quadratic digit conversion stays
+/// well under a second even for a malicious message.
+pub(crate) const MAX_UNSCALED_BYTES: usize = 64 * 1024;
+
+impl Decimal {
+    /// A decimal from its unscaled two's-complement bytes, refusing absurd sizes.
+    pub(crate) fn new(unscaled: Vec<u8>, scale: i32) -> Result<Decimal> {
+        if unscaled.len() > MAX_UNSCALED_BYTES {
+            return Err(Error::decode(format!(
+                "decimal of {} bytes is larger than any database stores (limit {MAX_UNSCALED_BYTES})",
+                unscaled.len()
+            )));
+        }
+        Ok(Decimal { unscaled, scale })
+    }
+
+    /// Whether the value is negative.
+    pub fn is_negative(&self) -> bool {
+        self.unscaled.first().is_some_and(|b| b & 0x80 != 0)
+    }
+
+    /// The decimal digits of the unscaled integer's magnitude, without leading zeros ("0" for
+    /// zero).
+    pub fn unscaled_digits(&self) -> String {
+        let bytes = &self.unscaled;
+        if bytes.len() <= 16 {
+            let fill = if self.is_negative() { 0xff } else { 0 };
+            let mut wide = [fill; 16];
+            wide[16 - bytes.len()..].copy_from_slice(bytes);
+            return i128::from_be_bytes(wide).unsigned_abs().to_string();
+        }
+        let magnitude = if self.is_negative() {
+            negate(bytes)
+        } else {
+            bytes.clone()
+        };
+        big_digits(&magnitude)
+    }
+}
+
+/// The two's-complement negation of a big-endian integer (its magnitude, read unsigned).
+fn negate(bytes: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = bytes.iter().map(|b| !b).collect();
+    for byte in out.iter_mut().rev() {
+        let (sum, carry) = byte.overflowing_add(1);
+        *byte = sum;
+        if !carry {
+            break;
+        }
+    }
+    out
+}
+
+/// Decimal digits of an unsigned big-endian integer of any length.
+fn big_digits(magnitude: &[u8]) -> String {
+    // Big-endian 32-bit limbs, the first one padded on the left.
+    let padding = (4 - magnitude.len() % 4) % 4;
+    let mut padded = vec![0u8; padding];
+    padded.extend_from_slice(magnitude);
+    let mut limbs: Vec<u32> = padded
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .skip_while(|&limb| limb == 0)
+        .collect();
+    // Repeatedly divide by 10^9, collecting nine digits per step, least significant first.
+    const CHUNK: u64 = 1_000_000_000;
+    let mut chunks = Vec::new();
+    while !limbs.is_empty() {
+        let mut remainder: u64 = 0;
+        for limb in limbs.iter_mut() {
+            let current = (remainder << 32) | u64::from(*limb);
+            *limb = (current / CHUNK) as u32;
+            remainder = current % CHUNK;
+        }
+        chunks.push(remainder as u32);
+        let leading_zeros = limbs.iter().take_while(|&&limb| limb == 0).count();
+        limbs.drain(..leading_zeros);
+    }
+    let mut text = match chunks.pop() {
+        Some(most_significant) => most_significant.to_string(),
+        None => return "0".to_owned(),
+    };
+    for chunk in chunks.iter().rev() {
+        text.push_str(&format!("{chunk:09}"));
+    }
+    text
+}
+
+/// The most zeros written between the point and the digits (`0.000…05`); beyond that the
+/// exponent form (`5E-40`) says the same with the same exponent, and a hostile scale of 2^31
+/// cannot make us write gigabytes of zeros.
+const MAX_LEADING_ZEROS: usize = 32;
+
+impl fmt::Display for Decimal {
+    /// Plain notation with exactly `scale` digits after the point. A negative scale, or a
+    /// scale far beyond the digits, is written as an exponent (`123E+3`, `5E-40`): Python's
+    /// `Decimal` reads both forms to the same digits and exponent.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.unscaled_digits();
+        if self.is_negative() {
+            f.write_str("-")?;
+        }
+        if self.scale <= 0 {
+            f.write_str(&digits)?;
+            if self.scale < 0 {
+                write!(f, "E+{}", -i64::from(self.scale))?;
+            }
+            return Ok(());
+        }
+        let scale = self.scale as usize;
+        if scale > digits.len() + MAX_LEADING_ZEROS {
+            return write!(f, "{digits}E-{scale}");
+        }
+        if digits.len() > scale {
+            let (whole, fraction) = digits.split_at(digits.len() - scale);
+            write!(f, "{whole}.{fraction}")
+        } else {
+            write!(f, "0.{:0>scale$}", digits)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decimal(unscaled: i128, scale: i32) -> Decimal {
+        // The shortest two's-complement form, as Java's BigInteger.toByteArray writes it.
+        let bytes = unscaled.to_be_bytes();
+        let fill = if unscaled < 0 { 0xff } else { 0 };
+        let mut start = 0;
+        while start < 15 && bytes[start] == fill && (bytes[start + 1] & 0x80) == (fill & 0x80) {
+            start += 1;
+        }
+        Decimal::new(bytes[start..].to_vec(), scale).unwrap()
+    }
+
+    #[test]
+    fn small_decimals() {
+        assert_eq!(decimal(-123_456_789, 4).to_string(), "-12345.6789");
+        assert_eq!(decimal(123_456_789, 4).to_string(), "12345.6789");
+        assert_eq!(decimal(0, 2).to_string(), "0.00");
+        assert_eq!(decimal(0, 0).to_string(), "0");
+        assert_eq!(decimal(5, 3).to_string(), "0.005");
+        assert_eq!(decimal(-5, 3).to_string(), "-0.005");
+        assert_eq!(decimal(42, 0).to_string(), "42");
+        assert_eq!(decimal(-1, 0).to_string(), "-1");
+        assert_eq!(decimal(123, -3).to_string(), "123E+3");
+        assert_eq!(decimal(-128, 0).to_string(), "-128");
+        assert_eq!(decimal(i128::MIN, 0).to_string(), i128::MIN.to_string());
+        assert_eq!(
+            decimal(i128::MAX, 38).to_string(),
+            "1.70141183460469231731687303715884105727"
+        );
+        assert_eq!(Decimal::new(Vec::new(), 1).unwrap().to_string(), "0.0");
+        assert_eq!(decimal(5, 40).to_string(), "5E-40");
+        assert_eq!(decimal(-5, i32::MAX).to_string(), "-5E-2147483647");
+        assert_eq!(decimal(5, 33).to_string(), format!("0.{}5", "0".repeat(32)));
+    }
+
+    #[test]
+    fn big_decimals_beyond_i128() {
+        // 10^40 = 0x1D6329F1C35CA4BFABB9F5610000000000, and its negation.
+        let ten_to_40 = vec![
+            0x1d, 0x63, 0x29, 0xf1, 0xc3, 0x5c, 0xa4, 0xbf, 0xab, 0xb9, 0xf5, 0x61, 0x00, 0x00,
+            0x00, 0x00, 0x00,
+        ];
+        let positive = Decimal::new(ten_to_40.clone(), 2).unwrap();
+        assert_eq!(positive.to_string(), format!("1{}.00", "0".repeat(38)));
+        let negative = Decimal::new(negate(&ten_to_40), 0).unwrap();
+        assert!(negative.is_negative());
+        assert_eq!(negative.to_string(), format!("-1{}", "0".repeat(40)));
+        // Sign-extended with redundant leading bytes, as some encoders write it.
+        let mut padded = vec![0, 0, 0];
+        padded.extend_from_slice(&ten_to_40);
+        assert_eq!(
+            Decimal::new(padded, 0).unwrap().unscaled_digits(),
+            format!("1{}", "0".repeat(40))
+        );
+        // 2^255 - 1: 77 digits.
+        let mut max = vec![0x7f];
+        max.extend_from_slice(&[0xff; 31]);
+        assert_eq!(
+            Decimal::new(max, 0).unwrap().to_string(),
+            "57896044618658097711785492504343953926634992332820282019728792003956564819967"
+        );
+    }
+
+    #[test]
+    fn the_largest_numeric_is_fast_and_larger_is_refused() {
+        let huge = vec![0x7f; MAX_UNSCALED_BYTES];
+        let started = std::time::Instant::now();
+        let digits = Decimal::new(huge, 0).unwrap().unscaled_digits();
+        assert!(digits.len() > 157_000, "{}", digits.len());
+        assert!(started.elapsed().as_secs() < 10);
+        let error = Decimal::new(vec![1; MAX_UNSCALED_BYTES + 1], 0).unwrap_err();
+        assert!(error
+            .to_string()
+            .contains("larger than any database stores"));
+    }
+}
