@@ -87,7 +87,7 @@ impl Position {
 }
 
 /// One change to one row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Change {
     /// What happened.
     pub op: Op,
@@ -105,6 +105,9 @@ pub struct Change {
     pub transaction: Option<Value>,
     /// Whether the message was a tombstone (a null value).
     pub tombstone: bool,
+    /// The writer schema of the value and its id; for a tombstone, the topic's latest value
+    /// schema (so a delete can sit in the same column batch as the rows it deletes).
+    pub value_schema: Option<(u32, Arc<Schema>)>,
     /// Where the change was read.
     pub position: Position,
 }
@@ -187,6 +190,8 @@ struct TopicState {
     envelope: Option<Envelope>,
     /// The table of the latest value.
     table: Arc<str>,
+    /// The schema of the latest value.
+    value_schema: Option<(u32, Arc<Schema>)>,
 }
 
 impl ChangeDecoder {
@@ -234,6 +239,7 @@ impl ChangeDecoder {
                 name: message.topic.into(),
                 envelope: None,
                 table: table_from_topic(message.topic).into(),
+                value_schema: None,
             });
         let position = Position {
             topic: topic.name.clone(),
@@ -255,11 +261,19 @@ impl ChangeDecoder {
                 source: None,
                 transaction: None,
                 tombstone: true,
+                value_schema: topic.value_schema.clone(),
                 position,
             }));
         };
         let writer = &self.writers[&id];
         topic.envelope = Some(writer.envelope);
+        if topic
+            .value_schema
+            .as_ref()
+            .is_none_or(|(known, _)| *known != id)
+        {
+            topic.value_schema = Some((id, writer.schema.clone()));
+        }
         let change = match writer.envelope {
             Envelope::Row => row(writer, value, key, position)?,
             Envelope::Debezium => {
@@ -276,6 +290,7 @@ impl ChangeDecoder {
         }
         Ok(Some(Change {
             table: Some(topic.table.clone()),
+            value_schema: topic.value_schema.clone(),
             ..change
         }))
     }
@@ -359,6 +374,7 @@ fn row(writer: &Writer, value: Value, key: Option<Value>, position: Position) ->
         source: None,
         transaction: None,
         tombstone: false,
+        value_schema: None,
         position,
     })
 }
@@ -403,6 +419,7 @@ fn debezium(envelope: &mut Record, key: Option<Value>, position: Position) -> Re
         source,
         transaction,
         tombstone: false,
+        value_schema: None,
         position,
     })
 }

@@ -163,6 +163,17 @@ enum Fetched {
     End,
 }
 
+/// The outcome of waiting for the next batch.
+#[derive(Debug)]
+pub enum NextBatch {
+    /// Changes of one table under one value schema, in log order.
+    Batch(Vec<Change>),
+    /// Nothing to hand over yet; ask again.
+    Pending,
+    /// A bounded stream has delivered everything.
+    End,
+}
+
 /// The outcome of waiting for the next change.
 #[derive(Debug)]
 pub enum Next {
@@ -405,9 +416,12 @@ fn commit(
 struct Delivery {
     /// Fetched items not yet handed out, each with the generation it was fetched in.
     buffered: VecDeque<(Item, u64)>,
-    /// The change handed out last (and its fetch generation), finished when the next one is
-    /// asked for.
-    delivered: Option<(Position, u64)>,
+    /// The changes handed out last (one, or a batch) with their fetch generations, finished
+    /// when the next are asked for.
+    delivered: Vec<(Position, u64)>,
+    /// A batch being filled across calls of `next_batch`, and when its first change came.
+    filling: Vec<Change>,
+    filling_since: Option<Instant>,
     dead_letters: Vec<DeadLetter>,
     /// Set once the stream failed or ended; returned again on every later call.
     terminal: Option<std::result::Result<(), Error>>,
@@ -557,13 +571,7 @@ impl ChangeConsumer {
     /// Undo handing out `change`: it goes back to the front, unfinished and undelivered.
     pub fn give_back(&self, change: Change, generation: u64) {
         let mut delivery = self.delivery();
-        if delivery
-            .delivered
-            .as_ref()
-            .is_some_and(|(p, _)| *p == change.position)
-        {
-            delivery.delivered = None;
-        }
+        delivery.delivered.retain(|(p, _)| *p != change.position);
         self.positions
             .counters
             .delivered
@@ -596,7 +604,9 @@ impl ChangeConsumer {
             }
             match item {
                 Item::Change(change) => {
-                    delivery.delivered = Some((change.position.clone(), generation));
+                    delivery
+                        .delivered
+                        .push((change.position.clone(), generation));
                     self.positions
                         .counters
                         .delivered
@@ -633,10 +643,10 @@ impl ChangeConsumer {
         }
     }
 
-    /// The application is done with the change handed out last.
+    /// The application is done with the changes handed out last.
     fn finish_delivered(&self) {
-        let delivered = self.delivery().delivered.take();
-        if let Some((position, generation)) = delivered {
+        let delivered = std::mem::take(&mut self.delivery().delivered);
+        for (position, generation) in delivered {
             self.positions.finish(
                 &position.topic,
                 position.partition,
@@ -646,15 +656,129 @@ impl ChangeConsumer {
         }
     }
 
+    /// The next batch of changes of one table under one value schema: at most `max_rows`,
+    /// handed over when full, when the next change belongs elsewhere, when `max_wait` has
+    /// passed since its first change, or when a bounded stream ends. Waits at most `slice` per
+    /// call; a batch still filling is kept for the next call. Asking for the next batch
+    /// finishes the previous one.
+    pub fn next_batch(
+        &self,
+        max_rows: usize,
+        max_wait: Duration,
+        slice: Duration,
+    ) -> Result<NextBatch> {
+        let max_rows = max_rows.max(1);
+        if self.delivery().filling.is_empty() {
+            self.finish_on_next();
+        }
+        let slice_ends = Instant::now() + slice;
+        loop {
+            let ended = {
+                let mut delivery = self.delivery();
+                let (ready, ended) = self.fill(&mut delivery, max_rows)?;
+                let waited = delivery
+                    .filling_since
+                    .is_some_and(|since| since.elapsed() >= max_wait);
+                if ready || ((waited || ended) && !delivery.filling.is_empty()) {
+                    delivery.filling_since = None;
+                    let batch = std::mem::take(&mut delivery.filling);
+                    return Ok(NextBatch::Batch(batch));
+                }
+                ended
+            };
+            if ended {
+                return Ok(NextBatch::End);
+            }
+            let until = match self.delivery().filling_since {
+                Some(since) => (since + max_wait).min(slice_ends),
+                None => slice_ends,
+            };
+            let left = until.saturating_duration_since(Instant::now());
+            let received = runtime().block_on(async {
+                let mut receiver = self.receiver.lock().await;
+                tokio::time::timeout(left, receiver.recv()).await
+            });
+            match received {
+                Ok(fetched) => self.absorb(fetched),
+                Err(_elapsed) if Instant::now() >= slice_ends => return Ok(NextBatch::Pending),
+                Err(_elapsed) => {}
+            }
+        }
+    }
+
+    /// Move buffered changes into the batch being filled. Returns whether the batch is ready
+    /// (full, or the next change belongs to another batch) and whether the stream ended.
+    fn fill(&self, delivery: &mut Delivery, max_rows: usize) -> Result<(bool, bool)> {
+        let same_batch = |a: &Change, b: &Change| {
+            a.table == b.table
+                && a.value_schema.as_ref().map(|(id, _)| id)
+                    == b.value_schema.as_ref().map(|(id, _)| id)
+        };
+        while delivery.filling.len() < max_rows {
+            let Some((item, generation)) = delivery.buffered.pop_front() else {
+                return match &delivery.terminal {
+                    Some(Ok(())) => Ok((false, true)),
+                    Some(Err(error)) if delivery.filling.is_empty() => Err(error.clone()),
+                    // Hand over what came before the failure first.
+                    Some(Err(_)) => Ok((true, false)),
+                    None => Ok((false, false)),
+                };
+            };
+            let position = item.position();
+            if !self
+                .positions
+                .is_current(&position.topic, position.partition, generation)
+            {
+                self.positions
+                    .counters
+                    .dropped_on_revoke
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            match item {
+                Item::Change(change) => {
+                    if let Some(first) = delivery.filling.first() {
+                        if !same_batch(first, &change) {
+                            delivery
+                                .buffered
+                                .push_front((Item::Change(change), generation));
+                            return Ok((true, false));
+                        }
+                    }
+                    delivery
+                        .delivered
+                        .push((change.position.clone(), generation));
+                    self.positions
+                        .counters
+                        .delivered
+                        .fetch_add(1, Ordering::Relaxed);
+                    delivery.filling_since.get_or_insert_with(Instant::now);
+                    delivery.filling.push(change);
+                }
+                Item::DeadLetter(dead) => {
+                    let p = &dead.position;
+                    if self.config.commit == CommitPolicy::Auto {
+                        self.positions
+                            .finish(&p.topic, p.partition, p.offset, generation);
+                    }
+                    delivery.dead_letters.push(dead);
+                }
+            }
+        }
+        Ok((true, false))
+    }
+
     /// Finish everything up to and including `through` (default: the change handed out last)
     /// and commit all finished positions now.
     pub fn commit(&self, through: Option<&Position>) -> Result<()> {
         match through {
             Some(position) => {
-                let generation = match &self.delivery().delivered {
-                    Some((_, generation)) => *generation,
-                    None => self.positions.generation(),
-                };
+                let generation = self
+                    .delivery()
+                    .delivered
+                    .iter()
+                    .find(|(p, _)| p == position)
+                    .map_or_else(|| self.positions.generation(), |(_, g)| *g);
                 self.positions.finish(
                     &position.topic,
                     position.partition,

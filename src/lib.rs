@@ -23,5 +23,6 @@ mod python;
 pub use change::{Change, ChangeDecoder, Op, Position};
 pub use error::{Error, Location, Result};
 pub use kafka::{
-    ChangeConsumer, CommitPolicy, DeadLetter, Next, OnDecodeError, Start, StreamConfig, Until,
+    ChangeConsumer, CommitPolicy, DeadLetter, Next, NextBatch, OnDecodeError, Start, StreamConfig,
+    Until,
 };
