@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::convert::{utc_datetime, value_to_py};
+use super::errors::DecodeError;
 use crate::avro::Value;
 use crate::change::{Change, Op, Position};
 
@@ -28,9 +29,12 @@ pub(crate) struct PyChange {
 
 impl PyChange {
     pub(crate) fn new(py: Python<'_>, change: Change) -> PyResult<PyChange> {
+        let position = &change.position;
         let convert = |value: &Option<Value>| -> PyResult<Py<PyAny>> {
             Ok(match value {
-                Some(value) => value_to_py(py, value)?.unbind(),
+                Some(value) => value_to_py(py, value)
+                    .map_err(|e| locate(py, e, position))?
+                    .unbind(),
                 None => py.None(),
             })
         };
@@ -49,6 +53,18 @@ impl PyChange {
             timestamp_ms: change.position.timestamp_ms,
         })
     }
+}
+
+/// A value Python cannot hold (a year past 9999, say) is found only while converting: name
+/// the message it came from, as decode errors do.
+fn locate(py: Python<'_>, error: PyErr, position: &Position) -> PyErr {
+    if error.is_instance_of::<DecodeError>(py) {
+        let value = error.value(py);
+        let _ = value.setattr("topic", &*position.topic);
+        let _ = value.setattr("partition", position.partition);
+        let _ = value.setattr("offset", position.offset);
+    }
+    error
 }
 
 impl PyChange {
