@@ -55,8 +55,10 @@ pub struct Counters {
 pub struct Positions {
     generation: AtomicU64,
     partitions: Mutex<HashMap<String, HashMap<i32, PartitionState>>>,
-    /// Whether the stream has had an assignment (a group member has none until it joins).
-    assigned_once: std::sync::atomic::AtomicBool,
+    /// Whether the stream holds an assignment: false until a group member first joins, and
+    /// between a revocation and the assignment that follows it, when owning nothing does not
+    /// mean a bounded read is done.
+    assigned: std::sync::atomic::AtomicBool,
     /// The stream's counters.
     pub counters: Counters,
 }
@@ -80,7 +82,7 @@ impl Positions {
             state.assigned_in = generation;
             table.entry(topic).or_default().insert(partition, state);
         }
-        self.assigned_once.store(true, Ordering::Release);
+        self.assigned.store(true, Ordering::Release);
         self.counters.rebalances.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -91,6 +93,7 @@ impl Positions {
         partitions: impl IntoIterator<Item = (&'a str, i32)>,
     ) -> Vec<(String, i32, i64, u64)> {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.assigned.store(false, Ordering::Release);
         let mut table = self.lock();
         let mut uncommitted = Vec::new();
         for (topic, partition) in partitions {
@@ -215,10 +218,10 @@ impl Positions {
         false
     }
 
-    /// Bounded reads: every owned partition reached its end (and the stream owns, or has
-    /// owned, partitions at all).
+    /// Bounded reads: every owned partition reached its end, and the stream holds an
+    /// assignment (possibly empty, when a group has more members than partitions).
     pub fn all_done(&self) -> bool {
-        self.assigned_once.load(Ordering::Acquire)
+        self.assigned.load(Ordering::Acquire)
             && self
                 .lock()
                 .values()
