@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::avro::{Record, Schema, Value};
+use crate::avro::{Record, Resolved, Schema, Value};
 use crate::error::{Error, Location, Result};
 use crate::frame;
 use crate::registry::Registry;
@@ -125,13 +125,33 @@ pub enum Format {
 }
 
 /// How a [`ChangeDecoder`] reads messages.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct DecoderOptions {
     /// Which envelope values are in.
     pub format: Format,
     /// Deliver the tombstone Debezium writes after each delete (as a `delete` with no rows).
     pub emit_tombstones: bool,
+    /// Reader schemas for values: values are resolved into them (Avro schema resolution).
+    pub readers: ReaderSchemas,
 }
+
+/// Reader schemas for values, for every topic or per topic.
+#[derive(Debug, Clone, Default)]
+pub struct ReaderSchemas {
+    /// The reader schema of topics without one of their own.
+    pub all: Option<Arc<Schema>>,
+    /// Reader schemas by topic.
+    pub by_topic: HashMap<String, Arc<Schema>>,
+}
+
+impl ReaderSchemas {
+    fn of(&self, topic: &str) -> Option<&Arc<Schema>> {
+        self.by_topic.get(topic).or(self.all.as_ref())
+    }
+}
+
+/// A decoder is compiled once per writer schema id and reader schema (by identity).
+type WriterKey = (u32, usize);
 
 /// One Kafka message, as the decoder needs it.
 #[derive(Debug, Clone, Copy)]
@@ -165,7 +185,10 @@ enum Envelope {
 
 /// A writer schema with what we worked out from it once.
 struct Writer {
+    /// The schema values come out in: the reader schema when there is one.
     schema: Arc<Schema>,
+    /// Set when values are resolved from the writer schema into a reader schema.
+    resolved: Option<Resolved>,
     envelope: Envelope,
     /// The table of a flat-row schema, from its record name.
     table: Option<Arc<str>>,
@@ -179,7 +202,7 @@ struct Writer {
 pub struct ChangeDecoder {
     registry: Registry,
     options: DecoderOptions,
-    writers: HashMap<u32, Writer>,
+    writers: HashMap<WriterKey, Writer>,
     topics: HashMap<String, TopicState>,
 }
 
@@ -219,7 +242,7 @@ impl ChangeDecoder {
     fn decode_unlocated(&mut self, message: &Message<'_>) -> Result<Option<Change>> {
         let key = match message.key {
             Some(bytes) => Some(
-                self.value(bytes, message.key_schema_header)
+                self.value(bytes, message.key_schema_header, None)
                     .map_err(|e| prefix(e, "key"))?
                     .0,
             ),
@@ -227,8 +250,12 @@ impl ChangeDecoder {
         };
         let value = match message.value {
             Some(bytes) => Some(
-                self.value(bytes, message.value_schema_header)
-                    .map_err(|e| prefix(e, "value"))?,
+                self.value(
+                    bytes,
+                    message.value_schema_header,
+                    self.options.readers.of(message.topic).cloned(),
+                )
+                .map_err(|e| prefix(e, "value"))?,
             ),
             None => None,
         };
@@ -247,7 +274,7 @@ impl ChangeDecoder {
             offset: message.offset,
             timestamp_ms: message.timestamp_ms,
         };
-        let Some((value, id)) = value else {
+        let Some((value, key_of_writer)) = value else {
             let debezium = topic.envelope == Some(Envelope::Debezium);
             if debezium && !self.options.emit_tombstones {
                 return Ok(None);
@@ -265,7 +292,8 @@ impl ChangeDecoder {
                 position,
             }));
         };
-        let writer = &self.writers[&id];
+        let writer = &self.writers[&key_of_writer];
+        let id = key_of_writer.0;
         topic.envelope = Some(writer.envelope);
         if topic
             .value_schema
@@ -296,21 +324,37 @@ impl ChangeDecoder {
     }
 
     /// Decode a framed key or value; returns the value and its schema id.
-    fn value(&mut self, bytes: &[u8], header: Option<&[u8]>) -> Result<(Value, u32)> {
+    /// Decode a framed key or value, resolved into `reader` if given; returns the value and
+    /// the key of its compiled writer.
+    fn value(
+        &mut self,
+        bytes: &[u8],
+        header: Option<&[u8]>,
+        reader: Option<Arc<Schema>>,
+    ) -> Result<(Value, WriterKey)> {
         let (id, body) = frame::split(bytes, header)?;
-        let writer = match self.writers.get(&id) {
+        let key = (id, reader.as_ref().map_or(0, |r| Arc::as_ptr(r) as usize));
+        let writer = match self.writers.get(&key) {
             Some(writer) => writer,
             None => {
-                let writer = Writer::new(self.registry.schema(id)?, self.options.format)?;
-                self.writers.entry(id).or_insert(writer)
+                let writer = Writer::new(self.registry.schema(id)?, reader, self.options.format)?;
+                self.writers.entry(key).or_insert(writer)
             }
         };
-        Ok((writer.schema.decode(body)?, id))
+        let value = match &writer.resolved {
+            Some(resolved) => resolved.decode(body)?,
+            None => writer.schema.decode(body)?,
+        };
+        Ok((value, key))
     }
 }
 
 impl Writer {
-    fn new(schema: Arc<Schema>, format: Format) -> Result<Writer> {
+    fn new(writer: Arc<Schema>, reader: Option<Arc<Schema>>, format: Format) -> Result<Writer> {
+        let (schema, resolved) = match reader {
+            Some(reader) => (reader.clone(), Some(Resolved::new(&writer, reader)?)),
+            None => (writer, None),
+        };
         let root = schema.root_record();
         let has = |field: &str| root.is_some_and(|r| r.field_names.iter().any(|n| &**n == field));
         let looks_like_envelope = has("before") && has("after") && has("op");
@@ -327,6 +371,7 @@ impl Writer {
         };
         let table = root.map(|r| table_from_record_name(&r.name, r.connect_name.as_deref()).into());
         Ok(Writer {
+            resolved,
             envelope,
             table,
             has_deleted_flag: has("__deleted"),
@@ -507,13 +552,13 @@ mod tests {
         .unwrap();
         let debezium = Arc::new(debezium);
         assert_eq!(
-            Writer::new(debezium.clone(), Format::Auto)
+            Writer::new(debezium.clone(), None, Format::Auto)
                 .unwrap()
                 .envelope,
             Envelope::Debezium
         );
         assert_eq!(
-            Writer::new(debezium, Format::Row).unwrap().envelope,
+            Writer::new(debezium, None, Format::Row).unwrap().envelope,
             Envelope::Row
         );
         let row = Schema::parse(
@@ -521,10 +566,10 @@ mod tests {
         )
         .unwrap();
         let row = Arc::new(row);
-        let writer = Writer::new(row.clone(), Format::Auto).unwrap();
+        let writer = Writer::new(row.clone(), None, Format::Auto).unwrap();
         assert_eq!(writer.envelope, Envelope::Row);
         assert_eq!(writer.table.as_deref(), Some("orders"));
-        let forced = Writer::new(row, Format::Debezium).err().unwrap();
+        let forced = Writer::new(row, None, Format::Debezium).err().unwrap();
         assert!(
             forced.to_string().contains("no before/after/op"),
             "{forced}"

@@ -488,7 +488,7 @@ impl ChangeConsumer {
         let fetch = Fetch {
             consumer: consumer.clone(),
             positions: positions.clone(),
-            decoder: ChangeDecoder::new(registry, config.decoder),
+            decoder: ChangeDecoder::new(registry, config.decoder.clone()),
             sender,
             stop: stop.clone(),
             bounded: config.until != Until::Forever,

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 
 /// Deepest nesting of values a message may have; deeper (only possible with recursive schemas)
 /// is an error rather than a stack overflow, on any thread's stack.
-const MAX_DEPTH: usize = 64;
+pub(super) const MAX_DEPTH: usize = 64;
 
 /// Most items one collection of zero-width items (e.g. an array of nulls) may claim; such
 /// items take no bytes, so the message length cannot bound them.
@@ -16,26 +16,46 @@ const MAX_EMPTY_ITEMS: usize = 1 << 16;
 impl Schema {
     /// Decode one Avro binary body (no framing). Every byte must be used.
     pub fn decode(&self, body: &[u8]) -> Result<Value> {
-        let mut reader = Reader { buf: body, pos: 0 };
+        let mut reader = Reader::new(body);
         let value = reader.value(self, &self.root, 0)?;
-        if reader.pos != body.len() {
-            return Err(Error::decode(format!(
-                "{} trailing bytes after the Avro body ({} bytes read of {}); was it written with another schema?",
-                body.len() - reader.pos,
-                reader.pos,
-                body.len()
-            )));
-        }
+        reader.finish()?;
         Ok(value)
     }
 }
 
-struct Reader<'a> {
+/// Reads Avro binary primitives from one message body, checking every length against the bytes
+/// actually present. Shared with schema resolution (`resolve.rs`).
+pub(super) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Check that the whole body was used.
+    pub(super) fn finish(&self) -> Result<()> {
+        if self.pos != self.buf.len() {
+            return Err(Error::decode(format!(
+                "{} trailing bytes after the Avro body ({} bytes read of {}); was it written with another schema?",
+                self.buf.len() - self.pos,
+                self.pos,
+                self.buf.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fail if values nest deeper than [`MAX_DEPTH`].
+    pub(super) fn check_depth(depth: usize) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(Error::decode(format!("nesting deeper than {MAX_DEPTH}")));
+        }
+        Ok(())
+    }
+
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -48,7 +68,7 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
             return Err(self.truncated(what));
         }
@@ -58,7 +78,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A zig-zag varint of at most 10 bytes.
-    fn long(&mut self) -> Result<i64> {
+    pub(super) fn long(&mut self) -> Result<i64> {
         let mut raw: u64 = 0;
         for shift in (0..64).step_by(7) {
             let byte = *self
@@ -80,13 +100,13 @@ impl<'a> Reader<'a> {
         )))
     }
 
-    fn int(&mut self) -> Result<i32> {
+    pub(super) fn int(&mut self) -> Result<i32> {
         let value = self.long()?;
         i32::try_from(value).map_err(|_| Error::decode(format!("int out of range: {value}")))
     }
 
     /// A non-negative length that fits in what is left of the message.
-    fn length(&mut self, what: &str) -> Result<usize> {
+    pub(super) fn length(&mut self, what: &str) -> Result<usize> {
         let length = self.long()?;
         if length < 0 {
             return Err(Error::decode(format!("negative {what} length {length}")));
@@ -101,12 +121,12 @@ impl<'a> Reader<'a> {
         Ok(length as usize)
     }
 
-    fn bytes(&mut self) -> Result<Vec<u8>> {
+    pub(super) fn bytes(&mut self) -> Result<Vec<u8>> {
         let length = self.length("bytes")?;
         Ok(self.take(length, "bytes")?.to_vec())
     }
 
-    fn string(&mut self) -> Result<String> {
+    pub(super) fn string(&mut self) -> Result<String> {
         let start = self.pos;
         let length = self.length("string")?;
         let raw = self.take(length, "string")?;
@@ -115,8 +135,26 @@ impl<'a> Reader<'a> {
             .map_err(|e| Error::decode(format!("string at byte {start} is not valid UTF-8: {e}")))
     }
 
+    pub(super) fn boolean(&mut self) -> Result<bool> {
+        match self.take(1, "a boolean")?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(Error::decode(format!("invalid boolean byte {other:#04x}"))),
+        }
+    }
+
+    pub(super) fn float(&mut self) -> Result<f32> {
+        let raw = self.take(4, "a float")?;
+        Ok(f32::from_le_bytes(raw.try_into().expect("4 bytes")))
+    }
+
+    pub(super) fn double(&mut self) -> Result<f64> {
+        let raw = self.take(8, "a double")?;
+        Ok(f64::from_le_bytes(raw.try_into().expect("8 bytes")))
+    }
+
     /// The item count of the next block of an array or map; 0 ends the collection.
-    fn block_count(&mut self, items_can_be_empty: bool, seen: usize) -> Result<usize> {
+    pub(super) fn block_count(&mut self, items_can_be_empty: bool, seen: usize) -> Result<usize> {
         let count = self.long()?;
         let count = if count < 0 {
             // A negative count is followed by the block's size in bytes, which we do not need.
@@ -139,26 +177,14 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self, schema: &Schema, node: &Node, depth: usize) -> Result<Value> {
-        if depth > MAX_DEPTH {
-            return Err(Error::decode(format!("nesting deeper than {MAX_DEPTH}")));
-        }
+        Self::check_depth(depth)?;
         Ok(match node {
             Node::Null => Value::Null,
-            Node::Boolean => match self.take(1, "a boolean")?[0] {
-                0 => Value::Boolean(false),
-                1 => Value::Boolean(true),
-                other => return Err(Error::decode(format!("invalid boolean byte {other:#04x}"))),
-            },
+            Node::Boolean => Value::Boolean(self.boolean()?),
             Node::Int => Value::Int(self.int()?),
             Node::Long => Value::Long(self.long()?),
-            Node::Float => {
-                let raw = self.take(4, "a float")?;
-                Value::Float(f32::from_le_bytes(raw.try_into().expect("4 bytes")))
-            }
-            Node::Double => {
-                let raw = self.take(8, "a double")?;
-                Value::Double(f64::from_le_bytes(raw.try_into().expect("8 bytes")))
-            }
+            Node::Float => Value::Float(self.float()?),
+            Node::Double => Value::Double(self.double()?),
             Node::Bytes => Value::Bytes(self.bytes()?),
             Node::String => Value::String(self.string()?),
             Node::Union(branches) => {

@@ -10,15 +10,20 @@
 //! Water's date/time records) are recognised once per schema node at parse time
 //! ([`Logical`]) and decode straight into typed values ([`Value::Decimal`],
 //! [`Value::Timestamp`], ...), so the Python and Arrow layers never look at schemas.
+//!
+//! [`Resolved`] reads data written with one schema as values of another (Avro schema
+//! resolution), for applications that give a reader schema.
 
 mod decimal;
 mod decode;
 mod logical;
+mod resolve;
 mod schema;
 mod temporal;
 mod value;
 
 pub use logical::{InfinitySentinels, Logical, TimeUnit, UNAVAILABLE_PLACEHOLDER};
-pub use schema::{EnumDef, FixedDef, LogicalNode, Named, Node, RecordDef, Schema};
+pub use resolve::Resolved;
+pub use schema::{EnumDef, FieldDefault, FixedDef, LogicalNode, Named, Node, RecordDef, Schema};
 pub use temporal::civil_from_days;
 pub use value::{Decimal, Interval, Record, Temporal, Time, Timestamp, Value};

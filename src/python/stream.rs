@@ -11,10 +11,12 @@ use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration, Py
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString};
 
+use super::batch::PyBatchIterator;
 use super::change::PyChange;
 use super::convert::utc_datetime;
+use crate::avro::Schema;
 use crate::change::Change;
-use crate::change::{DecoderOptions, Format};
+use crate::change::{DecoderOptions, Format, ReaderSchemas};
 use crate::error::Error;
 use crate::kafka::{
     ChangeConsumer, CommitPolicy, DeadLetter, Next, OnDecodeError, Start, StreamConfig, Until,
@@ -44,7 +46,7 @@ impl PyChangeStream {
     #[pyo3(signature = (
         topics, *, bootstrap_servers, schema_registry_url, group_id = None, start = None,
         until = None, commit = "auto", commit_interval = 5.0, on_decode_error = "raise",
-        format = "auto", emit_tombstones = false, kafka = None, registry = None, registry_timeout = 30.0, progress = false
+        format = "auto", emit_tombstones = false, reader_schema = None, kafka = None, registry = None, registry_timeout = 30.0, progress = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -60,6 +62,7 @@ impl PyChangeStream {
         on_decode_error: &str,
         format: &str,
         emit_tombstones: bool,
+        reader_schema: Option<&Bound<'_, PyAny>>,
         kafka: Option<&Bound<'_, PyAny>>,
         registry: Option<&Bound<'_, PyAny>>,
         registry_timeout: f64,
@@ -106,6 +109,10 @@ impl PyChangeStream {
                     }
                 },
                 emit_tombstones,
+                readers: reader_schema
+                    .map(reader_schemas)
+                    .transpose()?
+                    .unwrap_or_default(),
             },
             kafka: kafka.map(settings).transpose()?.unwrap_or_default(),
         };
@@ -183,6 +190,19 @@ impl PyChangeStream {
             list.append(PyDeadLetter::new(py, letter)?)?;
         }
         Ok(list)
+    }
+
+    /// Iterate over Arrow batches (`ChangeBatch`) instead of single changes: each holds changes
+    /// of one table under one value schema, at most `max_rows`, handed over at the latest
+    /// `max_wait` seconds after its first change arrived. Asking for the next batch finishes
+    /// the previous one.
+    #[pyo3(signature = (max_rows = 10_000, max_wait = 1.0))]
+    fn batches(&self, max_rows: usize, max_wait: f64) -> PyResult<PyBatchIterator> {
+        if max_rows == 0 {
+            return Err(config_error("max_rows must be at least 1".into()));
+        }
+        let max_wait = seconds("max_wait", max_wait)?;
+        Ok(PyBatchIterator::new(self.consumer()?, max_rows, max_wait))
     }
 
     /// Stop fetching, commit the finished positions and leave the group. Idempotent.
@@ -513,6 +533,43 @@ fn parse_until(until: Option<&Bound<'_, PyAny>>) -> PyResult<Until> {
             until.repr()?
         ))),
     }
+}
+
+/// `reader_schema=`: one schema (JSON text or a dict) for every topic's values, or a mapping
+/// of topic to schema.
+fn reader_schemas(given: &Bound<'_, PyAny>) -> PyResult<ReaderSchemas> {
+    let parse = |schema: &Bound<'_, PyAny>| -> PyResult<Arc<Schema>> {
+        let text = match schema.cast::<PyString>() {
+            Ok(text) => text.to_str()?.to_owned(),
+            Err(_) => schema
+                .py()
+                .import("json")?
+                .call_method1("dumps", (schema,))?
+                .extract()?,
+        };
+        Schema::parse(&text)
+            .map(Arc::new)
+            .map_err(|e| config_error(format!("reader_schema is not a usable Avro schema: {e}")))
+    };
+    let is_one_schema = given.cast::<PyString>().is_ok()
+        || given
+            .cast::<PyDict>()
+            .is_ok_and(|d| d.contains("type").unwrap_or(false));
+    if is_one_schema {
+        return Ok(ReaderSchemas {
+            all: Some(parse(given)?),
+            by_topic: HashMap::new(),
+        });
+    }
+    let mut by_topic = HashMap::new();
+    for item in given.call_method0("items")?.try_iter()? {
+        let (topic, schema): (String, Bound<'_, PyAny>) = item?.extract()?;
+        by_topic.insert(topic, parse(&schema)?);
+    }
+    Ok(ReaderSchemas {
+        all: None,
+        by_topic,
+    })
 }
 
 fn topic_list(topics: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
