@@ -7,11 +7,19 @@
 #
 # `up` writes <repo>/.stack.env (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL,
 # POSTGRES_DSN, STACK_DIR, ports); `down` stops everything and removes both.
+#
+# Independent instances (e.g. for tests that stop and restart a broker of their own):
+#   CHANGESTREAM_STACK_ENV=/path/x.env   the instance's env file (default <repo>/.stack.env); each
+#                                        env file is one stack with its own dir, ports and lock
+#   CHANGESTREAM_STACK_SERVICES=kafka,registry   what `up` starts (default kafka,registry,postgres)
+#   CHANGESTREAM_STACK_KAFKA_SECURITY=1  Kafka also gets SSL, SASL_SSL (SCRAM-SHA-512 and PLAIN)
+#                                        and SASL_PLAINTEXT (PLAIN) listeners, a CA and users
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null || (cd "$SCRIPT_DIR/../.." && pwd))
-ENV_FILE="$REPO_ROOT/.stack.env"
+DEFAULT_ENV_FILE=$(realpath -m -- "$REPO_ROOT/.stack.env")
+ENV_FILE=$(realpath -m -- "${CHANGESTREAM_STACK_ENV:-$DEFAULT_ENV_FILE}")
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/changestream"
 
 KAFKA_VERSION="${STACK_KAFKA_VERSION:-4.3.1}"
@@ -34,12 +42,32 @@ UTIL=("python3" "$SCRIPT_DIR/stackutil.py")
 # State (filled by up, or read from .stack.env)
 STACK_DIR=""
 KAFKA_PORT="" KAFKA_CONTROLLER_PORT="" APICURIO_PORT="" APICURIO_MGMT_PORT="" POSTGRES_PORT=""
+KAFKA_SSL_PORT="" KAFKA_SASL_SSL_PORT="" KAFKA_SASL_PLAINTEXT_PORT=""
 JAVA21="" PG_BIN=""
+# What this instance runs: from the environment at `up`, afterwards from $STACK_DIR/state.env
+ALL_SERVICES="kafka,registry,postgres"
+SERVICES="${CHANGESTREAM_STACK_SERVICES:-$ALL_SERVICES}"
+SECURITY="${CHANGESTREAM_STACK_KAFKA_SECURITY:-0}"
+SCRAM_USER="alice" PLAIN_USER="bob" SCRAM_PASSWORD="" PLAIN_PASSWORD=""
 
 log() { echo "stack: $*"; }
 err() { echo "stack: ERROR: $*" >&2; }
 die() { err "$*"; exit 1; }
 now_ms() { date +%s%3N; }
+has() { [[ ",$SERVICES," == *",$1,"* ]]; }  # has SERVICE: this instance runs it
+
+check_services() {
+  local s
+  [[ -n "$SERVICES" ]] || die "CHANGESTREAM_STACK_SERVICES is empty (choose from $ALL_SERVICES)"
+  for s in ${SERVICES//,/ }; do
+    case "$s" in
+      kafka | registry | postgres) ;;
+      *) die "unknown service '$s' in CHANGESTREAM_STACK_SERVICES (choose from $ALL_SERVICES)" ;;
+    esac
+  done
+  [[ "$SECURITY" == 0 || "$SECURITY" == 1 ]] || die "CHANGESTREAM_STACK_KAFKA_SECURITY must be 0 or 1"
+  [[ "$SECURITY" == 0 ]] || has kafka || die "CHANGESTREAM_STACK_KAFKA_SECURITY=1 needs the kafka service"
+}
 secs_since() { local d=$(( $(now_ms) - $1 )); printf '%d.%ds' $((d / 1000)) $(((d % 1000) / 100)); }
 
 # ---------------------------------------------------------------- prerequisites
@@ -83,10 +111,14 @@ check_prereqs() {  # check_prereqs [kafka-only]
   m=$(java_major "$(command -v "$KAFKA_JAVA")")
   [[ "${m:-0}" -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, but '$KAFKA_JAVA' is Java ${m:-?}"
   [[ "${1:-}" == kafka-only ]] && return
-  if [[ ! -d "$KAFKA_LIB" || ! -d "$APICURIO_HOME" ]]; then
+  if [[ ! -d "$KAFKA_LIB" ]] || { has registry && [[ ! -d "$APICURIO_HOME" ]]; }; then
     command -v mvn >/dev/null || die "mvn not found: apt-get install maven"
   fi
-  find_java21
+  if [[ "$SECURITY" == 1 ]]; then
+    command -v openssl >/dev/null || die "openssl not found: apt-get install openssl"
+  fi
+  if has registry; then find_java21; fi
+  has postgres || return 0
   find_pg_bin
   if [[ $EUID -eq 0 ]]; then
     command -v runuser >/dev/null || die "runuser not found: apt-get install util-linux"
@@ -109,7 +141,16 @@ mvn_or_die() {  # mvn_or_die LOG args...
   fi
 }
 
+# download_lock: one first-run download at a time across instances (fd 8, held until exit)
+download_lock() {
+  mkdir -p "$CACHE_DIR"
+  exec 8>"$CACHE_DIR/download.lock"
+  flock -w 1800 8 || die "another stack.sh is downloading (lock $CACHE_DIR/download.lock)"
+}
+
 ensure_kafka_lib() {
+  [[ -d "$KAFKA_LIB" ]] && return
+  download_lock
   [[ -d "$KAFKA_LIB" ]] && return
   mkdir -p "$CACHE_DIR"
   log "downloading Kafka $KAFKA_VERSION jars with Maven into $KAFKA_LIB (first run only, can take minutes)"
@@ -124,6 +165,8 @@ ensure_kafka_lib() {
 }
 
 ensure_apicurio() {
+  [[ -d "$APICURIO_HOME" ]] && return
+  download_lock
   [[ -d "$APICURIO_HOME" ]] && return
   mkdir -p "$CACHE_DIR"
   log "downloading Apicurio Registry $APICURIO_VERSION (~160 MB) with Maven into $APICURIO_HOME (first run only, can take minutes)"
@@ -141,13 +184,13 @@ ensure_apicurio() {
 # --------------------------------------------------------------- processes
 
 # launch PIDFILE LOGFILE CWD cmd...: start cmd detached (own session, stdin closed,
-# output appended to LOGFILE); its PID is written to PIDFILE. fd 9 (our lock) is not inherited.
+# output appended to LOGFILE); its PID is written to PIDFILE. fds 8, 9 (our locks) are not inherited.
 launch() {
   local pidfile="$1" logfile="$2" cwd="$3"; shift 3
   rm -f "$pidfile"
   # shellcheck disable=SC2016  # $$ and $@ are for the inner bash
   ( cd "$cwd" && exec setsid bash -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" ) \
-    </dev/null >>"$logfile" 2>&1 9>&- &
+    </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
   local i
   for i in $(seq 50); do [[ -s "$pidfile" ]] && return 0; sleep 0.1; done
   return 1
@@ -190,18 +233,54 @@ kafka_dir() { echo "$STACK_DIR/kafka"; }
 kafka_log() { echo "$STACK_DIR/kafka/server.log"; }
 kafka_pidfile() { echo "$STACK_DIR/kafka/kafka.pid"; }
 
+kafka_tls_dir() { echo "$STACK_DIR/kafka/tls"; }
+
+# kafka_certs: with the openssl CLI, a CA, a broker certificate it signs (SAN IP:127.0.0.1 and
+# DNS:localhost) and an unrelated CA, all PEM; the broker's PEM keystore is its unencrypted
+# PKCS#8 key followed by its certificate.
+kafka_certs() {
+  local t; t=$(kafka_tls_dir)
+  mkdir -p "$t"
+  (
+    set -euo pipefail
+    cd "$t"
+    umask 077
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    local ca_ext=(-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign")
+    openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 30 \
+      -subj "/CN=changestream stack CA" "${ca_ext[@]}"
+    openssl req -x509 "${ec[@]}" -keyout other-ca.key -out other-ca.pem -days 30 \
+      -subj "/CN=changestream unrelated CA" "${ca_ext[@]}"
+    openssl req "${ec[@]}" -keyout broker.key -out broker.csr -subj "/CN=localhost"
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile broker.ext -out broker.pem
+    cat broker.key broker.pem >broker-keystore.pem
+    chmod 644 ca.pem other-ca.pem broker.pem
+  ) >"$t/openssl.log" 2>&1 || fail_service kafka "$t/openssl.log" "certificate generation (openssl) failed"
+}
+
 kafka_prepare() {  # write server.properties and format the storage (once per stack)
   local d; d=$(kafka_dir)
   mkdir -p "$d/data"
+  local listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT"
+  local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  if [[ "$SECURITY" == 1 ]]; then
+    listeners+=",SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT"
+    listeners+=",SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT"
+    protocols+=",SSL:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"
+  fi
+  (umask 077 && : >"$d/server.properties")   # it may hold the PLAIN password
   cat >"$d/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=$listeners,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$d/data
 num.partitions=1
 default.replication.factor=1
@@ -216,9 +295,27 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 EOF
+  local scram=()
+  if [[ "$SECURITY" == 1 ]]; then
+    kafka_certs
+    local plain_jaas="org.apache.kafka.common.security.plain.PlainLoginModule required user_$PLAIN_USER=\"$PLAIN_PASSWORD\";"
+    cat >>"$d/server.properties" <<EOF
+# TLS with a PEM keystore; SASL/SCRAM-SHA-512 (users in the metadata log, added at format
+# time) and SASL/PLAIN (users in the JAAS config)
+ssl.keystore.type=PEM
+ssl.keystore.location=$(kafka_tls_dir)/broker-keystore.pem
+ssl.client.auth=none
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=$plain_jaas
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=$plain_jaas
+EOF
+    scram=(--add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]")
+  fi
   local cid; cid=$("${UTIL[@]}" cluster-id)
   if ! "$KAFKA_JAVA" -Xmx256m -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format \
-       -t "$cid" -c "$d/server.properties" >"$d/format.log" 2>&1; then
+       -t "$cid" -c "$d/server.properties" "${scram[@]+"${scram[@]}"}" >"$d/format.log" 2>&1; then
     fail_service kafka "$d/format.log" "storage format (kafka.tools.StorageTool) failed"
   fi
 }
@@ -227,7 +324,7 @@ kafka_launch() {
   local d; d=$(kafka_dir)
   mkdir -p "$d/tmp"
   launch "$(kafka_pidfile)" "$(kafka_log)" "$d" \
-    "$KAFKA_JAVA" -Xms256m -Xmx768m -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    "$KAFKA_JAVA" -Xms256m -Xmx768m -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 ${STACK_KAFKA_JVM_OPTS:-} \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 \
     -Djava.awt.headless=true -Dchangestream.stack.dir="$STACK_DIR" -Djava.io.tmpdir="$d/tmp" \
     -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka-log4j2.properties" -Dkafka.logs.dir="$d" \
@@ -299,44 +396,67 @@ load_env() {
   local k v
   while IFS='=' read -r k v; do
     case "$k" in
-      STACK_DIR | KAFKA_PORT | KAFKA_CONTROLLER_PORT | APICURIO_PORT | APICURIO_MGMT_PORT | POSTGRES_PORT)
+      STACK_DIR | KAFKA_PORT | KAFKA_CONTROLLER_PORT | APICURIO_PORT | APICURIO_MGMT_PORT | POSTGRES_PORT | \
+        KAFKA_SSL_PORT | KAFKA_SASL_SSL_PORT | KAFKA_SASL_PLAINTEXT_PORT)
         printf -v "$k" '%s' "$v" ;;
     esac
   done <"$ENV_FILE"
   [[ -n "$STACK_DIR" ]] || return 1
-  # what this stack was started with (so start-kafka/down use the same jars and binaries)
+  # what this stack was started with (so start-kafka/down use the same jars, binaries and
+  # services; a state.env without SERVICES is from a stack that ran all three)
+  SERVICES="$ALL_SERVICES" SECURITY=0
   if [[ -f "$STACK_DIR/state.env" ]]; then
     while IFS='=' read -r k v; do
-      case "$k" in KAFKA_LIB | KAFKA_JAVA | PG_BIN) printf -v "$k" '%s' "$v" ;; esac
+      case "$k" in KAFKA_LIB | KAFKA_JAVA | PG_BIN | SERVICES | SECURITY) printf -v "$k" '%s' "$v" ;; esac
     done <"$STACK_DIR/state.env"
   fi
   return 0
 }
 
 write_state() {
-  printf 'KAFKA_LIB=%s\nKAFKA_JAVA=%s\nPG_BIN=%s\n' "$KAFKA_LIB" "$(command -v "$KAFKA_JAVA")" "$PG_BIN" \
-    >"$STACK_DIR/state.env"
+  printf 'KAFKA_LIB=%s\nKAFKA_JAVA=%s\nPG_BIN=%s\nSERVICES=%s\nSECURITY=%s\n' "$KAFKA_LIB" \
+    "$(command -v "$KAFKA_JAVA")" "$PG_BIN" "$SERVICES" "$SECURITY" >"$STACK_DIR/state.env"
 }
 
-write_env() {
-  cat >"$ENV_FILE.tmp" <<EOF
-KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
-SCHEMA_REGISTRY_URL=http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7
-APICURIO_REGISTRY_URL=http://127.0.0.1:$APICURIO_PORT/apis/registry/v3
-POSTGRES_DSN=postgresql://postgres@127.0.0.1:$POSTGRES_PORT/postgres
-STACK_DIR=$STACK_DIR
-KAFKA_PORT=$KAFKA_PORT
-KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
-APICURIO_PORT=$APICURIO_PORT
-APICURIO_MGMT_PORT=$APICURIO_MGMT_PORT
-POSTGRES_PORT=$POSTGRES_PORT
+write_env() {  # the keys of the services this instance runs (all three: the original layout)
+  mkdir -p "$(dirname "$ENV_FILE")"
+  (umask 077 && : >"$ENV_FILE.tmp")   # it may hold passwords
+  {
+    if has kafka; then echo "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"; fi
+    if has registry; then
+      echo "SCHEMA_REGISTRY_URL=http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7"
+      echo "APICURIO_REGISTRY_URL=http://127.0.0.1:$APICURIO_PORT/apis/registry/v3"
+    fi
+    if has postgres; then echo "POSTGRES_DSN=postgresql://postgres@127.0.0.1:$POSTGRES_PORT/postgres"; fi
+    echo "STACK_DIR=$STACK_DIR"
+    if has kafka; then printf 'KAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; fi
+    if has registry; then printf 'APICURIO_PORT=%s\nAPICURIO_MGMT_PORT=%s\n' "$APICURIO_PORT" "$APICURIO_MGMT_PORT"; fi
+    if has postgres; then echo "POSTGRES_PORT=$POSTGRES_PORT"; fi
+    if [[ "$SECURITY" == 1 ]]; then
+      cat <<EOF
+KAFKA_SSL_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SSL_PORT
+KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SASL_SSL_PORT
+KAFKA_SASL_PLAINTEXT_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT
+KAFKA_SSL_PORT=$KAFKA_SSL_PORT
+KAFKA_SASL_SSL_PORT=$KAFKA_SASL_SSL_PORT
+KAFKA_SASL_PLAINTEXT_PORT=$KAFKA_SASL_PLAINTEXT_PORT
+KAFKA_SSL_CA_LOCATION=$(kafka_tls_dir)/ca.pem
+KAFKA_SSL_OTHER_CA_LOCATION=$(kafka_tls_dir)/other-ca.pem
+KAFKA_SCRAM_MECHANISM=SCRAM-SHA-512
+KAFKA_SCRAM_USERNAME=$SCRAM_USER
+KAFKA_SCRAM_PASSWORD=$SCRAM_PASSWORD
+KAFKA_PLAIN_USERNAME=$PLAIN_USER
+KAFKA_PLAIN_PASSWORD=$PLAIN_PASSWORD
 EOF
+    fi
+  } >>"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 }
 
 all_answer() {
-  [[ -n "$PG_BIN" ]] || find_pg_bin
-  kafka_ready && apicurio_ready && postgres_ready
+  if has postgres && [[ -z "$PG_BIN" ]]; then find_pg_bin; fi
+  { ! has kafka || kafka_ready; } && { ! has registry || apicurio_ready; } &&
+    { ! has postgres || postgres_ready; }
 }
 
 stop_all() {  # stop whatever runs under STACK_DIR
@@ -401,10 +521,14 @@ declare -A START READY_AT TIMEOUT
 TIMEOUT[kafka]=$KAFKA_TIMEOUT
 TIMEOUT[apicurio]=$APICURIO_TIMEOUT
 
-lock() {
+lock() {  # one lock per instance: stack.lock for the default, one named by the env file otherwise
   mkdir -p "$CACHE_DIR"
-  exec 9>"$CACHE_DIR/stack.lock"
-  flock -w 900 9 || die "another stack.sh is running (lock $CACHE_DIR/stack.lock)"
+  local f="$CACHE_DIR/stack.lock"
+  if [[ "$ENV_FILE" != "$DEFAULT_ENV_FILE" ]]; then
+    f="$CACHE_DIR/stack-$(printf '%s' "$ENV_FILE" | cksum | cut -d' ' -f1).lock"
+  fi
+  exec 9>"$f"
+  flock -w 900 9 || die "another stack.sh is running (lock $f)"
 }
 
 on_up_exit() {  # EXIT trap while `up` runs: an unexpected error or an interrupt
@@ -428,13 +552,19 @@ cmd_up() {
     rm -f "$ENV_FILE"
     STACK_DIR="" KAFKA_LIB="$DEFAULT_KAFKA_LIB" KAFKA_JAVA="$DEFAULT_KAFKA_JAVA" PG_BIN=""
   fi
+  SERVICES="${CHANGESTREAM_STACK_SERVICES:-$ALL_SERVICES}"
+  SECURITY="${CHANGESTREAM_STACK_KAFKA_SECURITY:-0}"
+  check_services
   check_prereqs
   ensure_kafka_lib
-  ensure_apicurio
+  if has registry; then ensure_apicurio; fi
 
   local t0; t0=$(now_ms)
   read -r KAFKA_PORT KAFKA_CONTROLLER_PORT APICURIO_PORT APICURIO_MGMT_PORT POSTGRES_PORT \
-    < <("${UTIL[@]}" free-ports 5)
+    KAFKA_SSL_PORT KAFKA_SASL_SSL_PORT KAFKA_SASL_PLAINTEXT_PORT < <("${UTIL[@]}" free-ports 8)
+  if [[ "$SECURITY" == 1 ]]; then
+    SCRAM_PASSWORD="scram-pw-$(openssl rand -hex 12)" PLAIN_PASSWORD="plain-pw-$(openssl rand -hex 12)"
+  fi
   STACK_DIR=$(mktemp -d "${TMP_PREFIX}XXXXXX")
   chmod 755 "$STACK_DIR"   # the postgres user must traverse it
   UP_MODE=up
@@ -442,19 +572,28 @@ cmd_up() {
   trap 'exit 130' INT TERM
   write_state
 
-  kafka_prepare
-  START[kafka]=$(now_ms); kafka_launch
-  START[apicurio]=$(now_ms); apicurio_launch
-  START[postgres]=$(now_ms); postgres_start
-  READY_AT[postgres]=$(secs_since "${START[postgres]}")
-  wait_ready 0 "$t0" kafka apicurio
+  local waiting=()
+  if has kafka; then kafka_prepare; START[kafka]=$(now_ms); kafka_launch; waiting+=(kafka); fi
+  if has registry; then START[apicurio]=$(now_ms); apicurio_launch; waiting+=(apicurio); fi
+  if has postgres; then
+    START[postgres]=$(now_ms); postgres_start
+    READY_AT[postgres]=$(secs_since "${START[postgres]}")
+  fi
+  wait_ready 0 "$t0" "${waiting[@]+"${waiting[@]}"}"
 
   write_env
   trap - EXIT INT TERM
   UP_MODE=""
-  log "kafka     127.0.0.1:$KAFKA_PORT  ready in ${READY_AT[kafka]}"
-  log "registry  http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7  ready in ${READY_AT[apicurio]} (Java $(java_major "$JAVA21"))"
-  log "postgres  127.0.0.1:$POSTGRES_PORT  ready in ${READY_AT[postgres]} ($(basename "$(dirname "$PG_BIN")"))"
+  if has kafka; then log "kafka     127.0.0.1:$KAFKA_PORT  ready in ${READY_AT[kafka]}"; fi
+  if [[ "$SECURITY" == 1 ]]; then
+    log "kafka     SSL 127.0.0.1:$KAFKA_SSL_PORT, SASL_SSL 127.0.0.1:$KAFKA_SASL_SSL_PORT (SCRAM-SHA-512, PLAIN), SASL_PLAINTEXT 127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT (PLAIN); CA $(kafka_tls_dir)/ca.pem"
+  fi
+  if has registry; then
+    log "registry  http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7  ready in ${READY_AT[apicurio]} (Java $(java_major "$JAVA21"))"
+  fi
+  if has postgres; then
+    log "postgres  127.0.0.1:$POSTGRES_PORT  ready in ${READY_AT[postgres]} ($(basename "$(dirname "$PG_BIN")"))"
+  fi
   log "up in $(secs_since "$t0"); wrote $ENV_FILE (STACK_DIR=$STACK_DIR)"
 }
 
@@ -469,11 +608,17 @@ cmd_down() {
 
 cmd_status() {
   if ! load_env; then log "no stack ($ENV_FILE absent)"; return 1; fi
-  find_pg_bin
+  if has postgres; then find_pg_bin; fi
   local rc=0
-  if kafka_ready; then log "kafka     127.0.0.1:$KAFKA_PORT  up"; else log "kafka     127.0.0.1:$KAFKA_PORT  DOWN"; rc=1; fi
-  if apicurio_ready; then log "registry  http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7  up"; else log "registry  http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7  DOWN"; rc=1; fi
-  if postgres_ready; then log "postgres  127.0.0.1:$POSTGRES_PORT  up"; else log "postgres  127.0.0.1:$POSTGRES_PORT  DOWN"; rc=1; fi
+  if has kafka; then
+    if kafka_ready; then log "kafka     127.0.0.1:$KAFKA_PORT  up"; else log "kafka     127.0.0.1:$KAFKA_PORT  DOWN"; rc=1; fi
+  fi
+  if has registry; then
+    if apicurio_ready; then log "registry  http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7  up"; else log "registry  http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7  DOWN"; rc=1; fi
+  fi
+  if has postgres; then
+    if postgres_ready; then log "postgres  127.0.0.1:$POSTGRES_PORT  up"; else log "postgres  127.0.0.1:$POSTGRES_PORT  DOWN"; rc=1; fi
+  fi
   log "STACK_DIR=$STACK_DIR"
   return $rc
 }
@@ -481,6 +626,7 @@ cmd_status() {
 cmd_stop_kafka() {
   lock
   load_env || die "no stack ($ENV_FILE absent): run up first"
+  has kafka || die "the stack of $ENV_FILE runs no kafka"
   kafka_stop
   log "kafka stopped (port $KAFKA_PORT, data kept in $(kafka_dir)/data)"
 }
@@ -488,6 +634,7 @@ cmd_stop_kafka() {
 cmd_start_kafka() {
   lock
   load_env || die "no stack ($ENV_FILE absent): run up first"
+  has kafka || die "the stack of $ENV_FILE runs no kafka"
   if kafka_alive && kafka_ready; then log "kafka already running on 127.0.0.1:$KAFKA_PORT"; return 0; fi
   check_prereqs kafka-only
   [[ -d "$KAFKA_LIB" ]] || die "Kafka jars missing: $KAFKA_LIB"
@@ -499,7 +646,7 @@ cmd_start_kafka() {
 }
 
 usage() {
-  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in

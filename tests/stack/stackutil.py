@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Small helpers for stack.sh (standard library only).
 
-  stackutil.py free-ports N         print N distinct free TCP ports on 127.0.0.1
-  stackutil.py cluster-id           print a random Kafka cluster id (22 chars)
-  stackutil.py tcp HOST PORT        exit 0 if a TCP connect succeeds
-  stackutil.py kafka HOST PORT      exit 0 if the broker answers a Metadata request
-                                    listing at least one broker
-  stackutil.py http URL             exit 0 if GET URL returns 200
+stackutil.py free-ports N         print N distinct free TCP ports on 127.0.0.1
+stackutil.py cluster-id           print a random Kafka cluster id (22 chars)
+stackutil.py tcp HOST PORT        exit 0 if a TCP connect succeeds
+stackutil.py kafka HOST PORT      exit 0 if the broker answers a Metadata request
+                                  listing at least one broker
+stackutil.py http URL             exit 0 if GET URL returns 200
 """
+
+from __future__ import annotations
+
 import base64
 import socket
 import struct
@@ -19,7 +22,7 @@ import uuid
 TIMEOUT = 3.0
 
 
-def free_ports(n):
+def free_ports(n: int) -> int:
     socks = []
     try:
         for _ in range(n):
@@ -33,12 +36,12 @@ def free_ports(n):
     return 0
 
 
-def cluster_id():
+def cluster_id() -> int:
     print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
     return 0
 
 
-def tcp(host, port):
+def tcp(host: str, port: str) -> int:
     try:
         with socket.create_connection((host, int(port)), timeout=TIMEOUT):
             return 0
@@ -46,7 +49,7 @@ def tcp(host, port):
         return 1
 
 
-def _recv_exact(sock, n):
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
     buf = b""
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
@@ -56,7 +59,7 @@ def _recv_exact(sock, n):
     return buf
 
 
-def kafka(host, port):
+def kafka(host: str, port: str) -> int:
     """Send Metadata v4 (non-flexible; still supported by Kafka 4.x) for no topics."""
     client_id = b"stack-check"
     corr = 7
@@ -82,7 +85,7 @@ def kafka(host, port):
     return 0
 
 
-def http(url):
+def http(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
             return 0 if r.status == 200 else 1
@@ -90,7 +93,7 @@ def http(url):
         return 1
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
