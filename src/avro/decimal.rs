@@ -7,7 +7,7 @@
 //! path. The text (`-12345.6789`, `0.00`, `123E+3`) is what Python's `decimal.Decimal`
 //! parses exactly, keeping the scale as its exponent.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use super::value::Decimal;
 use crate::error::{Error, Result};
@@ -130,7 +130,12 @@ impl fmt::Display for Decimal {
             let (whole, fraction) = digits.split_at(digits.len() - scale);
             write!(f, "{whole}.{fraction}")
         } else {
-            write!(f, "0.{:0>scale$}", digits)
+            // Zeros written out: a format width is limited to 16 bits.
+            f.write_str("0.")?;
+            for _ in digits.len()..scale {
+                f.write_char('0')?;
+            }
+            f.write_str(&digits)
         }
     }
 }
@@ -138,6 +143,19 @@ impl fmt::Display for Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scale_wider_than_a_format_width_prints() {
+        // 27,300 bytes make about 65,700 digits: a scale just above them needs leading zeros
+        // past what `{:0>width$}` accepts (16 bits).
+        let decimal = Decimal {
+            unscaled: vec![0x7f; 27_300],
+            scale: 65_755,
+        };
+        let text = decimal.to_string();
+        assert!(text.starts_with("0.0"), "{}", &text[..20]);
+        assert_eq!(text.len(), 2 + 65_755);
+    }
 
     fn decimal(unscaled: i128, scale: i32) -> Decimal {
         // The shortest two's-complement form, as Java's BigInteger.toByteArray writes it.

@@ -9,8 +9,9 @@ use crate::error::{Error, Result};
 /// is an error rather than a stack overflow, on any thread's stack.
 pub(super) const MAX_DEPTH: usize = 64;
 
-/// Most items one collection of zero-width items (e.g. an array of nulls) may claim; such
-/// items take no bytes, so the message length cannot bound them.
+/// Most zero-width items (e.g. nulls in arrays) one message may claim, over all its
+/// collections together: such items take no bytes, so the message length cannot bound them,
+/// and a per-collection limit would multiply through nesting.
 const MAX_EMPTY_ITEMS: usize = 1 << 16;
 
 impl Schema {
@@ -28,11 +29,17 @@ impl Schema {
 pub(super) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Zero-width items the rest of the message may still claim.
+    empty_items_left: usize,
 }
 
 impl<'a> Reader<'a> {
     pub(super) fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            empty_items_left: MAX_EMPTY_ITEMS,
+        }
     }
 
     /// Check that the whole body was used.
@@ -154,7 +161,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The item count of the next block of an array or map; 0 ends the collection.
-    pub(super) fn block_count(&mut self, items_can_be_empty: bool, seen: usize) -> Result<usize> {
+    pub(super) fn block_count(&mut self, items_can_be_empty: bool) -> Result<usize> {
         let count = self.long()?;
         let count = if count < 0 {
             // A negative count is followed by the block's size in bytes, which we do not need.
@@ -164,7 +171,7 @@ impl<'a> Reader<'a> {
             count as u64
         };
         let limit = if items_can_be_empty {
-            MAX_EMPTY_ITEMS.saturating_sub(seen) as u64
+            self.empty_items_left as u64
         } else {
             self.remaining() as u64
         };
@@ -172,6 +179,9 @@ impl<'a> Reader<'a> {
             return Err(Error::decode(format!(
                 "collection claims {count} more items but the message cannot hold them"
             )));
+        }
+        if items_can_be_empty {
+            self.empty_items_left -= count as usize;
         }
         Ok(count as usize)
     }
@@ -206,7 +216,7 @@ impl<'a> Reader<'a> {
             } => {
                 let mut values = Vec::new();
                 loop {
-                    let count = self.block_count(*items_can_be_empty, values.len())?;
+                    let count = self.block_count(*items_can_be_empty)?;
                     if count == 0 {
                         break;
                     }
@@ -220,7 +230,7 @@ impl<'a> Reader<'a> {
             Node::Map(values_node) => {
                 let mut entries = Vec::new();
                 loop {
-                    let count = self.block_count(false, entries.len())?;
+                    let count = self.block_count(false)?;
                     if count == 0 {
                         break;
                     }
@@ -411,6 +421,21 @@ mod tests {
             record.get("attrs"),
             Some(&Value::Map(vec![("k".into(), Value::Long(-7))]))
         );
+    }
+
+    #[test]
+    fn zero_width_items_are_bounded_per_message_not_per_collection() {
+        // Nested arrays of nulls: each inner block claims the most one collection could.
+        let schema =
+            Schema::parse(r#"{"type":"array","items":{"type":"array","items":"null"}}"#).unwrap();
+        let mut body = zigzag(Vec::new(), 4);
+        for _ in 0..4 {
+            body = zigzag(body, 1 << 15);
+            body = zigzag(body, 0);
+        }
+        body = zigzag(body, 0);
+        let error = schema.decode(&body).unwrap_err().to_string();
+        assert!(error.contains("cannot hold them"), "{error}");
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl Resolved {
             } => {
                 let mut values = Vec::new();
                 loop {
-                    let count = reader.block_count(*items_can_be_empty, values.len())?;
+                    let count = reader.block_count(*items_can_be_empty)?;
                     if count == 0 {
                         break;
                     }
@@ -126,7 +126,7 @@ impl Resolved {
             Plan::Map(values_plan) => {
                 let mut entries = Vec::new();
                 loop {
-                    let count = reader.block_count(false, entries.len())?;
+                    let count = reader.block_count(false)?;
                     if count == 0 {
                         break;
                     }
@@ -247,34 +247,26 @@ impl Resolved {
             Node::Array {
                 items,
                 items_can_be_empty,
-            } => {
-                let mut seen = 0usize;
-                loop {
-                    let count = reader.block_count(*items_can_be_empty, seen)?;
-                    if count == 0 {
-                        break;
-                    }
-                    seen += count;
-                    for _ in 0..count {
-                        self.skip(reader, items, depth + 1)?;
-                    }
+            } => loop {
+                let count = reader.block_count(*items_can_be_empty)?;
+                if count == 0 {
+                    break;
                 }
-            }
-            Node::Map(values) => {
-                let mut seen = 0usize;
-                loop {
-                    let count = reader.block_count(false, seen)?;
-                    if count == 0 {
-                        break;
-                    }
-                    seen += count;
-                    for _ in 0..count {
-                        let length = reader.length("string")?;
-                        reader.take(length, "string")?;
-                        self.skip(reader, values, depth + 1)?;
-                    }
+                for _ in 0..count {
+                    self.skip(reader, items, depth + 1)?;
                 }
-            }
+            },
+            Node::Map(values) => loop {
+                let count = reader.block_count(false)?;
+                if count == 0 {
+                    break;
+                }
+                for _ in 0..count {
+                    let length = reader.length("string")?;
+                    reader.take(length, "string")?;
+                    self.skip(reader, values, depth + 1)?;
+                }
+            },
             Node::Union(branches) => {
                 let index = reader.long()?;
                 let branch = usize::try_from(index)

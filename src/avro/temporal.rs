@@ -76,7 +76,7 @@ pub(crate) fn checked_days(year: i64, month: i64, day: i64) -> Option<i64> {
 /// A zone offset in seconds east of UTC that every consumer can represent (strictly within a
 /// day, as Python's `timezone` requires).
 pub(crate) fn check_offset(offset: i64, what: &str) -> Result<i32> {
-    if offset.abs() < SECONDS_PER_DAY {
+    if offset.unsigned_abs() < SECONDS_PER_DAY.unsigned_abs() {
         Ok(offset as i32)
     } else {
         Err(Error::decode(format!(
@@ -373,15 +373,18 @@ pub(crate) fn parse_iso_interval(text: &str) -> Result<Interval> {
         days,
         micros,
     };
-    Ok(if negate_all {
-        Interval {
-            months: -interval.months,
-            days: -interval.days,
-            micros: -interval.micros,
-        }
-    } else {
-        interval
-    })
+    if !negate_all {
+        return Ok(interval);
+    }
+    // Checked: a part at its type's minimum has no negation.
+    let negated = (|| {
+        Some(Interval {
+            months: interval.months.checked_neg()?,
+            days: interval.days.checked_neg()?,
+            micros: interval.micros.checked_neg()?,
+        })
+    })();
+    negated.ok_or_else(|| scan.error())
 }
 
 #[cfg(test)]
@@ -546,6 +549,15 @@ mod tests {
         );
         assert!(parse_zoned_time("24:00:00.000001Z").is_err());
         assert!(parse_zoned_time("12:00:00").is_err());
+    }
+
+    #[test]
+    fn extreme_values_are_errors_not_overflows() {
+        // Found by reading the fuzz targets' reach: a part at its minimum cannot be negated.
+        assert!(parse_iso_interval("-P-768614336404564650Y-8M").is_err());
+        assert!(parse_iso_interval("-PT-9223372036854.775808S").is_err());
+        assert!(check_offset(i64::MIN, "offset").is_err());
+        assert_eq!(check_offset(-3600, "offset").unwrap(), -3600);
     }
 
     #[test]
