@@ -138,6 +138,10 @@ impl Error {
 
 impl From<rdkafka::error::KafkaError> for Error {
     fn from(error: rdkafka::error::KafkaError) -> Self {
+        // rdkafka's text for a bad setting repeats its value, which may be a password.
+        if let rdkafka::error::KafkaError::ClientConfig(_, description, key, _value) = &error {
+            return Error::Config(format!("kafka setting {key:?}: {description}"));
+        }
         let retriable = error
             .rdkafka_error_code()
             .map(|code| !is_fatal_code(code))

@@ -42,6 +42,8 @@ const BATCH_SIZE: usize = 512;
 const QUEUE_BATCHES: usize = 16;
 /// How long metadata, watermark and commit requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one metadata request waits before we check for a connection failure.
+const METADATA_SLICE: Duration = Duration::from_millis(500);
 
 /// Where a stream starts reading a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +93,9 @@ pub enum OnDecodeError {
     DeadLetter,
 }
 
-/// Everything needed to open a stream.
-#[derive(Debug, Clone)]
+/// Everything needed to open a stream. Its `Debug` output leaves out setting values, which
+/// may be passwords.
+#[derive(Clone)]
 pub struct StreamConfig {
     /// Topics to follow.
     pub topics: Vec<String>,
@@ -122,6 +125,27 @@ pub struct StreamConfig {
     pub kafka: Vec<(String, String)>,
 }
 
+impl std::fmt::Debug for StreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = |settings: &[(String, String)]| {
+            settings
+                .iter()
+                .map(|(key, _)| key.clone())
+                .collect::<Vec<_>>()
+        };
+        f.debug_struct("StreamConfig")
+            .field("topics", &self.topics)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("group_id", &self.group_id)
+            .field("start", &self.start)
+            .field("until", &self.until)
+            .field("commit", &self.commit)
+            .field("kafka_keys", &keys(&self.kafka))
+            .field("registry_keys", &keys(&self.registry))
+            .finish_non_exhaustive()
+    }
+}
+
 /// A message that could not be decoded, kept raw for the application.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -141,6 +165,9 @@ pub struct DeadLetter {
 enum Item {
     Change(Change),
     DeadLetter(DeadLetter),
+    /// A message skipped under `OnDecodeError::Skip`: finished once the application has
+    /// finished everything before it, like any change.
+    Skipped(Position),
 }
 
 impl Item {
@@ -148,6 +175,7 @@ impl Item {
         match self {
             Item::Change(change) => &change.position,
             Item::DeadLetter(dead) => &dead.position,
+            Item::Skipped(position) => position,
         }
     }
 }
@@ -191,6 +219,8 @@ struct StreamContext {
     start: Start,
     until: Until,
     uses_group: bool,
+    /// Where a partition without a committed position starts: `auto.offset.reset` latest.
+    reset_to_latest: bool,
     /// An error raised inside a callback, for the fetch thread to report.
     failure: Mutex<Option<Error>>,
 }
@@ -284,7 +314,10 @@ impl StreamContext {
             .take()
     }
 
-    /// Set each assigned partition's start offset and, for bounded reads, its end.
+    /// Resolve each assigned partition's start offset — the committed position, the earliest
+    /// or latest offset, an offset for a time, or one given — and assign exactly that, so the
+    /// stream knows where it stands before it reads anything. For bounded reads, also fix each
+    /// partition's end; one that starts at its end is done at once.
     fn prepare_assignment(&self, consumer: &Kafka, tpl: &mut TopicPartitionList) -> Result<()> {
         let partitions = tpl
             .elements()
@@ -292,47 +325,54 @@ impl StreamContext {
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect::<Vec<_>>();
         let starts = match &self.start {
-            Start::Time(ms) => Some(offsets_for_time(consumer, &partitions, *ms)?),
-            _ => None,
+            Start::Time(ms) => offsets_for_time(consumer, &partitions, *ms)?,
+            _ => HashMap::new(),
         };
         let ends = match self.until {
-            Until::Forever => None,
-            Until::End => None,
-            Until::Time(ms) => Some(offsets_for_time(consumer, &partitions, ms)?),
+            Until::Time(ms) => offsets_for_time(consumer, &partitions, ms)?,
+            Until::Forever | Until::End => HashMap::new(),
+        };
+        let committed = match &self.start {
+            Start::Committed | Start::Offsets(_) if self.uses_group => {
+                committed_offsets(consumer, tpl)?
+            }
+            _ => HashMap::new(),
         };
         let mut states = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
             let key = (topic.clone(), partition);
-            let start = match &self.start {
+            let (low, high) = consumer.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)?;
+            let requested = match &self.start {
                 Start::Committed => None,
                 Start::Earliest => Some(Offset::Beginning),
                 Start::Latest => Some(Offset::End),
-                Start::Time(_) => starts.as_ref().and_then(|s| s.get(&key)).copied(),
+                Start::Time(_) => starts.get(&key).copied(),
                 Start::Offsets(offsets) => offsets.get(&key).map(|o| Offset::Offset(*o)),
             };
-            let start = match start {
-                Some(offset) => Some(offset),
-                // Without a group there is no committed position: fall back explicitly.
-                None if !self.uses_group => Some(Offset::Beginning),
-                None => None,
-            };
-            if let Some(offset) = start {
-                tpl.set_partition_offset(&topic, partition, offset)?;
+            let start = match requested {
+                Some(Offset::Beginning) => low,
+                Some(Offset::End) => high,
+                Some(Offset::Offset(offset)) => offset,
+                _ => match committed.get(&key) {
+                    Some(&offset) => offset,
+                    None if self.reset_to_latest => high,
+                    None => low,
+                },
             }
-            let mut state = PartitionState::default();
+            // A position deleted by retention reads from the oldest message still there.
+            .clamp(low, high.max(low));
+            tpl.set_partition_offset(&topic, partition, Offset::Offset(start))?;
+            let mut state = PartitionState {
+                start: Some(start),
+                ..PartitionState::default()
+            };
             if self.until != Until::Forever {
-                let (low, high) = consumer.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)?;
-                let end = match ends.as_ref().and_then(|e| e.get(&key)) {
+                let end = match ends.get(&key) {
                     Some(Offset::Offset(end)) => *end,
                     _ => high,
                 };
                 state.end = Some(end);
-                state.done = end <= low
-                    || match start {
-                        Some(Offset::Offset(o)) => o >= end,
-                        Some(Offset::End) => true,
-                        _ => false,
-                    };
+                state.done = start >= end;
             }
             states.push((topic, partition, state));
         }
@@ -340,7 +380,10 @@ impl StreamContext {
         Ok(())
     }
 
-    /// Commit what was finished on revoked partitions before letting them go.
+    /// Commit what was finished on revoked partitions before letting them go. When the
+    /// assignment was lost (the session expired, e.g. during a broker outage) the group has
+    /// moved on and a commit can only fail; either way a failed commit only means those
+    /// changes are delivered again, so it is counted and logged, not fatal.
     fn commit_revoked(&self, consumer: &Kafka, tpl: &TopicPartitionList) -> Result<()> {
         let revoked = tpl
             .elements()
@@ -350,8 +393,10 @@ impl StreamContext {
         let uncommitted = self
             .positions
             .revoke(revoked.iter().map(|(t, p)| (t.as_str(), *p)));
-        if self.uses_group {
-            commit(consumer, &self.positions, uncommitted)?;
+        if self.uses_group && !consumer.assignment_lost() {
+            if let Err(error) = commit(consumer, &self.positions, uncommitted) {
+                log::warn!("commit before a rebalance failed; those changes will be delivered again: {error}");
+            }
         }
         Ok(())
     }
@@ -377,6 +422,24 @@ fn offsets_for_time(
                 _ => Offset::End,
             };
             ((e.topic().to_owned(), e.partition()), offset)
+        })
+        .collect())
+}
+
+/// The group's committed positions of these partitions (partitions without one are absent).
+fn committed_offsets(
+    consumer: &Kafka,
+    tpl: &TopicPartitionList,
+) -> Result<HashMap<(String, i32), i64>> {
+    let committed = consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) if offset >= 0 => {
+                Some(((e.topic().to_owned(), e.partition()), offset))
+            }
+            _ => None,
         })
         .collect())
 }
@@ -471,6 +534,9 @@ impl ChangeConsumer {
             start: config.start.clone(),
             until: config.until,
             uses_group: config.group_id.is_some(),
+            reset_to_latest: config.kafka.iter().any(|(key, value)| {
+                key == "auto.offset.reset" && matches!(value.as_str(), "latest" | "largest" | "end")
+            }),
             failure: Mutex::new(None),
         };
         let consumer: Arc<Kafka> = Arc::new(client_config(&config).create_with_context(context)?);
@@ -604,6 +670,9 @@ impl ChangeConsumer {
             }
             match item {
                 Item::Change(change) => {
+                    // Only the change handed out last is unfinished (with manual commits, the
+                    // one `commit()` would go through).
+                    delivery.delivered.clear();
                     delivery
                         .delivered
                         .push((change.position.clone(), generation));
@@ -613,21 +682,35 @@ impl ChangeConsumer {
                         .fetch_add(1, Ordering::Relaxed);
                     return Taken::Change(Box::new(change), generation);
                 }
-                Item::DeadLetter(dead) => {
-                    // Set aside for the application: done with, as far as positions go.
-                    let p = &dead.position;
-                    if self.config.commit == CommitPolicy::Auto {
-                        self.positions
-                            .finish(&p.topic, p.partition, p.offset, generation);
-                    }
-                    delivery.dead_letters.push(dead);
-                }
+                other => self.set_aside(&mut delivery, other, generation),
             }
         }
         match &delivery.terminal {
             Some(Ok(())) => Taken::End,
             Some(Err(error)) => Taken::Failed(error.clone()),
             None => Taken::Empty,
+        }
+    }
+
+    /// A dead letter goes to the application's list and a skipped message nowhere; either
+    /// way the application is done with it as far as positions go — at once when everything
+    /// before it is finished, else together with what was handed out before it.
+    fn set_aside(&self, delivery: &mut Delivery, item: Item, generation: u64) {
+        let position = item.position();
+        if delivery.delivered.is_empty() {
+            if self.config.commit == CommitPolicy::Auto {
+                self.positions.finish(
+                    &position.topic,
+                    position.partition,
+                    position.offset,
+                    generation,
+                );
+            }
+        } else {
+            delivery.delivered.push((position.clone(), generation));
+        }
+        if let Item::DeadLetter(dead) = item {
+            delivery.dead_letters.push(dead);
         }
     }
 
@@ -670,6 +753,8 @@ impl ChangeConsumer {
         let max_rows = max_rows.max(1);
         if self.delivery().filling.is_empty() {
             self.finish_on_next();
+            // With manual commits, `commit()` goes through the batch handed out last.
+            self.delivery().delivered.clear();
         }
         let slice_ends = Instant::now() + slice;
         loop {
@@ -755,14 +840,7 @@ impl ChangeConsumer {
                     delivery.filling_since.get_or_insert_with(Instant::now);
                     delivery.filling.push(change);
                 }
-                Item::DeadLetter(dead) => {
-                    let p = &dead.position;
-                    if self.config.commit == CommitPolicy::Auto {
-                        self.positions
-                            .finish(&p.topic, p.partition, p.offset, generation);
-                    }
-                    delivery.dead_letters.push(dead);
-                }
+                other => self.set_aside(delivery, other, generation),
             }
         }
         Ok((true, false))
@@ -903,11 +981,18 @@ impl ChangeConsumer {
         runtime().block_on(async { self.receiver.lock().await.close() });
         let _ = thread.join();
         if self.config.group_id.is_some() {
-            commit(
+            let committed = commit(
                 &self.consumer,
                 &self.positions,
                 self.positions.uncommitted(),
-            )?;
+            );
+            // After the stream failed, its own error is the one that matters.
+            match committed {
+                Err(error) if matches!(self.delivery().terminal, Some(Err(_))) => {
+                    log::warn!("commit on close failed: {error}");
+                }
+                other => other?,
+            }
             // Leaving the group runs the revoke callback here, which commits nothing new.
             self.consumer.unsubscribe();
         }
@@ -949,11 +1034,28 @@ fn client_config(config: &StreamConfig) -> ClientConfig {
     client
 }
 
-/// Without a group: every partition of every topic.
+/// Without a group: every partition of every topic. Metadata is asked for in short slices,
+/// so an authentication or TLS failure (reported through the context) ends the wait at once
+/// instead of after the whole request timeout.
 fn all_partitions(consumer: &Kafka, topics: &[String]) -> Result<TopicPartitionList> {
     let mut assignment = TopicPartitionList::new();
     for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+        let started = Instant::now();
+        let metadata = loop {
+            match consumer.fetch_metadata(Some(topic), METADATA_SLICE) {
+                Ok(metadata) => break metadata,
+                Err(error) => {
+                    // Serve librdkafka's events, so the context learns why we cannot connect.
+                    let _ = consumer.poll(Duration::ZERO);
+                    if let Some(failure) = consumer.context().take_failure() {
+                        return Err(failure);
+                    }
+                    if started.elapsed() >= REQUEST_TIMEOUT {
+                        return Err(error.into());
+                    }
+                }
+            }
+        };
         let partitions = metadata
             .topics()
             .first()
@@ -989,6 +1091,7 @@ impl Fetch {
         let mut batch = Vec::new();
         let mut generation = self.positions.generation();
         let mut last_commit = Instant::now();
+        let mut ended = false;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return;
@@ -1005,12 +1108,21 @@ impl Fetch {
                     self.positions.is_current(&p.topic, p.partition, generation)
                 });
                 generation = self.positions.generation();
-            }
-            if self.bounded && self.positions.all_done() {
-                if self.send(&mut batch, generation) {
-                    let _ = self.sender.blocking_send(Fetched::End);
+                if ended {
+                    pause_all(&consumer);
                 }
-                return;
+            }
+            if self.bounded && !ended && self.positions.all_done() {
+                if !self.send(&mut batch, generation)
+                    || self.sender.blocking_send(Fetched::End).is_err()
+                {
+                    return;
+                }
+                // The read is over, but the stream is still a group member until it is
+                // closed: keep serving rebalances and committing what the application
+                // finishes, with nothing fetched.
+                ended = true;
+                pause_all(&consumer);
             }
             if self.auto_commit && last_commit.elapsed() >= self.commit_interval {
                 last_commit = Instant::now();
@@ -1031,6 +1143,7 @@ impl Fetch {
                     }
                     self.check_positions();
                 }
+                Some(Ok(_)) if ended => {}
                 Some(Ok(message)) => {
                     if let Err(error) = self.take(&message, &mut batch) {
                         self.fail(&mut batch, generation, error);
@@ -1039,7 +1152,12 @@ impl Fetch {
                 }
                 Some(Err(RdKafkaError::PartitionEOF(_))) => self.check_positions(),
                 Some(Err(error)) => {
-                    let error = Error::from(error);
+                    // librdkafka reports an error both to the context (with its reason) and
+                    // here (without): prefer the one with the reason.
+                    let error = consumer
+                        .context()
+                        .take_failure()
+                        .unwrap_or_else(|| Error::from(error));
                     if !error.is_retriable() {
                         self.fail(&mut batch, generation, error);
                         return;
@@ -1084,6 +1202,12 @@ impl Fetch {
                         .counters
                         .skipped
                         .fetch_add(1, Ordering::Relaxed);
+                    batch.push(Item::Skipped(Position {
+                        topic: topic.into(),
+                        partition,
+                        offset,
+                        timestamp_ms: message.timestamp().to_millis(),
+                    }));
                 }
                 OnDecodeError::DeadLetter => {
                     self.positions
@@ -1137,6 +1261,13 @@ impl Fetch {
                 self.positions.reached(&topic, partition, position);
             }
         }
+    }
+}
+
+/// Stop fetching every assigned partition.
+fn pause_all(consumer: &Kafka) {
+    if let Ok(assignment) = consumer.assignment() {
+        let _ = consumer.pause(&assignment);
     }
 }
 

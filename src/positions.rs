@@ -12,6 +12,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+/// How long a bounded read that owns no partitions waits for a follow-up assignment before it
+/// counts as done (a group with more members than partitions leaves some with none).
+const EMPTY_ASSIGNMENT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// What one owned partition has reached.
 #[derive(Debug, Clone, Default)]
 pub struct PartitionState {
@@ -25,8 +29,23 @@ pub struct PartitionState {
     pub end: Option<i64>,
     /// Bounded reads: the partition reached its end.
     pub done: bool,
-    /// Changes finished on this partition since its last commit.
-    pub finished_since_commit: u64,
+    /// The offset reading started from when the partition was assigned.
+    pub start: Option<i64>,
+}
+
+impl PartitionState {
+    /// Where the application stands: after what it finished, else where reading started.
+    pub fn position(&self) -> Option<i64> {
+        self.finished.or(self.start)
+    }
+
+    /// Finished but not yet committed: the next offset to commit, and how far it advances
+    /// the committed position.
+    fn uncommitted(&self) -> Option<(i64, u64)> {
+        let finished = self.finished.filter(|f| Some(*f) != self.committed)?;
+        let from = self.committed.or(self.start).unwrap_or(finished);
+        Some((finished, u64::try_from(finished - from).unwrap_or(0)))
+    }
 }
 
 /// Counters reported by `stats()`.
@@ -40,7 +59,7 @@ pub struct Counters {
     pub dead_lettered: AtomicU64,
     /// Fetched changes dropped because their partition was revoked before delivery.
     pub dropped_on_revoke: AtomicU64,
-    /// Changes whose positions were committed to the group.
+    /// Offsets the committed positions advanced by, over all partitions.
     pub committed: AtomicU64,
     /// Commit requests that failed.
     pub commit_failures: AtomicU64,
@@ -59,6 +78,9 @@ pub struct Positions {
     /// between a revocation and the assignment that follows it, when owning nothing does not
     /// mean a bounded read is done.
     assigned: std::sync::atomic::AtomicBool,
+    /// When the stream last became the owner of nothing: a cooperative rebalance hands a
+    /// joining member an empty assignment first, so owning nothing is final only after a while.
+    empty_since: Mutex<Option<std::time::Instant>>,
     /// The stream's counters.
     pub counters: Counters,
 }
@@ -82,12 +104,16 @@ impl Positions {
             state.assigned_in = generation;
             table.entry(topic).or_default().insert(partition, state);
         }
+        let owns_nothing = table.values().all(HashMap::is_empty);
+        drop(table);
+        *self.empty_since.lock().unwrap_or_else(|e| e.into_inner()) =
+            owns_nothing.then(std::time::Instant::now);
         self.assigned.store(true, Ordering::Release);
         self.counters.rebalances.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Partitions were revoked: forget them and return what was finished but not yet committed,
-    /// with the number of changes behind it, to commit before letting go.
+    /// Partitions were revoked: forget them and return what was finished but not yet committed
+    /// (with how far it advances the committed position), to commit before letting go.
     pub fn revoke<'a>(
         &self,
         partitions: impl IntoIterator<Item = (&'a str, i32)>,
@@ -100,13 +126,8 @@ impl Positions {
             let Some(state) = table.get_mut(topic).and_then(|t| t.remove(&partition)) else {
                 continue;
             };
-            if let Some(finished) = state.finished.filter(|f| Some(*f) != state.committed) {
-                uncommitted.push((
-                    topic.to_owned(),
-                    partition,
-                    finished,
-                    state.finished_since_commit,
-                ));
+            if let Some((finished, advance)) = state.uncommitted() {
+                uncommitted.push((topic.to_owned(), partition, finished, advance));
             }
         }
         self.counters.rebalances.fetch_add(1, Ordering::Relaxed);
@@ -135,23 +156,17 @@ impl Positions {
         }
         if state.finished.is_none_or(|f| f <= offset) {
             state.finished = Some(offset + 1);
-            state.finished_since_commit += 1;
         }
     }
 
-    /// Finished positions not yet committed: (topic, partition, next offset, changes).
+    /// Finished positions not yet committed: (topic, partition, next offset, advance).
     pub fn uncommitted(&self) -> Vec<(String, i32, i64, u64)> {
         let table = self.lock();
         let mut out = Vec::new();
         for (topic, partitions) in table.iter() {
             for (partition, state) in partitions {
-                if let Some(finished) = state.finished.filter(|f| Some(*f) != state.committed) {
-                    out.push((
-                        topic.clone(),
-                        *partition,
-                        finished,
-                        state.finished_since_commit,
-                    ));
+                if let Some((finished, advance)) = state.uncommitted() {
+                    out.push((topic.clone(), *partition, finished, advance));
                 }
             }
         }
@@ -159,27 +174,27 @@ impl Positions {
     }
 
     /// Record a successful commit of `offset` (next offset) on a partition.
-    pub fn committed(&self, topic: &str, partition: i32, offset: i64, changes: u64) {
+    pub fn committed(&self, topic: &str, partition: i32, offset: i64, advance: u64) {
         self.counters
             .committed
-            .fetch_add(changes, Ordering::Relaxed);
+            .fetch_add(advance, Ordering::Relaxed);
         let mut table = self.lock();
         if let Some(state) = table.get_mut(topic).and_then(|t| t.get_mut(&partition)) {
             if state.committed.is_none_or(|c| c < offset) {
                 state.committed = Some(offset);
-                state.finished_since_commit = state.finished_since_commit.saturating_sub(changes);
             }
         }
     }
 
-    /// Next offsets after what the application finished, by partition.
+    /// Where the application stands on every owned partition: the next offset after what it
+    /// finished, or where reading started if it finished nothing there yet.
     pub fn finished(&self) -> HashMap<(String, i32), i64> {
         let table = self.lock();
         table
             .iter()
             .flat_map(|(topic, partitions)| {
                 partitions.iter().filter_map(move |(partition, state)| {
-                    state.finished.map(|f| ((topic.clone(), *partition), f))
+                    state.position().map(|f| ((topic.clone(), *partition), f))
                 })
             })
             .collect()
@@ -221,12 +236,18 @@ impl Positions {
     /// Bounded reads: every owned partition reached its end, and the stream holds an
     /// assignment (possibly empty, when a group has more members than partitions).
     pub fn all_done(&self) -> bool {
-        self.assigned.load(Ordering::Acquire)
-            && self
-                .lock()
-                .values()
-                .flat_map(HashMap::values)
-                .all(|state| state.done || state.end.is_none())
+        if !self.assigned.load(Ordering::Acquire) {
+            return false;
+        }
+        let table = self.lock();
+        if table.values().all(HashMap::is_empty) {
+            let empty_since = *self.empty_since.lock().unwrap_or_else(|e| e.into_inner());
+            return empty_since.is_some_and(|since| since.elapsed() >= EMPTY_ASSIGNMENT_GRACE);
+        }
+        table
+            .values()
+            .flat_map(HashMap::values)
+            .all(|state| state.done || state.end.is_none())
     }
 
     /// Bounded reads: partitions not yet at their end, with their ends.
@@ -278,7 +299,11 @@ mod tests {
     #[test]
     fn revocation_hands_back_what_is_finished_but_uncommitted() {
         let positions = Positions::default();
-        positions.assign([("t".to_owned(), 0, state(None))]);
+        let started_at_4 = PartitionState {
+            start: Some(4),
+            ..PartitionState::default()
+        };
+        positions.assign([("t".to_owned(), 0, started_at_4)]);
         let generation = positions.generation();
         positions.finish("t", 0, 4, generation);
         positions.finish("t", 0, 5, generation);
