@@ -67,16 +67,14 @@ def next_offsets(topic: str, finished: Iterable[Pos]) -> dict[tuple[str, int], i
 def assert_positions(
     stream: ChangeStream, topic: str, finished: Sequence[Pos], partitions: int
 ) -> None:
-    """``positions()`` names the next offset after what was finished on each partition.
-
-    A partition on which nothing was finished may be left out, or reported at its start (0).
-    """
+    """``positions()`` names the next offset after what was finished on each partition, and
+    every other owned partition at its start (0 here)."""
     expected = next_offsets(topic, finished)
     got = stream.positions()
     untouched = {key: got[key] for key in got if key not in expected}
     assert {key: got[key] for key in got if key in expected} == expected, (got, expected)
     assert all(value == 0 for value in untouched.values()), (got, expected)
-    assert set(got) <= {(topic, p) for p in range(partitions)}, got
+    assert set(got) == {(topic, p) for p in range(partitions)}, got
 
 
 def drain(stream: ChangeStream, within: float = 30.0) -> list[Change]:
@@ -119,7 +117,8 @@ def test_positions_resume_with_no_gap_and_no_repeat(
     assert sorted(sent) == [(p, o) for p in range(3) for o in range(10)]
 
     with open_stream(topic, start="earliest") as stream:
-        assert stream.positions() == {}, "nothing finished before the first change"
+        # Nothing finished yet: every partition stands where reading starts.
+        assert stream.positions() == {(topic, p): 0 for p in range(3)}
         first = [next(stream) for _ in range(12)]
         # The 12th change was handed out but not finished: positions() stops before it.
         assert_positions(stream, topic, pos(first[:11]), 3)
@@ -155,7 +154,8 @@ def test_asking_for_the_next_change_finishes_the_previous_one(
     with open_stream(topic, start="earliest") as stream:
         first = next(stream)
         assert first.offset == 0
-        assert stream.positions() == {}
+        # Handed out, not finished: the partition still stands at its start.
+        assert stream.positions() == {(topic, 0): 0}
         second = next(stream)
         assert second.offset == 1
         assert stream.positions() == {(topic, 0): 1}
@@ -500,7 +500,7 @@ def test_manual_commit_commits_only_through_the_given_change(
         # Several commit intervals pass while the application asks for more: nothing is
         # committed, nothing finished.
         assert stream.poll(timeout=1.0) is not None
-        assert stream.positions() == {}
+        assert stream.positions() == {(topic, 0): 0}
         assert stream.stats()["committed"] == 0
         assert committed(stack, group, topic, 1)[0] < 0
         stream.commit(changes[3])
