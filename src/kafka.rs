@@ -234,6 +234,8 @@ impl ClientContext for StreamContext {
         use rdkafka::types::RDKafkaErrorCode as Code;
         let code = error.rdkafka_error_code();
         match code {
+            // The end of a partition is news, not an error; bounded reads track it themselves.
+            Some(Code::PartitionEOF) => {}
             Some(Code::BrokerTransportFailure | Code::AllBrokersDown) => {
                 self.positions
                     .counters

@@ -5,9 +5,11 @@
 //! with librdkafka ([`kafka`]), splits the framing ([`frame`]), fetches writer schemas from a
 //! schema registry ([`registry`]), decodes Avro ([`avro`]), reads the change envelope
 //! ([`change`]), and tracks which positions the application has finished so that a restart
-//! resumes without skipping anything. The Python package `changestream` wraps it
-//! (`src/python/`, behind the `python` feature).
+//! resumes without skipping anything; [`arrow`] turns a batch of changes into an Arrow record
+//! batch. The Python package `changestream` wraps it (`src/python/`, behind the `python`
+//! feature).
 
+pub mod arrow;
 pub mod avro;
 pub mod change;
 pub mod error;

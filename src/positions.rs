@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 
 /// How long a bounded read that owns no partitions waits for a follow-up assignment before it
 /// counts as done (a group with more members than partitions leaves some with none).
-const EMPTY_ASSIGNMENT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+const EMPTY_ASSIGNMENT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What one owned partition has reached.
 #[derive(Debug, Clone, Default)]

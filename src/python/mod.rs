@@ -1,9 +1,11 @@
 //! The Python module `changestream._core`: the only place that knows about pyo3.
 //!
 //! Thin wrappers: [`stream::PyChangeStream`] drives a [`crate::ChangeConsumer`] with the GIL
-//! released, [`change::PyChange`] holds one change as Python objects, and [`errors`] maps the
-//! crate's one error enum to the exception tree.
+//! released, [`change::PyChange`] holds one change as Python objects, [`batch::PyChangeBatch`]
+//! a batch of changes as Arrow columns, and [`errors`] maps the crate's one error enum to the
+//! exception tree.
 
+mod batch;
 mod change;
 mod convert;
 mod errors;
@@ -14,11 +16,16 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Rust and librdkafka log records go to Python's `logging` (loggers `changestream.*` and
+    // `librdkafka`), filtered by the levels set there.
+    let _ = pyo3_log::try_init();
     // Async iteration waits on the crate's runtime; a second call (another interpreter, a
     // reload) finds it set already, which is fine.
     let _ = pyo3_async_runtimes::tokio::init_with_runtime(crate::runtime::runtime());
     m.add_class::<stream::PyChangeStream>()?;
     m.add_class::<change::PyChange>()?;
+    m.add_class::<batch::PyChangeBatch>()?;
+    m.add_class::<batch::PyBatchIterator>()?;
     m.add_class::<convert::PyInterval>()?;
     m.add_class::<convert::PyUnavailable>()?;
     m.add("UNAVAILABLE", convert::unavailable(m.py())?)?;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple};
 
 use super::batch::PyBatchIterator;
 use super::change::PyChange;
@@ -267,9 +267,18 @@ impl PyChangeStream {
         slf
     }
 
-    #[pyo3(signature = (*_exc_info))]
-    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.close(py)
+    #[pyo3(signature = (*exc_info))]
+    fn __exit__(&self, py: Python<'_>, exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
+        let closed = self.close(py);
+        // An exception already on its way out matters more than a failure to close.
+        let propagating = exc_info.get_item(0).is_ok_and(|kind| !kind.is_none());
+        match closed {
+            Err(error) if propagating => {
+                log::warn!("closing the stream after an error: {error}");
+                Ok(())
+            }
+            other => other,
+        }
     }
 }
 

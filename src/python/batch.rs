@@ -1,0 +1,446 @@
+//! `changestream.ChangeBatch` and `BatchIterator`, what `ChangeStream.batches()` returns.
+//!
+//! A batch is built in Rust ([`crate::arrow::record_batch`]) with the GIL released, and handed
+//! to Python through the Arrow PyCapsule interface (pyo3-arrow does the C data interface), so
+//! pyarrow, polars, pandas and DuckDB read its buffers without a copy and without changestream
+//! depending on any of them.
+//!
+//! Asking for the next batch finishes the previous one (its positions may be committed). The
+//! waiting happens in slices of at most 100 ms ([`Batches::slice`]), one at a time, and every
+//! slice leaves what it got (a batch, the end, an error) in [`Batches`]' state, where a call
+//! for the next batch takes it. The blocking iterator runs slices itself, checking for Ctrl-C
+//! between them. The async iterator runs each slice on a blocking thread of the shared runtime
+//! and waits on an asyncio future the slice completes; the batch is taken from the state
+//! inside the awaiting task's own step, so a cancelled `__anext__` leaves it there for the
+//! next call: nothing is lost, and nothing is finished that Python did not get.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal256Type, DecimalType, IntervalMonthDayNanoType};
+use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, StructArray};
+use arrow_schema::{ArrowError, DataType, Field, Fields, IntervalUnit, Schema};
+use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyDict, PyTuple};
+use pyo3_arrow::ffi::{
+    to_array_pycapsules, to_schema_pycapsule, to_stream_pycapsule, ArrayIterator,
+};
+
+use crate::kafka::{ChangeConsumer, NextBatch};
+
+/// The longest one slice of waiting takes: how long the GIL stays released before Ctrl-C is
+/// looked at, and how long a cancelled async wait keeps a thread.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+
+/// A batch built without the GIL, on its way to Python.
+struct Built {
+    batch: RecordBatch,
+    table: Option<Arc<str>>,
+    schema_id: Option<u32>,
+}
+
+/// What `stream.batches()` iterates over, shared by the iterator and the slices in flight.
+struct Batches {
+    consumer: Arc<ChangeConsumer>,
+    max_rows: usize,
+    max_wait: Duration,
+    state: Mutex<State>,
+    /// Held for the whole of a slice, so slices never overlap.
+    slice: Mutex<()>,
+}
+
+/// What the slices got and no call has taken yet.
+#[derive(Default)]
+struct State {
+    /// Built batches, in log order.
+    ready: VecDeque<Built>,
+    /// The stream failed: raised by the next call.
+    failed: Option<crate::Error>,
+    /// A bounded stream ended.
+    ended: bool,
+    /// A slice is running on a blocking thread for the async iterator.
+    running: bool,
+    /// The asyncio future (and its loop) an async call waits on, completed when the running
+    /// slice ends.
+    waker: Option<(Py<PyAny>, Py<PyAny>)>,
+}
+
+/// What a call for the next batch finds.
+enum Taken {
+    Batch(Built),
+    End,
+}
+
+impl Batches {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the slices left for this call: a batch, the end, or the stream's failure.
+    fn take(state: &mut State) -> crate::Result<Option<Taken>> {
+        if let Some(built) = state.ready.pop_front() {
+            return Ok(Some(Taken::Batch(built)));
+        }
+        if let Some(error) = state.failed.take() {
+            // The stream stays failed: the next call ends the iteration.
+            state.ended = true;
+            return Err(error);
+        }
+        Ok(state.ended.then_some(Taken::End))
+    }
+
+    /// Wait at most one slice for the next batch (asking for it finishes the previous one),
+    /// build it, and leave the outcome in the state.
+    fn slice(&self) {
+        let _one_at_a_time = self.slice.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let state = self.state();
+            // Something is waiting to be taken: asking for more would finish it unseen.
+            if !state.ready.is_empty() || state.failed.is_some() || state.ended {
+                return;
+            }
+        }
+        let outcome = self
+            .consumer
+            .next_batch(self.max_rows, self.max_wait, WAIT_SLICE)
+            .and_then(|next| match next {
+                NextBatch::Batch(changes) => {
+                    let first = changes.first();
+                    Ok(Some(Some(Built {
+                        batch: crate::arrow::record_batch(&changes)?,
+                        table: first.and_then(|c| c.table.clone()),
+                        schema_id: first.and_then(|c| c.value_schema.as_ref().map(|(id, _)| *id)),
+                    })))
+                }
+                NextBatch::Pending => Ok(Some(None)),
+                NextBatch::End => Ok(None),
+            });
+        let mut state = self.state();
+        match outcome {
+            Ok(Some(Some(built))) => state.ready.push_back(built),
+            Ok(Some(None)) => {}
+            Ok(None) => state.ended = true,
+            Err(error) => state.failed = Some(error),
+        }
+    }
+
+    /// Run a slice on a blocking thread, then complete the future the async call waits on.
+    fn slice_in_background(self: Arc<Self>) {
+        crate::runtime::runtime().spawn_blocking(move || {
+            self.slice();
+            let waker = {
+                let mut state = self.state();
+                state.running = false;
+                state.waker.take()
+            };
+            if let Some((event_loop, future)) = waker {
+                Python::attach(|py| {
+                    // A loop that is closed has nobody left to wake.
+                    let _ = wake_soon(py, event_loop.bind(py), future.bind(py));
+                });
+            }
+        });
+    }
+}
+
+/// Complete `future` (if nobody cancelled it meanwhile) from the loop's own thread.
+fn wake_soon(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+    future: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let wake = wrap_pyfunction!(wake, py)?;
+    event_loop.call_method1("call_soon_threadsafe", (wake, future))?;
+    Ok(())
+}
+
+/// Complete an asyncio future with `None`, unless it is done already (cancelled).
+#[pyfunction]
+fn wake(future: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !future.call_method0("done")?.is_truthy()? {
+        future.call_method1("set_result", (future.py().None(),))?;
+    }
+    Ok(())
+}
+
+/// Iterates (`for`, `async for`) over [`PyChangeBatch`]es of a stream.
+#[pyclass(name = "BatchIterator", module = "changestream", frozen)]
+pub(crate) struct PyBatchIterator {
+    batches: Arc<Batches>,
+}
+
+impl PyBatchIterator {
+    pub(crate) fn new(
+        consumer: Arc<ChangeConsumer>,
+        max_rows: usize,
+        max_wait: Duration,
+    ) -> PyBatchIterator {
+        PyBatchIterator {
+            batches: Arc::new(Batches {
+                consumer,
+                max_rows,
+                max_wait,
+                state: Mutex::new(State::default()),
+                slice: Mutex::new(()),
+            }),
+        }
+    }
+}
+
+#[pymethods]
+impl PyBatchIterator {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The next batch, waiting in slices with the GIL released so Ctrl-C interrupts.
+    fn __next__(&self, py: Python<'_>) -> PyResult<PyChangeBatch> {
+        loop {
+            match Batches::take(&mut self.batches.state())? {
+                Some(Taken::Batch(built)) => return Ok(built.into()),
+                Some(Taken::End) => return Err(PyStopIteration::new_err(())),
+                None => {}
+            }
+            py.detach(|| self.batches.slice());
+            py.check_signals()?;
+        }
+    }
+
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// An awaitable for the next batch. Cancelling it loses nothing.
+    fn __anext__(&self) -> PyNextBatch {
+        PyNextBatch {
+            batches: self.batches.clone(),
+        }
+    }
+}
+
+/// The awaitable `BatchIterator.__anext__` returns. Each step of the awaiting task takes a
+/// batch if a slice left one, or starts a slice and yields an asyncio future it completes.
+#[pyclass(frozen)]
+struct PyNextBatch {
+    batches: Arc<Batches>,
+}
+
+#[pymethods]
+impl PyNextBatch {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// One step of the awaiting task: `StopIteration(batch)` returns the batch from `await`;
+    /// otherwise the future to wait on.
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut state = self.batches.state();
+        match Batches::take(&mut state)? {
+            Some(Taken::Batch(built)) => {
+                let batch = Bound::new(py, PyChangeBatch::from(built))?;
+                return Err(PyStopIteration::new_err((batch.unbind(),)));
+            }
+            Some(Taken::End) => return Err(PyStopAsyncIteration::new_err(())),
+            None => {}
+        }
+        let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+        let future = event_loop.call_method0("create_future")?;
+        // What `yield from future` does: tells the task to wait for it.
+        future.setattr("_asyncio_future_blocking", true)?;
+        state.waker = Some((event_loop.unbind(), future.clone().unbind()));
+        if !state.running {
+            state.running = true;
+            drop(state);
+            self.batches.clone().slice_in_background();
+        }
+        Ok(future)
+    }
+}
+
+/// The batch with the top-level columns polars cannot import replaced: a `month_day_nano`
+/// interval by a struct of its parts, a `decimal256` by its text.
+fn polars_compatible(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        let replaced: ArrayRef = match column.data_type() {
+            DataType::Interval(IntervalUnit::MonthDayNano) => {
+                let intervals = column.as_primitive::<IntervalMonthDayNanoType>();
+                let part = |name: &str, data_type: DataType| Field::new(name, data_type, true);
+                let parts = Fields::from(vec![
+                    part("months", DataType::Int32),
+                    part("days", DataType::Int32),
+                    part("nanoseconds", DataType::Int64),
+                ]);
+                let months: Int32Array = intervals.iter().map(|v| v.map(|v| v.months)).collect();
+                let days: Int32Array = intervals.iter().map(|v| v.map(|v| v.days)).collect();
+                let nanos: Int64Array =
+                    intervals.iter().map(|v| v.map(|v| v.nanoseconds)).collect();
+                Arc::new(StructArray::try_new(
+                    parts,
+                    vec![Arc::new(months), Arc::new(days), Arc::new(nanos)],
+                    intervals.nulls().cloned(),
+                )?)
+            }
+            DataType::Decimal256(precision, scale) => {
+                let decimals = column.as_primitive::<Decimal256Type>();
+                let text: StringArray = decimals
+                    .iter()
+                    .map(|v| v.map(|v| Decimal256Type::format_decimal(v, *precision, *scale)))
+                    .collect();
+                Arc::new(text)
+            }
+            _ => {
+                fields.push(field.clone());
+                columns.push(column.clone());
+                continue;
+            }
+        };
+        fields.push(Arc::new(Field::new(
+            field.name(),
+            replaced.data_type().clone(),
+            true,
+        )));
+        columns.push(replaced);
+    }
+    let schema = Schema::new_with_metadata(fields, schema.metadata().clone());
+    RecordBatch::try_new(Arc::new(schema), columns)
+}
+
+/// Changes of one table under one schema as an Arrow record batch.
+#[pyclass(name = "ChangeBatch", module = "changestream", frozen)]
+pub(crate) struct PyChangeBatch {
+    batch: RecordBatch,
+    table: Option<Arc<str>>,
+    schema_id: Option<u32>,
+}
+
+impl From<Built> for PyChangeBatch {
+    fn from(built: Built) -> Self {
+        PyChangeBatch {
+            batch: built.batch,
+            table: built.table,
+            schema_id: built.schema_id,
+        }
+    }
+}
+
+impl PyChangeBatch {
+    /// The batch as one struct array with its field, as the C data interface carries a batch.
+    fn as_struct(&self) -> (Arc<Field>, ArrayRef) {
+        let schema = self.batch.schema_ref();
+        let field = Field::new_struct("", schema.fields().clone(), false)
+            .with_metadata(schema.metadata().clone());
+        let array: ArrayRef = Arc::new(StructArray::from(self.batch.clone()));
+        (Arc::new(field), array)
+    }
+}
+
+#[pymethods]
+impl PyChangeBatch {
+    /// The table the changes belong to.
+    #[getter]
+    fn table(&self) -> Option<&str> {
+        self.table.as_deref()
+    }
+
+    /// The registry id of the value schema the changes were written with.
+    #[getter]
+    fn schema_id(&self) -> Option<u32> {
+        self.schema_id
+    }
+
+    /// How many changes (rows) the batch holds.
+    #[getter]
+    fn num_rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    fn __len__(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// The Arrow schema, as an `arrow_schema` PyCapsule.
+    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        Ok(to_schema_pycapsule(py, self.batch.schema_ref().as_ref())?)
+    }
+
+    /// The batch as a struct array: `(arrow_schema, arrow_array)` PyCapsules.
+    #[pyo3(signature = (requested_schema = None))]
+    fn __arrow_c_array__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyCapsule>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let (field, array) = self.as_struct();
+        Ok(to_array_pycapsules(py, field, &array, requested_schema)?)
+    }
+
+    /// The batch as a stream of one struct array (what DuckDB and `pyarrow.table` read).
+    #[pyo3(signature = (requested_schema = None))]
+    fn __arrow_c_stream__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyCapsule>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let (field, array) = self.as_struct();
+        let reader = Box::new(ArrayIterator::new(vec![Ok(array)], field));
+        Ok(to_stream_pycapsule(py, reader, requested_schema)?)
+    }
+
+    /// A `pyarrow.RecordBatch` of the same buffers (needs pyarrow).
+    fn to_pyarrow<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("pyarrow")?
+            .call_method1("record_batch", (slf,))
+    }
+
+    /// A `pandas.DataFrame` through pyarrow; keyword arguments go to
+    /// `pyarrow.RecordBatch.to_pandas`.
+    #[pyo3(signature = (**kwargs))]
+    fn to_pandas<'py>(
+        slf: &Bound<'py, Self>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::to_pyarrow(slf)?.call_method("to_pandas", (), kwargs)
+    }
+
+    /// A `polars.DataFrame` of the same buffers (needs polars). polars has no calendar
+    /// interval and no 256-bit decimal, and panics on meeting them: such columns become a
+    /// `{months, days, nanoseconds}` struct and decimal text.
+    fn to_polars<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let polars = py.import("polars")?;
+        let this = slf.get();
+        let batch = py
+            .detach(|| polars_compatible(&this.batch))
+            .map_err(pyo3_arrow::error::PyArrowError::from)?;
+        if batch.schema() == this.batch.schema() {
+            return polars.call_method1("DataFrame", (slf,));
+        }
+        let compatible = PyChangeBatch {
+            batch,
+            table: this.table.clone(),
+            schema_id: this.schema_id,
+        };
+        polars.call_method1("DataFrame", (compatible,))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ChangeBatch(table={:?}, schema_id={}, num_rows={})",
+            self.table.as_deref().unwrap_or(""),
+            self.schema_id
+                .map_or_else(|| "None".to_owned(), |id| id.to_string()),
+            self.batch.num_rows()
+        )
+    }
+}
