@@ -344,10 +344,6 @@ LONG_SESSION = {"session.timeout.ms": 240_000}
 # The broker's smallest session: the outage always outlasts it, so librdkafka declares the
 # assignment lost and the member rejoins when the broker is back.
 SHORT_SESSION = {"session.timeout.ms": 6_000}
-# How the stream with SHORT_SESSION fails today (see the report): the revoke callback
-# commits for partitions whose assignment was lost, the commit fails (UnknownMemberId, or
-# WaitingForCoordinator while the broker is still away), and the stream ends with it.
-LOST_ASSIGNMENT_BUG = "Consumer commit error: "
 
 
 def broker_outage(
@@ -419,28 +415,18 @@ def broker_outage(
     for result in results:
         print(result.line())
 
-    known_bug = None
     for reader in readers:
         if reader.error is not None:
             print(f"{reader.name:>8}: ended with {reader.error!r}")
     assert latency < 1.0, f"Ctrl-C took {latency:.2f}s during the outage"
     assert blocked >= 0.9, "next() returned early instead of waiting for the broker"
     for reader, result in zip(readers, results, strict=True):
-        if reader.name == "expiring" and LOST_ASSIGNMENT_BUG in str(reader.error):
-            known_bug = reader.error
-            continue
         assert reader.error is None, f"{reader.name}: {reader.error!r}"
         assert result.missing == 0, result.line()
         assert result.during_outage == 0, result.line()
         assert result.longest_pause >= outage, result.line()
         assert result.resumed_after is not None, result.line()
         assert result.disconnects > 0, result.line()
-    if known_bug is not None:
-        pytest.xfail(
-            "library: a group member whose session expired during the outage ends with "
-            f"{known_bug!r} instead of rejoining (StreamContext::commit_revoked commits a lost "
-            "assignment and fails the stream); the other streams lost nothing"
-        )
     return results
 
 
@@ -577,13 +563,6 @@ def test_deleted_topic_with_default_metadata_settings(
     assert error.retriable is False
 
 
-@pytest.mark.xfail(
-    reason="library: close() (and so `with`) raises 'Consumer commit error: "
-    "UnknownTopicOrPartition' after the stream already failed on the deleted topic, hiding "
-    "the original error",
-    raises=AssertionError,
-    strict=True,
-)
 def test_with_block_reports_the_deletion_not_a_failed_commit(
     running: StackInstance,
     admin: AdminClient,

@@ -199,14 +199,6 @@ def test_in_a_group_bad_credentials_and_untrusted_certificates_fail_at_once(
         assert secret not in repr(error)
 
 
-@pytest.mark.xfail(
-    reason="library: the error librdkafka reports through the consumer queue reaches the "
-    "application as 'Message consumption error: Authentication (Local: Authentication "
-    "failure)' / 'SSL (Local: SSL error)'; the reason StreamContext::error received (which "
-    "says why) is dropped",
-    raises=AssertionError,
-    strict=True,
-)
 @pytest.mark.parametrize("case", ["scram-wrong-password", "ssl-no-ca"])
 def test_the_error_says_why(
     secure: StackInstance, rows_topic: str, stack: dict[str, str], case: str
@@ -261,21 +253,16 @@ def read_error_without_group(
     return result
 
 
-@pytest.mark.xfail(
-    reason="library: without a group ChangeConsumer::start waits in fetch_metadata for "
-    "REQUEST_TIMEOUT (30 s), uninterruptible, then raises a *retriable* "
-    "'Meta data fetch error: BrokerTransportFailure'",
-    raises=AssertionError,
-    strict=True,
-)
 @pytest.mark.parametrize("case", ["scram-wrong-password", "ssl-no-ca"])
 def test_without_a_group_failures_are_fast_too(
     secure: StackInstance, rows_topic: str, stack: dict[str, str], case: str
 ) -> None:
     bootstrap, kafka = wrong(secure, case)
-    result = read_error_without_group(stack, rows_topic, bootstrap, kafka, limit=IMMEDIATE + 3)
+    # The child's own clock times the failure; the limit only stops a hang (and allows for a
+    # slow interpreter start on a loaded machine).
+    result = read_error_without_group(stack, rows_topic, bootstrap, kafka, limit=IMMEDIATE + 30)
     print(f"\n{case} (assigned): {result}")
-    assert result["elapsed"] is not None, f"no error within {IMMEDIATE + 3:.0f}s"
+    assert result["elapsed"] is not None, f"no error within {IMMEDIATE + 30:.0f}s"
     assert result["error"] == "KafkaError"
     assert result["retriable"] is False
     assert result["elapsed"] < IMMEDIATE
