@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import pytest
-
 import changestream
+import pytest
 from cdc import CdcProducer, bottled_water_row_schema
 
 pytestmark = pytest.mark.stack
@@ -48,11 +47,11 @@ def test_cancelled_wait_loses_nothing(open_stream: Open, cdc: CdcProducer, topic
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(stream.__anext__(), timeout=0.5)
             produce(cdc, topic, range(5))
-            got = []
+            got: list[int] = []
             while len(got) < 5:
                 change = await asyncio.wait_for(stream.__anext__(), timeout=30)
                 assert change.after is not None
-                got.append(int(change.after["id"]))  # type: ignore[call-overload]
+                got.append(int(change.after["id"]))
             return got
 
     assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]

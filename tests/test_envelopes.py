@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 import changestream
+import pytest
 from cdc import (
     CdcProducer,
     debezium_envelope_schema,
@@ -94,7 +93,8 @@ def test_emit_tombstones_delivers_debezium_tombstones(
     ]
     tombstone = changes[2]
     assert tombstone.key == {"id": 5}
-    assert tombstone.before is None and tombstone.after is None
+    assert tombstone.before is None
+    assert tombstone.after is None
     assert tombstone.offset == delivered[2].offset
     assert tombstone.table == "items"
 
@@ -113,11 +113,13 @@ def test_transaction_block_and_truncate(open_stream: Open, cdc: CdcProducer, top
     )
     insert, truncate = read_all(open_stream, topic)
     assert insert.transaction == block
-    assert insert.source is not None and insert.source["lsn"] == 4242
+    assert insert.source is not None
+    assert insert.source["lsn"] == 4242
     assert insert.source["txId"] == 700
     assert truncate.op == "truncate"
     assert truncate.key is None
-    assert truncate.before is None and truncate.after is None
+    assert truncate.before is None
+    assert truncate.after is None
     assert truncate.table == "items"
     assert truncate.transaction is None
 
@@ -179,7 +181,9 @@ def test_forcing_debezium_on_flat_rows_is_a_decode_error(
         UNWRAPPED,
         [({"id": 1}, {"id": 1, "state": None, "__op": None, "__deleted": None})],
     )
-    with open_stream(topic, until="end", format="debezium") as stream:
-        with pytest.raises(changestream.DecodeError, match="no before/after/op") as raised:
-            next(stream)
+    with (
+        open_stream(topic, until="end", format="debezium") as stream,
+        pytest.raises(changestream.DecodeError, match="no before/after/op") as raised,
+    ):
+        next(stream)
     assert raised.value.offset == 0

@@ -8,9 +8,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 import changestream
+import pytest
 from cdc import CdcProducer
 
 pytestmark = pytest.mark.stack
@@ -82,9 +81,11 @@ def test_a_reader_that_cannot_read_a_version_is_a_decode_error_at_that_message(
     # id stays int: a long written by V2 cannot be narrowed, and V1 has no coupon default.
     narrow = copy.deepcopy(V1)
     narrow["fields"].append({"name": "coupon", "type": "string"})
-    with open_stream(topic, until="end", reader_schema=narrow) as stream:
-        with pytest.raises(changestream.DecodeError, match="coupon|long") as raised:
-            next(stream)
+    with (
+        open_stream(topic, until="end", reader_schema=narrow) as stream,
+        pytest.raises(changestream.DecodeError, match=r"coupon|long") as raised,
+    ):
+        next(stream)
     assert raised.value.offset == 0
 
 

@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 import changestream
+import pytest
 from cdc import CdcProducer, bottled_water_row_schema
 
 pytestmark = pytest.mark.stack
