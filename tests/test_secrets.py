@@ -340,9 +340,7 @@ def leaks(secrets: list[str], texts: list[str]) -> list[tuple[str, str]]:
     return [(secret, text) for text in texts for secret in secrets if secret in text]
 
 
-@pytest.mark.parametrize(
-    "name", SCENARIOS
-)
+@pytest.mark.parametrize("name", SCENARIOS)
 def test_nothing_emitted_holds_a_secret(
     setup: Setup,
     secrets: list[str],
