@@ -44,6 +44,15 @@ test: build wheel stack-up ## Build, start the stack, run cargo test and pytest
 demo: build stack-up ## Build, start the stack, publish a shop's change stream and print it
 	$(PY) examples/shop_demo.py
 
+.PHONY: bench
+bench: build stack-up ## Benchmark against confluent-kafka, fastavro and aiokafka (writes benches/results.*)
+	$(PY) benches/bench.py
+
+.PHONY: soak
+soak: build ## Slow broker-fault tests, then a produce/consume soak with a broker restart (SOAK_MINUTES=30)
+	CHANGESTREAM_SLOW_TESTS=1 $(PY) -m pytest tests/test_broker_faults.py -k "120s or default_metadata" -s
+	$(PY) tests/soak.py --minutes $(or $(SOAK_MINUTES),30)
+
 .PHONY: lint
 lint: build ## cargo fmt --check, clippy -D warnings, ruff, mypy, stubtest
 	$(CARGO) fmt --all -- --check
