@@ -7,6 +7,7 @@ and other flat-row upsert topics) with a schema registry, in Rust.
 from changestream._core import (
     UNAVAILABLE,
     Change,
+    ChangeBatch,
     ChangeStream,
     ChangeStreamError,
     ConfigError,
@@ -24,6 +25,7 @@ from changestream._types import Op
 __all__ = [
     "UNAVAILABLE",
     "Change",
+    "ChangeBatch",
     "ChangeStream",
     "ChangeStreamError",
     "ConfigError",

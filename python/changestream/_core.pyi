@@ -11,7 +11,9 @@ from changestream._types import Op
 
 __all__ = [
     "UNAVAILABLE",
+    "BatchIterator",
     "Change",
+    "ChangeBatch",
     "ChangeStream",
     "ChangeStreamError",
     "ConfigError",
@@ -73,10 +75,11 @@ class Change:
         """The decoded message key (a dict for record keys), or ``None`` for an unkeyed message."""
     @property
     def before(self) -> dict[str, Any] | None:
-        """The row before the change, when the format carries it."""
+        """The row before the change, when the format carries it (a ``dict`` for record rows)."""
     @property
-    def after(self) -> dict[str, Any] | None:
-        """The row after the change; ``None`` for deletes."""
+    def after(self) -> Any:
+        """The row after the change (a ``dict`` for record rows; the value itself on a topic whose
+        values are not records); ``None`` for deletes."""
     @property
     def table(self) -> str | None:
         """The table the change belongs to."""
@@ -98,6 +101,58 @@ class Change:
     @property
     def timestamp(self) -> datetime.datetime | None:
         """The Kafka message timestamp (timezone-aware, UTC), if the message has one."""
+
+@final
+class ChangeBatch:
+    """Changes of one table under one value schema, as an Arrow record batch.
+
+    Exports the Arrow PyCapsule interface, so ``pyarrow.record_batch(batch)``,
+    ``polars.DataFrame(batch)`` and DuckDB read its buffers without a copy. Columns:
+    the row's (from ``after``; for deletes from ``before``, or the key's fields for a
+    tombstone), then ``_op``, ``_topic``, ``_partition``, ``_offset``, ``_timestamp``
+    and, where the format carries them, ``_lsn``, ``_txid``, ``_source_ts`` and
+    ``_unavailable`` (the columns Debezium did not have: they are null). Values equal
+    the row iterator's, in Arrow types: decimals ``decimal128(38, scale)``, timestamps
+    with their unit (zoned ones in UTC), ``VariableScaleDecimal`` as exact text,
+    intervals ``month_day_nano``, UUIDs ``arrow.uuid``.
+    """
+
+    @property
+    def table(self) -> str | None:
+        """The table the changes belong to."""
+    @property
+    def schema_id(self) -> int | None:
+        """The registry id of the value schema the changes were written with."""
+    @property
+    def num_rows(self) -> int:
+        """How many changes (rows) the batch holds."""
+    def __len__(self) -> int: ...
+    def __arrow_c_schema__(self) -> object:
+        """The Arrow schema as an ``arrow_schema`` PyCapsule."""
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
+        """The batch as a struct array: ``(arrow_schema, arrow_array)`` PyCapsules."""
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The batch as an ``arrow_array_stream`` PyCapsule of one struct array."""
+    def to_pyarrow(self) -> Any:
+        """A ``pyarrow.RecordBatch`` of the same buffers (needs pyarrow)."""
+    def to_pandas(self, **kwargs: Any) -> Any:
+        """A ``pandas.DataFrame`` (through pyarrow; ``kwargs`` go to ``RecordBatch.to_pandas``)."""
+    def to_polars(self) -> Any:
+        """A ``polars.DataFrame`` of the same buffers (needs polars).
+
+        polars has no calendar interval and no 256-bit decimal: such columns become a
+        ``{months, days, nanoseconds}`` struct and decimal text.
+        """
+
+@final
+class BatchIterator:
+    """What :meth:`ChangeStream.batches` returns: iterate it with ``for`` or ``async for``."""
+
+    def __iter__(self) -> BatchIterator: ...
+    def __next__(self) -> ChangeBatch: ...
+    def __aiter__(self) -> BatchIterator: ...
+    def __anext__(self) -> Awaitable[ChangeBatch]:
+        """The next batch; cancelling the wait loses nothing."""
 
 @final
 class DeadLetter:
@@ -142,6 +197,7 @@ class ChangeStream:
         on_decode_error: Literal["raise", "skip", "dead_letter"] = "raise",
         format: Literal["auto", "debezium", "row"] = "auto",
         emit_tombstones: bool = False,
+        reader_schema: str | Mapping[str, Any] | None = None,
         kafka: Mapping[str, str | int | float | bool] | None = None,
         registry: Mapping[str, str] | None = None,
         registry_timeout: float = 30.0,
@@ -161,6 +217,13 @@ class ChangeStream:
         """Counters: delivered, skipped, dead_lettered, committed, commit_failures, dropped_on_revoke, rebalances, broker_disconnects."""
     def dead_letters(self) -> list[DeadLetter]:
         """Take the messages set aside under ``on_decode_error="dead_letter"`` since the last call."""
+    def batches(self, max_rows: int = 10_000, max_wait: float = 1.0) -> BatchIterator:
+        """Iterate over :class:`ChangeBatch` es instead of single changes.
+
+        Each batch holds changes of one table under one value schema, at most
+        ``max_rows``, handed over at the latest ``max_wait`` seconds after its first
+        change arrived. Asking for the next batch finishes the previous one.
+        """
     def close(self) -> None:
         """Stop fetching, commit the finished positions and leave the group. Idempotent."""
     def __enter__(self) -> ChangeStream: ...

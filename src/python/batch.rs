@@ -57,15 +57,15 @@ struct Batches {
 struct State {
     /// Built batches, in log order.
     ready: VecDeque<Built>,
-    /// The stream failed: raised by the next call.
+    /// Why the last slice failed: raised by the next call.
     failed: Option<crate::Error>,
     /// A bounded stream ended.
     ended: bool,
     /// A slice is running on a blocking thread for the async iterator.
     running: bool,
-    /// The asyncio future (and its loop) an async call waits on, completed when the running
+    /// The asyncio futures (and their loops) async calls wait on, completed when the running
     /// slice ends.
-    waker: Option<(Py<PyAny>, Py<PyAny>)>,
+    wakers: Vec<(Py<PyAny>, Py<PyAny>)>,
 }
 
 /// What a call for the next batch finds.
@@ -85,8 +85,8 @@ impl Batches {
             return Ok(Some(Taken::Batch(built)));
         }
         if let Some(error) = state.failed.take() {
-            // The stream stays failed: the next call ends the iteration.
-            state.ended = true;
+            // As the row iterator: a failed stream fails every call after, a batch that could
+            // not be built is skipped (and finished) by the next call.
             return Err(error);
         }
         Ok(state.ended.then_some(Taken::End))
@@ -131,15 +131,17 @@ impl Batches {
     fn slice_in_background(self: Arc<Self>) {
         crate::runtime::runtime().spawn_blocking(move || {
             self.slice();
-            let waker = {
+            let wakers = {
                 let mut state = self.state();
                 state.running = false;
-                state.waker.take()
+                std::mem::take(&mut state.wakers)
             };
-            if let Some((event_loop, future)) = waker {
+            if !wakers.is_empty() {
                 Python::attach(|py| {
-                    // A loop that is closed has nobody left to wake.
-                    let _ = wake_soon(py, event_loop.bind(py), future.bind(py));
+                    for (event_loop, future) in wakers {
+                        // A loop that is closed has nobody left to wake.
+                        let _ = wake_soon(py, event_loop.bind(py), future.bind(py));
+                    }
                 });
             }
         });
@@ -254,7 +256,9 @@ impl PyNextBatch {
         let future = event_loop.call_method0("create_future")?;
         // What `yield from future` does: tells the task to wait for it.
         future.setattr("_asyncio_future_blocking", true)?;
-        state.waker = Some((event_loop.unbind(), future.clone().unbind()));
+        state
+            .wakers
+            .push((event_loop.unbind(), future.clone().unbind()));
         if !state.running {
             state.running = true;
             drop(state);
