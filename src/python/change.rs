@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 
 use super::convert::{utc_datetime, value_to_py};
@@ -17,8 +18,12 @@ pub(crate) struct PyChange {
     key: Py<PyAny>,
     before: Py<PyAny>,
     after: Py<PyAny>,
-    source: Py<PyAny>,
-    transaction: Py<PyAny>,
+    /// Debezium's `source` and `transaction` blocks, converted when first asked for: most
+    /// applications never look at them, and `source` is the largest record of an envelope.
+    source: Option<Value>,
+    source_py: PyOnceLock<Py<PyAny>>,
+    transaction: Option<Value>,
+    transaction_py: PyOnceLock<Py<PyAny>>,
     tombstone: bool,
     table: Option<Arc<str>>,
     topic: Arc<str>,
@@ -43,8 +48,10 @@ impl PyChange {
             key: convert(&change.key)?,
             before: convert(&change.before)?,
             after: convert(&change.after)?,
-            source: convert(&change.source)?,
-            transaction: convert(&change.transaction)?,
+            source: change.source,
+            source_py: PyOnceLock::new(),
+            transaction: change.transaction,
+            transaction_py: PyOnceLock::new(),
             tombstone: change.tombstone,
             table: change.table,
             topic: change.position.topic,
@@ -53,6 +60,20 @@ impl PyChange {
             timestamp_ms: change.position.timestamp_ms,
         })
     }
+}
+
+/// `value` as a Python object, converted once.
+fn lazy(
+    py: Python<'_>,
+    value: &Option<Value>,
+    cache: &PyOnceLock<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    cache
+        .get_or_try_init(py, || match value {
+            Some(value) => value_to_py(py, value).map(Bound::unbind),
+            None => Ok(py.None()),
+        })
+        .map(|object| object.clone_ref(py))
 }
 
 /// A value Python cannot hold (a year past 9999, say) is found only while converting: name
@@ -102,13 +123,13 @@ impl PyChange {
     }
 
     #[getter]
-    fn source(&self, py: Python<'_>) -> Py<PyAny> {
-        self.source.clone_ref(py)
+    fn source(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        lazy(py, &self.source, &self.source_py)
     }
 
     #[getter]
-    fn transaction(&self, py: Python<'_>) -> Py<PyAny> {
-        self.transaction.clone_ref(py)
+    fn transaction(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        lazy(py, &self.transaction, &self.transaction_py)
     }
 
     #[getter]

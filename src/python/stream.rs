@@ -304,6 +304,19 @@ impl PyChangeStream {
 
     /// Wait up to `timeout` (forever if None) for the next change; None when it ended.
     fn wait(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<PyChange>> {
+        // A change already fetched is handed out without releasing the GIL: taking it never
+        // blocks, and releasing and retaking the GIL would cost more than the rest.
+        match self.consumer()?.next_ready()? {
+            Some(Next::Change(change)) => {
+                self.show_progress(py, false)?;
+                return PyChange::new(py, *change).map(Some);
+            }
+            Some(Next::End) => {
+                self.show_progress(py, true)?;
+                return Ok(None);
+            }
+            Some(Next::Pending) | None => {}
+        }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let slice = match deadline {
