@@ -37,8 +37,13 @@ def free_ports(n: int) -> int:
 
 
 def cluster_id() -> int:
-    print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
-    return 0
+    # Like Kafka's own ids, never one starting with "-": the storage tool would read it as an
+    # option ("argument --cluster-id/-t: expected one argument").
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            print(text)
+            return 0
 
 
 def tcp(host: str, port: str) -> int:
