@@ -46,7 +46,7 @@ demo: build stack-up ## Build, start the stack, publish a shop's change stream a
 
 .PHONY: bench
 bench: build stack-up ## Benchmark against confluent-kafka, fastavro and aiokafka (writes benches/results.*)
-	$(PY) benches/bench.py
+	$(PY) benches/bench.py $(BENCH_ARGS)
 
 .PHONY: soak
 soak: build ## Slow broker-fault tests, then a produce/consume soak with a broker restart (SOAK_MINUTES=30)

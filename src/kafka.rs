@@ -1016,6 +1016,9 @@ fn client_config(config: &StreamConfig) -> ClientConfig {
         .set("bootstrap.servers", &config.bootstrap_servers)
         .set("client.id", "changestream")
         .set("enable.partition.eof", "true")
+        // librdkafka waits up to a second before refilling an emptied prefetch queue; the
+        // bounded channel already limits memory, so refill at once.
+        .set("fetch.queue.backoff.ms", "10")
         // We commit ourselves, only what the application finished.
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
