@@ -143,3 +143,17 @@ def test_group_resumes_after_the_last_finished_change(
         resumed = next(stream)
     assert resumed.offset == 3
     assert resumed.after == {"id": 3, "name": "item 3"}
+
+
+def test_progress_bar_counts_a_bounded_read(
+    open_stream: Callable[..., changestream.ChangeStream],
+    cdc: CdcProducer,
+    topic: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    produce_rows(cdc, topic, 25)
+    with open_stream(topic, until="end", progress=True) as stream:
+        assert len(list(stream)) == 25
+    shown = capsys.readouterr().err
+    # tqdm's last refresh shows every change delivered, out of a total that ended at 25.
+    assert "25/25" in shown, shown
