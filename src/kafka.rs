@@ -1186,6 +1186,7 @@ impl Fetch {
             let _ = self.consumer.pause(&tpl);
             return Ok(());
         }
+        let (key_schema_header, value_schema_header) = schema_id_headers(message);
         let decoded = self.decoder.decode(&Message {
             topic,
             partition,
@@ -1193,8 +1194,8 @@ impl Fetch {
             timestamp_ms: message.timestamp().to_millis(),
             key: message.key(),
             value: message.payload(),
-            key_schema_header: header(message, "__key_schema_id"),
-            value_schema_header: header(message, "__value_schema_id"),
+            key_schema_header,
+            value_schema_header,
         });
         match decoded {
             Ok(Some(change)) => batch.push(Item::Change(change)),
@@ -1299,10 +1300,18 @@ fn dead_letter(message: &BorrowedMessage<'_>, error: Error) -> DeadLetter {
     }
 }
 
-fn header<'a>(message: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
+/// The `__key_schema_id` and `__value_schema_id` headers, found in one pass (librdkafka
+/// parses the headers on every call to `headers()`).
+fn schema_id_headers<'a>(message: &'a BorrowedMessage<'_>) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
+    let (mut key, mut value) = (None, None);
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            match header.key {
+                "__key_schema_id" => key = header.value,
+                "__value_schema_id" => value = header.value,
+                _ => {}
+            }
+        }
+    }
+    (key, value)
 }

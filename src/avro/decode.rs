@@ -249,11 +249,11 @@ impl<'a> Reader<'a> {
             }
             Node::Named(index) => match &schema.named[*index] {
                 Named::Record(record) => {
-                    let mut values = record
-                        .fields
-                        .iter()
-                        .map(|field| self.value(schema, field, depth + 1))
-                        .collect::<Result<Vec<_>>>()?;
+                    // Sized up front: collecting through `Result` would grow it field by field.
+                    let mut values = Vec::with_capacity(record.fields.len());
+                    for field in &record.fields {
+                        values.push(self.value(schema, field, depth + 1)?);
+                    }
                     // Only Kafka Connect (Debezium) writes the placeholder; in anything else,
                     // such as a Bottled Water text column, that text is just text.
                     if record.is_kafka_connect() {
