@@ -13,6 +13,11 @@ mod stream;
 
 use pyo3::prelude::*;
 
+/// Changes are allocated on the fetch thread and freed on the Python thread; glibc's malloc
+/// makes every such free wait on the allocating thread's arena lock, mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
