@@ -3,8 +3,9 @@
 ``stack.sh`` runs one independent stack per env file: ``CHANGESTREAM_STACK_ENV`` names
 the file (and with it the instance: its own temp dir, ports and lock),
 ``CHANGESTREAM_STACK_SERVICES`` says which services ``up`` starts, and
-``CHANGESTREAM_STACK_KAFKA_SECURITY=1`` adds TLS and SASL listeners to its Kafka. This
-module drives such an instance from Python::
+``CHANGESTREAM_STACK_KAFKA_SECURITY=1`` adds TLS and SASL listeners to its Kafka, and
+``CHANGESTREAM_STACK_KAFKA_ACL=1`` (with security) an ACL authorizer and a super user
+``admin``. This module drives such an instance from Python::
 
     instance = StackInstance(tmp_path / "faults.env", services=("kafka",))
     env = instance.up()          # the instance's env file, parsed
@@ -51,14 +52,18 @@ class StackInstance:
         *,
         services: Sequence[str] = ("kafka",),
         kafka_security: bool = False,
+        kafka_acl: bool = False,
         timeout: float = 600.0,
     ) -> None:
         env_file = Path(env_file).resolve()
         if env_file == SHARED_ENV_FILE.resolve():
             raise ValueError(f"{env_file} is the shared stack: give a dedicated env file")
+        if kafka_acl and not kafka_security:
+            raise ValueError("kafka_acl needs kafka_security (the users to authorize)")
         self.env_file = env_file
         self.services = tuple(services)
         self.kafka_security = kafka_security
+        self.kafka_acl = kafka_acl
         self.timeout = timeout
         self.env: dict[str, str] = {}
 
@@ -69,6 +74,7 @@ class StackInstance:
             "CHANGESTREAM_STACK_ENV": str(self.env_file),
             "CHANGESTREAM_STACK_SERVICES": ",".join(self.services),
             "CHANGESTREAM_STACK_KAFKA_SECURITY": "1" if self.kafka_security else "0",
+            "CHANGESTREAM_STACK_KAFKA_ACL": "1" if self.kafka_acl else "0",
             # C1 only: the broker answers in about half the time after a restart.
             "STACK_KAFKA_JVM_OPTS": os.environ.get(
                 "STACK_KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1"

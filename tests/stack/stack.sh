@@ -14,6 +14,9 @@
 #   CHANGESTREAM_STACK_SERVICES=kafka,registry   what `up` starts (default kafka,registry,postgres)
 #   CHANGESTREAM_STACK_KAFKA_SECURITY=1  Kafka also gets SSL, SASL_SSL (SCRAM-SHA-512 and PLAIN)
 #                                        and SASL_PLAINTEXT (PLAIN) listeners, a CA and users
+#   CHANGESTREAM_STACK_KAFKA_ACL=1       with SECURITY=1: an ACL authorizer (StandardAuthorizer) and a
+#                                        SCRAM super user `admin`; alice and bob may do only what
+#                                        ACLs allow (PLAINTEXT, i.e. ANONYMOUS, stays a super user)
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -48,7 +51,9 @@ JAVA21="" PG_BIN=""
 ALL_SERVICES="kafka,registry,postgres"
 SERVICES="${CHANGESTREAM_STACK_SERVICES:-$ALL_SERVICES}"
 SECURITY="${CHANGESTREAM_STACK_KAFKA_SECURITY:-0}"
+ACL="${CHANGESTREAM_STACK_KAFKA_ACL:-0}"
 SCRAM_USER="alice" PLAIN_USER="bob" SCRAM_PASSWORD="" PLAIN_PASSWORD=""
+ADMIN_USER="admin" ADMIN_PASSWORD=""
 
 log() { echo "stack: $*"; }
 err() { echo "stack: ERROR: $*" >&2; }
@@ -67,6 +72,8 @@ check_services() {
   done
   [[ "$SECURITY" == 0 || "$SECURITY" == 1 ]] || die "CHANGESTREAM_STACK_KAFKA_SECURITY must be 0 or 1"
   [[ "$SECURITY" == 0 ]] || has kafka || die "CHANGESTREAM_STACK_KAFKA_SECURITY=1 needs the kafka service"
+  [[ "$ACL" == 0 || "$ACL" == 1 ]] || die "CHANGESTREAM_STACK_KAFKA_ACL must be 0 or 1"
+  [[ "$ACL" == 0 || "$SECURITY" == 1 ]] || die "CHANGESTREAM_STACK_KAFKA_ACL=1 needs CHANGESTREAM_STACK_KAFKA_SECURITY=1 (users to authorize)"
 }
 secs_since() { local d=$(( $(now_ms) - $1 )); printf '%d.%ds' $((d / 1000)) $(((d % 1000) / 100)); }
 
@@ -313,6 +320,17 @@ listener.name.sasl_plaintext.plain.sasl.jaas.config=$plain_jaas
 EOF
     scram=(--add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]")
   fi
+  if [[ "$ACL" == 1 ]]; then
+    # KRaft's ACL authorizer (on the controller and the broker: they share this file). The
+    # controller and inter-broker listeners are PLAINTEXT, whose principal is ANONYMOUS, so
+    # ANONYMOUS must be a super user; `admin` (SCRAM) is the one to manage ACLs with over SASL.
+    cat >>"$d/server.properties" <<EOF
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:$ADMIN_USER
+allow.everyone.if.no.acl.found=false
+EOF
+    scram+=(--add-scram "SCRAM-SHA-512=[name=$ADMIN_USER,password=$ADMIN_PASSWORD]")
+  fi
   local cid; cid=$("${UTIL[@]}" cluster-id)
   if ! "$KAFKA_JAVA" -Xmx256m -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format \
        -t "$cid" -c "$d/server.properties" "${scram[@]+"${scram[@]}"}" >"$d/format.log" 2>&1; then
@@ -404,18 +422,18 @@ load_env() {
   [[ -n "$STACK_DIR" ]] || return 1
   # what this stack was started with (so start-kafka/down use the same jars, binaries and
   # services; a state.env without SERVICES is from a stack that ran all three)
-  SERVICES="$ALL_SERVICES" SECURITY=0
+  SERVICES="$ALL_SERVICES" SECURITY=0 ACL=0
   if [[ -f "$STACK_DIR/state.env" ]]; then
     while IFS='=' read -r k v; do
-      case "$k" in KAFKA_LIB | KAFKA_JAVA | PG_BIN | SERVICES | SECURITY) printf -v "$k" '%s' "$v" ;; esac
+      case "$k" in KAFKA_LIB | KAFKA_JAVA | PG_BIN | SERVICES | SECURITY | ACL) printf -v "$k" '%s' "$v" ;; esac
     done <"$STACK_DIR/state.env"
   fi
   return 0
 }
 
 write_state() {
-  printf 'KAFKA_LIB=%s\nKAFKA_JAVA=%s\nPG_BIN=%s\nSERVICES=%s\nSECURITY=%s\n' "$KAFKA_LIB" \
-    "$(command -v "$KAFKA_JAVA")" "$PG_BIN" "$SERVICES" "$SECURITY" >"$STACK_DIR/state.env"
+  printf 'KAFKA_LIB=%s\nKAFKA_JAVA=%s\nPG_BIN=%s\nSERVICES=%s\nSECURITY=%s\nACL=%s\n' "$KAFKA_LIB" \
+    "$(command -v "$KAFKA_JAVA")" "$PG_BIN" "$SERVICES" "$SECURITY" "$ACL" >"$STACK_DIR/state.env"
 }
 
 write_env() {  # the keys of the services this instance runs (all three: the original layout)
@@ -448,6 +466,9 @@ KAFKA_SCRAM_PASSWORD=$SCRAM_PASSWORD
 KAFKA_PLAIN_USERNAME=$PLAIN_USER
 KAFKA_PLAIN_PASSWORD=$PLAIN_PASSWORD
 EOF
+    fi
+    if [[ "$ACL" == 1 ]]; then
+      printf 'KAFKA_ACL=1\nKAFKA_ADMIN_USERNAME=%s\nKAFKA_ADMIN_PASSWORD=%s\n' "$ADMIN_USER" "$ADMIN_PASSWORD"
     fi
   } >>"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -554,6 +575,7 @@ cmd_up() {
   fi
   SERVICES="${CHANGESTREAM_STACK_SERVICES:-$ALL_SERVICES}"
   SECURITY="${CHANGESTREAM_STACK_KAFKA_SECURITY:-0}"
+  ACL="${CHANGESTREAM_STACK_KAFKA_ACL:-0}"
   check_services
   check_prereqs
   ensure_kafka_lib
@@ -565,6 +587,7 @@ cmd_up() {
   if [[ "$SECURITY" == 1 ]]; then
     SCRAM_PASSWORD="scram-pw-$(openssl rand -hex 12)" PLAIN_PASSWORD="plain-pw-$(openssl rand -hex 12)"
   fi
+  if [[ "$ACL" == 1 ]]; then ADMIN_PASSWORD="admin-pw-$(openssl rand -hex 12)"; fi
   STACK_DIR=$(mktemp -d "${TMP_PREFIX}XXXXXX")
   chmod 755 "$STACK_DIR"   # the postgres user must traverse it
   UP_MODE=up
@@ -587,6 +610,9 @@ cmd_up() {
   if has kafka; then log "kafka     127.0.0.1:$KAFKA_PORT  ready in ${READY_AT[kafka]}"; fi
   if [[ "$SECURITY" == 1 ]]; then
     log "kafka     SSL 127.0.0.1:$KAFKA_SSL_PORT, SASL_SSL 127.0.0.1:$KAFKA_SASL_SSL_PORT (SCRAM-SHA-512, PLAIN), SASL_PLAINTEXT 127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT (PLAIN); CA $(kafka_tls_dir)/ca.pem"
+  fi
+  if [[ "$ACL" == 1 ]]; then
+    log "kafka     ACLs enforced (StandardAuthorizer); super users: $ADMIN_USER (SCRAM-SHA-512), ANONYMOUS (PLAINTEXT)"
   fi
   if has registry; then
     log "registry  http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7  ready in ${READY_AT[apicurio]} (Java $(java_major "$JAVA21"))"
@@ -646,7 +672,7 @@ cmd_start_kafka() {
 }
 
 usage() {
-  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
