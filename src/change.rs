@@ -112,6 +112,25 @@ pub struct Change {
     pub position: Position,
 }
 
+impl Change {
+    /// About how many bytes of memory the change holds (see [`Value::heap_bytes`]).
+    pub fn heap_bytes(&self) -> usize {
+        let values = [
+            &self.key,
+            &self.before,
+            &self.after,
+            &self.source,
+            &self.transaction,
+        ];
+        std::mem::size_of::<Change>()
+            + values
+                .into_iter()
+                .flatten()
+                .map(Value::heap_bytes)
+                .sum::<usize>()
+    }
+}
+
 /// Which envelope to read values as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {

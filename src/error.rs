@@ -142,10 +142,15 @@ impl From<rdkafka::error::KafkaError> for Error {
         if let rdkafka::error::KafkaError::ClientConfig(_, description, key, _value) = &error {
             return Error::Config(format!("kafka setting {key:?}: {description}"));
         }
-        let retriable = error
-            .rdkafka_error_code()
-            .map(|code| !is_fatal_code(code))
-            .unwrap_or(false);
+        // librdkafka raised a fatal error: the client instance is unusable whatever the code.
+        let fatal = matches!(
+            error,
+            rdkafka::error::KafkaError::MessageConsumptionFatal(_)
+        );
+        let retriable = !fatal
+            && error
+                .rdkafka_error_code()
+                .is_some_and(|code| !is_fatal_code(code));
         Error::Kafka {
             reason: error.to_string(),
             retriable,
@@ -168,6 +173,7 @@ fn is_fatal_code(code: rdkafka::types::RDKafkaErrorCode) -> bool {
             | Code::InvalidArgument
             | Code::InvalidConfig
             | Code::FencedInstanceId
+            | Code::UnreleasedInstanceId
             | Code::SSL
     )
 }

@@ -15,8 +15,8 @@
 //! it on every partition, so transaction markers and compacted gaps end correctly.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -38,8 +38,10 @@ use crate::runtime::runtime;
 const POLL_SLICE: Duration = Duration::from_millis(100);
 /// Most items sent through the channel at once.
 const BATCH_SIZE: usize = 512;
-/// Batches the channel holds before the fetch thread waits for the application.
-const QUEUE_BATCHES: usize = 16;
+/// How long resuming waits for the request that wakes librdkafka's broker threads.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The default of [`StreamConfig::max_buffer_bytes`].
+pub const DEFAULT_MAX_BUFFER_BYTES: usize = 64 << 20;
 /// How long metadata, watermark and commit requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one metadata request waits before we check for a connection failure.
@@ -123,6 +125,10 @@ pub struct StreamConfig {
     pub decoder: DecoderOptions,
     /// librdkafka settings, applied last so they override ours.
     pub kafka: Vec<(String, String)>,
+    /// The most memory read-ahead may hold: half for librdkafka's queue of raw messages
+    /// (`queued.max.messages.kbytes`), half for decoded changes the application has not
+    /// taken yet. When the decoded half is full, fetching pauses until it is half empty.
+    pub max_buffer_bytes: usize,
 }
 
 impl std::fmt::Debug for StreamConfig {
@@ -140,6 +146,7 @@ impl std::fmt::Debug for StreamConfig {
             .field("start", &self.start)
             .field("until", &self.until)
             .field("commit", &self.commit)
+            .field("max_buffer_bytes", &self.max_buffer_bytes)
             .field("kafka_keys", &keys(&self.kafka))
             .field("registry_keys", &keys(&self.registry))
             .finish_non_exhaustive()
@@ -178,6 +185,96 @@ impl Item {
             Item::Skipped(position) => position,
         }
     }
+
+    /// About how much memory the item holds, as the read-ahead budget counts it.
+    fn heap_bytes(&self) -> usize {
+        let bytes = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
+        match self {
+            Item::Change(change) => change.heap_bytes(),
+            Item::DeadLetter(dead) => {
+                std::mem::size_of::<DeadLetter>()
+                    + bytes(&dead.key)
+                    + bytes(&dead.value)
+                    + dead
+                        .headers
+                        .iter()
+                        .map(|(k, v)| k.len() + bytes(v))
+                        .sum::<usize>()
+            }
+            Item::Skipped(_) => std::mem::size_of::<Position>(),
+        }
+    }
+}
+
+/// A fetched item waiting for the application, with the bytes it counts for.
+struct Buffered {
+    item: Item,
+    bytes: usize,
+}
+
+impl Buffered {
+    fn new(item: Item) -> Buffered {
+        let bytes = item.heap_bytes();
+        Buffered { item, bytes }
+    }
+}
+
+/// The decoded half of the read-ahead budget, shared by the fetch thread (which pauses
+/// fetching when it is full) and the application side (which frees it as it takes items).
+struct ReadAhead {
+    /// Bytes of decoded items sent and not yet taken.
+    waiting: AtomicUsize,
+    /// Fetching pauses at this many bytes waiting and resumes at half.
+    room: usize,
+    /// Times fetching paused.
+    pauses: AtomicU64,
+    /// Signalled when `waiting` falls to half of `room`, for a paused fetch thread.
+    drained: (Mutex<()>, Condvar),
+}
+
+impl ReadAhead {
+    fn new(max_buffer_bytes: usize) -> ReadAhead {
+        ReadAhead {
+            waiting: AtomicUsize::new(0),
+            room: (max_buffer_bytes / 2).max(1),
+            pauses: AtomicU64::new(0),
+            drained: (Mutex::new(()), Condvar::new()),
+        }
+    }
+
+    fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    fn is_full(&self) -> bool {
+        self.waiting() >= self.room
+    }
+
+    fn is_drained(&self) -> bool {
+        self.waiting() <= self.room / 2
+    }
+
+    fn add(&self, bytes: usize) {
+        self.waiting.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    fn free(&self, bytes: usize) {
+        let before = self.waiting.fetch_sub(bytes, Ordering::AcqRel);
+        let half = self.room / 2;
+        if before > half && before - bytes <= half {
+            // Under the lock, so a fetch thread between its check and its wait hears it.
+            let _guard = self.drained.0.lock().unwrap_or_else(|e| e.into_inner());
+            self.drained.1.notify_one();
+        }
+    }
+
+    /// Wait at most `timeout` for the application to take half of what is waiting.
+    fn wait_drained(&self, timeout: Duration) {
+        let guard = self.drained.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.is_drained() {
+            let _ = self.drained.1.wait_timeout(guard, timeout);
+        }
+    }
 }
 
 /// What the fetch thread sends.
@@ -185,7 +282,7 @@ enum Fetched {
     /// Items fetched while the assignment was at `generation`.
     Items {
         generation: u64,
-        items: Vec<Item>,
+        items: Vec<Buffered>,
     },
     Failed(Error),
     End,
@@ -236,6 +333,11 @@ impl ClientContext for StreamContext {
         match code {
             // The end of a partition is news, not an error; bounded reads track it themselves.
             Some(Code::PartitionEOF) => {}
+            // Without a group the group id librdkafka needs for `assign` is never used, yet
+            // librdkafka looks up its coordinator: a broker's ACLs may refuse that, harmlessly.
+            Some(Code::GroupAuthorizationFailed) if !self.uses_group => {
+                log::debug!("kafka (the stream uses no group): {error}: {reason}");
+            }
             Some(Code::BrokerTransportFailure | Code::AllBrokersDown) => {
                 self.positions
                     .counters
@@ -480,7 +582,7 @@ fn commit(
 #[derive(Default)]
 struct Delivery {
     /// Fetched items not yet handed out, each with the generation it was fetched in.
-    buffered: VecDeque<(Item, u64)>,
+    buffered: VecDeque<(Buffered, u64)>,
     /// The changes handed out last (one, or a batch) with their fetch generations, finished
     /// when the next are asked for.
     delivered: Vec<(Position, u64)>,
@@ -497,8 +599,9 @@ struct Delivery {
 pub struct ChangeConsumer {
     consumer: Arc<Kafka>,
     positions: Arc<Positions>,
-    receiver: tokio::sync::Mutex<mpsc::Receiver<Fetched>>,
+    receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<Fetched>>,
     delivery: Mutex<Delivery>,
+    read_ahead: Arc<ReadAhead>,
     config: StreamConfig,
     stop: Arc<AtomicBool>,
     fetch_thread: Mutex<Option<JoinHandle<()>>>,
@@ -551,8 +654,11 @@ impl ChangeConsumer {
                 .prepare_assignment(&consumer, &mut assignment)?;
             consumer.assign(&assignment)?;
         }
-        let (sender, receiver) = mpsc::channel(QUEUE_BATCHES);
+        // Unbounded in items, bounded in bytes: the fetch thread pauses fetching while the
+        // items sent and not yet taken hold `max_buffer_bytes / 2` or more.
+        let (sender, receiver) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
+        let read_ahead = Arc::new(ReadAhead::new(config.max_buffer_bytes));
         let fetch = Fetch {
             consumer: consumer.clone(),
             positions: positions.clone(),
@@ -563,6 +669,9 @@ impl ChangeConsumer {
             auto_commit: config.group_id.is_some() && config.commit == CommitPolicy::Auto,
             commit_interval: config.commit_interval,
             on_decode_error: config.on_decode_error,
+            read_ahead: read_ahead.clone(),
+            batch_bytes: 0,
+            paused_for_room: false,
         };
         let fetch_thread = std::thread::Builder::new()
             .name("changestream-fetch".into())
@@ -573,6 +682,7 @@ impl ChangeConsumer {
             positions,
             receiver: tokio::sync::Mutex::new(receiver),
             delivery: Mutex::new(Delivery::default()),
+            read_ahead,
             config,
             stop,
             fetch_thread: Mutex::new(Some(fetch_thread)),
@@ -644,9 +754,16 @@ impl ChangeConsumer {
             .counters
             .delivered
             .fetch_sub(1, Ordering::Relaxed);
-        delivery
-            .buffered
-            .push_front((Item::Change(change), generation));
+        let buffered = Buffered::new(Item::Change(change));
+        self.read_ahead.add(buffered.bytes);
+        delivery.buffered.push_front((buffered, generation));
+    }
+
+    /// Take the front item out of the buffer, freeing its bytes of the read-ahead budget.
+    fn pop_buffered(&self, delivery: &mut Delivery) -> Option<(Item, u64)> {
+        let (buffered, generation) = delivery.buffered.pop_front()?;
+        self.read_ahead.free(buffered.bytes);
+        Some((buffered.item, generation))
     }
 
     fn finish_on_next(&self) {
@@ -658,7 +775,7 @@ impl ChangeConsumer {
     /// Hand out the next buffered change (dropping stale ones, setting dead letters aside).
     fn take(&self) -> Taken {
         let mut delivery = self.delivery();
-        while let Some((item, generation)) = delivery.buffered.pop_front() {
+        while let Some((item, generation)) = self.pop_buffered(&mut delivery) {
             let position = item.position();
             if !self
                 .positions
@@ -722,7 +839,7 @@ impl ChangeConsumer {
         match fetched {
             Some(Fetched::Items { generation, items }) => delivery
                 .buffered
-                .extend(items.into_iter().map(|item| (item, generation))),
+                .extend(items.into_iter().map(|buffered| (buffered, generation))),
             Some(Fetched::Failed(error)) => delivery.terminal = Some(Err(error)),
             Some(Fetched::End) | None => delivery.terminal = Some(Ok(())),
         }
@@ -802,7 +919,14 @@ impl ChangeConsumer {
                     == b.value_schema.as_ref().map(|(id, _)| id)
         };
         while delivery.filling.len() < max_rows {
-            let Some((item, generation)) = delivery.buffered.pop_front() else {
+            if let (Some(first), Some((next, _))) =
+                (delivery.filling.first(), delivery.buffered.front())
+            {
+                if matches!(&next.item, Item::Change(next) if !same_batch(first, next)) {
+                    return Ok((true, false));
+                }
+            }
+            let Some((item, generation)) = self.pop_buffered(delivery) else {
                 return match &delivery.terminal {
                     Some(Ok(())) => Ok((false, true)),
                     Some(Err(error)) if delivery.filling.is_empty() => Err(error.clone()),
@@ -824,14 +948,6 @@ impl ChangeConsumer {
             }
             match item {
                 Item::Change(change) => {
-                    if let Some(first) = delivery.filling.first() {
-                        if !same_batch(first, &change) {
-                            delivery
-                                .buffered
-                                .push_front((Item::Change(change), generation));
-                            return Ok((true, false));
-                        }
-                    }
                     delivery
                         .delivered
                         .push((change.position.clone(), generation));
@@ -960,6 +1076,8 @@ impl ChangeConsumer {
             ("dropped_on_revoke", read(&c.dropped_on_revoke)),
             ("rebalances", read(&c.rebalances)),
             ("broker_disconnects", read(&c.broker_disconnects)),
+            ("buffered_bytes", self.read_ahead.waiting() as u64),
+            ("buffer_full", read(&self.read_ahead.pauses)),
         ]
     }
 
@@ -1017,8 +1135,14 @@ fn client_config(config: &StreamConfig) -> ClientConfig {
         .set("client.id", "changestream")
         .set("enable.partition.eof", "true")
         // librdkafka waits up to a second before refilling an emptied prefetch queue; the
-        // bounded channel already limits memory, so refill at once.
+        // read-ahead is bounded in bytes anyway, so refill at once.
         .set("fetch.queue.backoff.ms", "10")
+        // Half the read-ahead budget for raw messages (librdkafka also keeps a single fetch
+        // response within it, unless `fetch.max.bytes` is set).
+        .set(
+            "queued.max.messages.kbytes",
+            (config.max_buffer_bytes / 2 / 1024).max(1).to_string(),
+        )
         // We commit ourselves, only what the application finished.
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -1082,12 +1206,17 @@ struct Fetch {
     consumer: Arc<Kafka>,
     positions: Arc<Positions>,
     decoder: ChangeDecoder,
-    sender: mpsc::Sender<Fetched>,
+    sender: mpsc::UnboundedSender<Fetched>,
     stop: Arc<AtomicBool>,
     bounded: bool,
     auto_commit: bool,
     commit_interval: Duration,
     on_decode_error: OnDecodeError,
+    read_ahead: Arc<ReadAhead>,
+    /// Bytes of the batch being filled.
+    batch_bytes: usize,
+    /// Whether fetching is paused because the application has a full read-ahead waiting.
+    paused_for_room: bool,
 }
 
 impl Fetch {
@@ -1108,19 +1237,22 @@ impl Fetch {
             if self.positions.generation() != generation {
                 // A rebalance ran inside the last poll: drop what was fetched for partitions
                 // revoked since, and label the rest with the new generation.
-                batch.retain(|item: &Item| {
-                    let p = item.position();
+                batch.retain(|buffered: &Buffered| {
+                    let p = buffered.item.position();
                     self.positions.is_current(&p.topic, p.partition, generation)
                 });
+                self.batch_bytes = batch.iter().map(|b| b.bytes).sum();
                 generation = self.positions.generation();
-                if ended {
+                if ended || self.paused_for_room {
+                    // Partitions assigned by the rebalance start unpaused.
                     pause_all(&consumer);
                 }
             }
+            if !ended {
+                self.apply_backpressure();
+            }
             if self.bounded && !ended && self.positions.all_done() {
-                if !self.send(&mut batch, generation)
-                    || self.sender.blocking_send(Fetched::End).is_err()
-                {
+                if !self.send(&mut batch, generation) || self.sender.send(Fetched::End).is_err() {
                     return;
                 }
                 // The read is over, but the stream is still a group member until it is
@@ -1131,12 +1263,23 @@ impl Fetch {
             }
             if self.auto_commit && last_commit.elapsed() >= self.commit_interval {
                 last_commit = Instant::now();
-                if let Err(error) = commit(&consumer, &self.positions, self.positions.uncommitted())
-                {
-                    log::warn!("periodic commit failed (retried at the next interval): {error}");
+                match commit(&consumer, &self.positions, self.positions.uncommitted()) {
+                    Ok(()) => {}
+                    // Refused for good (the group's authorization revoked, say).
+                    Err(error) if !error.is_retriable() => {
+                        self.fail(&mut batch, generation, error);
+                        return;
+                    }
+                    Err(error) => {
+                        log::warn!("periodic commit failed (retried at the next interval): {error}")
+                    }
                 }
             }
-            let wait = if batch.is_empty() {
+            let wait = if self.paused_for_room {
+                // Only librdkafka's events to serve: wait for room instead.
+                self.read_ahead.wait_drained(POLL_SLICE);
+                Duration::ZERO
+            } else if batch.is_empty() {
                 POLL_SLICE
             } else {
                 Duration::ZERO
@@ -1157,11 +1300,27 @@ impl Fetch {
                 }
                 Some(Err(RdKafkaError::PartitionEOF(_))) => self.check_positions(),
                 Some(Err(error)) => {
+                    let context = consumer.context();
+                    if !context.uses_group
+                        && error.rdkafka_error_code()
+                            == Some(RDKafkaErrorCode::GroupAuthorizationFailed)
+                    {
+                        continue; // see `StreamContext::error`
+                    }
                     // librdkafka reports an error both to the context (with its reason) and
-                    // here (without): prefer the one with the reason.
-                    let error = consumer
-                        .context()
+                    // here (without): prefer the one with the reason. A fatal error, whatever
+                    // its code, leaves the client unusable.
+                    let error = context
                         .take_failure()
+                        .or_else(|| {
+                            consumer
+                                .client()
+                                .fatal_error()
+                                .map(|(code, reason)| Error::Kafka {
+                                    reason: format!("fatal: {code}: {reason}"),
+                                    retriable: false,
+                                })
+                        })
                         .unwrap_or_else(|| Error::from(error));
                     if !error.is_retriable() {
                         self.fail(&mut batch, generation, error);
@@ -1170,14 +1329,58 @@ impl Fetch {
                     log::warn!("{error}");
                 }
             }
-            if batch.len() >= BATCH_SIZE && !self.send(&mut batch, generation) {
+            let full = batch.len() >= BATCH_SIZE || self.batch_bytes >= self.read_ahead.room / 4;
+            if full && !self.send(&mut batch, generation) {
                 return;
             }
         }
     }
 
+    /// Pause fetching while the application has `room` bytes of changes waiting, and resume
+    /// once it has taken half of them. Paused partitions keep their place: librdkafka drops
+    /// what it prefetched for them and fetches it again on resume.
+    fn apply_backpressure(&mut self) {
+        if !self.paused_for_room && self.read_ahead.is_full() {
+            pause_all(&self.consumer);
+            self.paused_for_room = true;
+            self.read_ahead.pauses.fetch_add(1, Ordering::Relaxed);
+        } else if self.paused_for_room && self.read_ahead.is_drained() {
+            self.paused_for_room = false;
+            let Ok(assignment) = self.consumer.assignment() else {
+                return;
+            };
+            // A bounded read keeps partitions past their end paused.
+            let mut resume = TopicPartitionList::new();
+            let remaining = self.positions.remaining();
+            for element in assignment.elements() {
+                let (topic, partition) = (element.topic(), element.partition());
+                if !self.bounded
+                    || remaining
+                        .iter()
+                        .any(|(t, p, _)| t == topic && *p == partition)
+                {
+                    resume.add_partition(topic, partition);
+                }
+            }
+            if let Err(error) = self.consumer.resume(&resume) {
+                log::warn!("resuming fetching: {error}");
+            }
+            // A broker thread with nothing to fetch looks at its partitions again only after
+            // up to a second; any request to the partitions' leaders wakes it now.
+            if resume.set_all_offsets(Offset::End).is_ok() {
+                let _ = self.consumer.offsets_for_times(resume, WAKE_TIMEOUT);
+            }
+        }
+    }
+
+    fn push(&mut self, batch: &mut Vec<Buffered>, item: Item) {
+        let buffered = Buffered::new(item);
+        self.batch_bytes += buffered.bytes;
+        batch.push(buffered);
+    }
+
     /// Decode one message into the batch, applying the decode-error policy.
-    fn take(&mut self, message: &BorrowedMessage<'_>, batch: &mut Vec<Item>) -> Result<()> {
+    fn take(&mut self, message: &BorrowedMessage<'_>, batch: &mut Vec<Buffered>) -> Result<()> {
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
         if self.bounded && self.positions.past_end(topic, partition, offset) {
             // Written after the end was fixed: not part of this read.
@@ -1198,7 +1401,7 @@ impl Fetch {
             value_schema_header,
         });
         match decoded {
-            Ok(Some(change)) => batch.push(Item::Change(change)),
+            Ok(Some(change)) => self.push(batch, Item::Change(change)),
             Ok(None) => {}
             Err(error) => match self.on_decode_error {
                 OnDecodeError::Raise => return Err(error),
@@ -1208,19 +1411,20 @@ impl Fetch {
                         .counters
                         .skipped
                         .fetch_add(1, Ordering::Relaxed);
-                    batch.push(Item::Skipped(Position {
+                    let position = Position {
                         topic: topic.into(),
                         partition,
                         offset,
                         timestamp_ms: message.timestamp().to_millis(),
-                    }));
+                    };
+                    self.push(batch, Item::Skipped(position));
                 }
                 OnDecodeError::DeadLetter => {
                     self.positions
                         .counters
                         .dead_lettered
                         .fetch_add(1, Ordering::Relaxed);
-                    batch.push(Item::DeadLetter(dead_letter(message, error)));
+                    self.push(batch, Item::DeadLetter(dead_letter(message, error)));
                 }
             },
         }
@@ -1229,20 +1433,22 @@ impl Fetch {
 
     /// Deliver what came before a failure, then the failure; fetching stops, since going on
     /// would skip the message that failed.
-    fn fail(&self, batch: &mut Vec<Item>, generation: u64, error: Error) {
+    fn fail(&mut self, batch: &mut Vec<Buffered>, generation: u64, error: Error) {
         if self.send(batch, generation) {
-            let _ = self.sender.blocking_send(Fetched::Failed(error));
+            let _ = self.sender.send(Fetched::Failed(error));
         }
     }
 
-    /// Send the batch (if any), waiting while the channel is full. False once it is closed.
-    fn send(&self, batch: &mut Vec<Item>, generation: u64) -> bool {
+    /// Send the batch (if any), counting its bytes as waiting. False once the channel is
+    /// closed.
+    fn send(&mut self, batch: &mut Vec<Buffered>, generation: u64) -> bool {
         if batch.is_empty() {
             return true;
         }
         let items = std::mem::take(batch);
+        self.read_ahead.add(std::mem::take(&mut self.batch_bytes));
         self.sender
-            .blocking_send(Fetched::Items { generation, items })
+            .send(Fetched::Items { generation, items })
             .is_ok()
     }
 

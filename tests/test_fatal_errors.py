@@ -21,10 +21,10 @@ FENCED_INSTANCE_ID, which librdkafka makes a fatal error. With KIP-848
 (``group.protocol=consumer``) it is the other way round: the broker keeps the live member
 and refuses the newcomer with UNRELEASED_INSTANCE_ID, also fatal in librdkafka.
 
-Two cases are expected failures (strict xfail) for open changestream bugs, named in their
-markers: a stream without a group is stopped by the group ACL of the group id it sets for
-librdkafka but never uses, and the KIP-848 newcomer's fatal error is taken for retriable,
-so it blocks forever. Run with ``pytest -s`` to see how long each error took.
+Two more cases guard bugs these tests found: a stream without a group must not be stopped
+by the ACL of the group id librdkafka needs for ``assign()`` but never uses, and the KIP-848
+newcomer's fatal error must end its stream instead of being retried forever. Run with
+``pytest -s`` to see how long each error took.
 """
 
 from __future__ import annotations
@@ -250,8 +250,7 @@ def topic_with_rows(acl_kafka: StackInstance, acl_admin: AdminClient, cdc: CdcPr
 
 # (what the stream is, which ACL the admin revokes)
 REVOCATIONS = {
-    # No group: librdkafka's assign() needs a group.id all the same, and looks up its
-    # coordinator, which takes DESCRIBE on that group. Name a granted one (see the xfail below).
+    # No group: only the topic's ACLs matter (see the test after this one).
     "assigned": ResourceType.TOPIC,
     # Auto commit: the stream commits what the application finished, every 0.5 s here.
     "group": ResourceType.TOPIC,
@@ -277,9 +276,7 @@ def test_revoked_authorization_raises_a_fatal_kafka_error(
 
     kafka = consumer_settings(acl_kafka)
     options: dict[str, Any] = {}
-    if case == "assigned":
-        kafka["group.id"] = group
-    else:
+    if case != "assigned":
         options = {"group_id": group, "commit_interval": 0.5}
     if case == "group-manual":
         options["commit"] = "manual"
@@ -338,14 +335,6 @@ def test_revoked_authorization_raises_a_fatal_kafka_error(
         assert before <= after <= finished
 
 
-@pytest.mark.xfail(
-    raises=KafkaError,
-    strict=True,
-    reason="changestream bug: without group_id it still sets group.id='changestream-unmanaged' "
-    "(librdkafka's assign() needs one), librdkafka looks up that group's coordinator, and the "
-    "broker's GROUP_AUTHORIZATION_FAILED for the lookup is made fatal although the stream "
-    "never uses the group (librdkafka itself reads on)",
-)
 def test_a_stream_without_a_group_needs_no_group_acl(
     acl_kafka: StackInstance, acl_admin: AdminClient, cdc: CdcProducer, stack: dict[str, str]
 ) -> None:
@@ -444,13 +433,6 @@ def test_a_fenced_static_member_raises_a_fatal_kafka_error(
     assert committed(admin, group, topic, 2) == {0: 8, 1: 8}
 
 
-@pytest.mark.xfail(
-    raises=StillBlockedError,
-    strict=True,
-    reason="changestream bug: librdkafka's fatal UNRELEASED_INSTANCE_ID is taken for retriable "
-    "(the code is not in is_fatal_code and the fatal flag is not looked at), so the refused "
-    "member's next() blocks forever",
-)
 def test_kip848_a_newcomer_under_a_live_instance_id_raises_a_fatal_kafka_error(
     cdc: CdcProducer, admin: AdminClient, make_topic: Callable[..., str], open_stream: OpenStream
 ) -> None:

@@ -201,6 +201,7 @@ class ChangeStream:
         kafka: Mapping[str, str | int | float | bool] | None = None,
         registry: Mapping[str, str] | None = None,
         registry_timeout: float = 30.0,
+        max_buffer_bytes: int = 67108864,
         progress: bool = False,
     ) -> ChangeStream: ...
     def __iter__(self) -> ChangeStream: ...
@@ -214,7 +215,7 @@ class ChangeStream:
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages between what was finished and the end, per owned partition."""
     def stats(self) -> dict[str, int]:
-        """Counters: delivered, skipped, dead_lettered, committed, commit_failures, dropped_on_revoke, rebalances, broker_disconnects."""
+        """Counters: delivered, skipped, dead_lettered, committed, commit_failures, dropped_on_revoke, rebalances, broker_disconnects, buffered_bytes (a level), buffer_full."""
     def dead_letters(self) -> list[DeadLetter]:
         """Take the messages set aside under ``on_decode_error="dead_letter"`` since the last call."""
     def batches(self, max_rows: int = 10_000, max_wait: float = 1.0) -> BatchIterator:

@@ -148,4 +148,36 @@ impl Value {
             _ => None,
         }
     }
+
+    /// About how many bytes of memory the value holds, itself included; what a bounded
+    /// prefetch buffer counts. Names shared between records are not counted.
+    pub fn heap_bytes(&self) -> usize {
+        let own = std::mem::size_of::<Value>();
+        own + match self {
+            Value::Bytes(b) | Value::Fixed(b) => b.capacity(),
+            Value::String(s) => s.capacity(),
+            Value::Array(items) => {
+                Self::slack(items) + items.iter().map(Value::heap_bytes).sum::<usize>()
+            }
+            Value::Map(entries) => {
+                (entries.capacity() - entries.len()) * std::mem::size_of::<(String, Value)>()
+                    + entries
+                        .iter()
+                        .map(|(k, v)| std::mem::size_of::<String>() + k.capacity() + v.heap_bytes())
+                        .sum::<usize>()
+            }
+            Value::Record(record) => {
+                Self::slack(&record.values)
+                    + record.values.iter().map(Value::heap_bytes).sum::<usize>()
+            }
+            Value::Decimal(decimal) => decimal.unscaled.capacity(),
+            _ => 0,
+        }
+    }
+
+    /// Capacity a vector of values holds beyond its items.
+    #[allow(clippy::ptr_arg)] // a slice has no capacity
+    fn slack(values: &Vec<Value>) -> usize {
+        (values.capacity() - values.len()) * std::mem::size_of::<Value>()
+    }
 }

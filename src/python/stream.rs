@@ -20,6 +20,7 @@ use crate::change::{DecoderOptions, Format, ReaderSchemas};
 use crate::error::Error;
 use crate::kafka::{
     ChangeConsumer, CommitPolicy, DeadLetter, Next, OnDecodeError, Start, StreamConfig, Until,
+    DEFAULT_MAX_BUFFER_BYTES,
 };
 
 /// The longest the GIL stays released before we check for Ctrl-C.
@@ -32,6 +33,9 @@ pub(crate) struct PyChangeStream {
     /// `changestream._progress.Progress` when `progress=True`, with when it was last updated.
     progress: Mutex<Option<(Py<PyAny>, Instant)>>,
 }
+
+/// The smallest read-ahead budget: below it librdkafka would fetch a message at a time.
+const MIN_BUFFER_BYTES: usize = 1 << 20;
 
 /// How often the progress display is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -46,7 +50,8 @@ impl PyChangeStream {
     #[pyo3(signature = (
         topics, *, bootstrap_servers, schema_registry_url, group_id = None, start = None,
         until = None, commit = "auto", commit_interval = 5.0, on_decode_error = "raise",
-        format = "auto", emit_tombstones = false, reader_schema = None, kafka = None, registry = None, registry_timeout = 30.0, progress = false
+        format = "auto", emit_tombstones = false, reader_schema = None, kafka = None, registry = None, registry_timeout = 30.0,
+        max_buffer_bytes = DEFAULT_MAX_BUFFER_BYTES, progress = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -66,8 +71,14 @@ impl PyChangeStream {
         kafka: Option<&Bound<'_, PyAny>>,
         registry: Option<&Bound<'_, PyAny>>,
         registry_timeout: f64,
+        max_buffer_bytes: usize,
         progress: bool,
     ) -> PyResult<Self> {
+        if max_buffer_bytes < MIN_BUFFER_BYTES {
+            return Err(config_error(format!(
+                "max_buffer_bytes must be at least {MIN_BUFFER_BYTES} (1 MiB), not {max_buffer_bytes}"
+            )));
+        }
         let config = StreamConfig {
             topics: topic_list(topics)?,
             bootstrap_servers,
@@ -115,6 +126,7 @@ impl PyChangeStream {
                     .unwrap_or_default(),
             },
             kafka: kafka.map(settings).transpose()?.unwrap_or_default(),
+            max_buffer_bytes,
         };
         let progress = match progress && config.until != Until::Forever {
             true => Some((
