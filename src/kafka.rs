@@ -285,7 +285,10 @@ enum Fetched {
         items: Vec<Buffered>,
     },
     Failed(Error),
-    End,
+    /// A bounded read reached its end with the assignment at `generation`.
+    End {
+        generation: u64,
+    },
 }
 
 /// The outcome of waiting for the next batch.
@@ -591,7 +594,18 @@ struct Delivery {
     filling_since: Option<Instant>,
     dead_letters: Vec<DeadLetter>,
     /// Set once the stream failed or ended; returned again on every later call.
-    terminal: Option<std::result::Result<(), Error>>,
+    terminal: Option<Terminal>,
+}
+
+/// How a stream finished.
+enum Terminal {
+    /// A bounded read ended with the assignment at `generation`: a rebalance since then may
+    /// have handed this member partitions to read, and the fetch thread reads on. `None` once
+    /// the application has been told (or the fetch thread is gone): final.
+    Ended {
+        generation: Option<u64>,
+    },
+    Failed(Error),
 }
 
 /// A stream of changes from Kafka. Every method takes `&self`, so one stream can be shared by
@@ -804,10 +818,30 @@ impl ChangeConsumer {
                 other => self.set_aside(&mut delivery, other, generation),
             }
         }
-        match &delivery.terminal {
+        match self.terminal(&mut delivery) {
             Some(Ok(())) => Taken::End,
-            Some(Err(error)) => Taken::Failed(error.clone()),
+            Some(Err(error)) => Taken::Failed(error),
             None => Taken::Empty,
+        }
+    }
+
+    /// Whether the stream ended or failed, once nothing is buffered. An end reached before
+    /// the latest rebalance is dropped: the fetch thread reads the new assignment and sends
+    /// another end.
+    fn terminal(&self, delivery: &mut Delivery) -> Option<std::result::Result<(), Error>> {
+        match &mut delivery.terminal {
+            Some(Terminal::Ended {
+                generation: Some(generation),
+            }) if *generation != self.positions.generation() => {
+                delivery.terminal = None;
+                None
+            }
+            Some(Terminal::Ended { generation }) => {
+                *generation = None;
+                Some(Ok(()))
+            }
+            Some(Terminal::Failed(error)) => Some(Err(error.clone())),
+            None => None,
         }
     }
 
@@ -840,8 +874,13 @@ impl ChangeConsumer {
             Some(Fetched::Items { generation, items }) => delivery
                 .buffered
                 .extend(items.into_iter().map(|buffered| (buffered, generation))),
-            Some(Fetched::Failed(error)) => delivery.terminal = Some(Err(error)),
-            Some(Fetched::End) | None => delivery.terminal = Some(Ok(())),
+            Some(Fetched::Failed(error)) => delivery.terminal = Some(Terminal::Failed(error)),
+            Some(Fetched::End { generation }) => {
+                delivery.terminal = Some(Terminal::Ended {
+                    generation: Some(generation),
+                });
+            }
+            None => delivery.terminal = Some(Terminal::Ended { generation: None }),
         }
     }
 
@@ -927,9 +966,9 @@ impl ChangeConsumer {
                 }
             }
             let Some((item, generation)) = self.pop_buffered(delivery) else {
-                return match &delivery.terminal {
+                return match self.terminal(delivery) {
                     Some(Ok(())) => Ok((false, true)),
-                    Some(Err(error)) if delivery.filling.is_empty() => Err(error.clone()),
+                    Some(Err(error)) if delivery.filling.is_empty() => Err(error),
                     // Hand over what came before the failure first.
                     Some(Err(_)) => Ok((true, false)),
                     None => Ok((false, false)),
@@ -1108,7 +1147,7 @@ impl ChangeConsumer {
             );
             // After the stream failed, its own error is the one that matters.
             match committed {
-                Err(error) if matches!(self.delivery().terminal, Some(Err(_))) => {
+                Err(error) if matches!(self.delivery().terminal, Some(Terminal::Failed(_))) => {
                     log::warn!("commit on close failed: {error}");
                 }
                 other => other?,
@@ -1243,16 +1282,26 @@ impl Fetch {
                 });
                 self.batch_bytes = batch.iter().map(|b| b.bytes).sum();
                 generation = self.positions.generation();
-                if ended || self.paused_for_room {
+                // An end sent before is for the assignment before (the application side
+                // drops it now): read what the new assignment holds, then end again.
+                ended = false;
+                if self.paused_for_room {
                     // Partitions assigned by the rebalance start unpaused.
                     pause_all(&consumer);
+                } else {
+                    // librdkafka keeps a partition paused across its revocation and a later
+                    // assignment: one paused when this member had read everything may come
+                    // back with more to read.
+                    self.resume_remaining();
                 }
             }
             if !ended {
                 self.apply_backpressure();
             }
             if self.bounded && !ended && self.positions.all_done() {
-                if !self.send(&mut batch, generation) || self.sender.send(Fetched::End).is_err() {
+                if !self.send(&mut batch, generation)
+                    || self.sender.send(Fetched::End { generation }).is_err()
+                {
                     return;
                 }
                 // The read is over, but the stream is still a group member until it is
@@ -1346,30 +1395,37 @@ impl Fetch {
             self.read_ahead.pauses.fetch_add(1, Ordering::Relaxed);
         } else if self.paused_for_room && self.read_ahead.is_drained() {
             self.paused_for_room = false;
-            let Ok(assignment) = self.consumer.assignment() else {
-                return;
-            };
-            // A bounded read keeps partitions past their end paused.
-            let mut resume = TopicPartitionList::new();
-            let remaining = self.positions.remaining();
-            for element in assignment.elements() {
-                let (topic, partition) = (element.topic(), element.partition());
-                if !self.bounded
-                    || remaining
-                        .iter()
-                        .any(|(t, p, _)| t == topic && *p == partition)
-                {
-                    resume.add_partition(topic, partition);
-                }
+            self.resume_remaining();
+        }
+    }
+
+    /// Resume fetching the assigned partitions, except those a bounded read is done with.
+    fn resume_remaining(&self) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let remaining = self.positions.remaining();
+        let mut resume = TopicPartitionList::new();
+        for element in assignment.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            if !self.bounded
+                || remaining
+                    .iter()
+                    .any(|(t, p, _)| t == topic && *p == partition)
+            {
+                resume.add_partition(topic, partition);
             }
-            if let Err(error) = self.consumer.resume(&resume) {
-                log::warn!("resuming fetching: {error}");
-            }
-            // A broker thread with nothing to fetch looks at its partitions again only after
-            // up to a second; any request to the partitions' leaders wakes it now.
-            if resume.set_all_offsets(Offset::End).is_ok() {
-                let _ = self.consumer.offsets_for_times(resume, WAKE_TIMEOUT);
-            }
+        }
+        if resume.count() == 0 {
+            return;
+        }
+        if let Err(error) = self.consumer.resume(&resume) {
+            log::warn!("resuming fetching: {error}");
+        }
+        // A broker thread with nothing to fetch looks at its partitions again only after up
+        // to a second; any request to the partitions' leaders wakes it now.
+        if resume.set_all_offsets(Offset::End).is_ok() {
+            let _ = self.consumer.offsets_for_times(resume, WAKE_TIMEOUT);
         }
     }
 

@@ -74,8 +74,6 @@ def test_read_ahead_stays_within_max_buffer_bytes_and_loses_nothing(
         final = stream.stats()
 
     assert most_waiting <= bound
-    # Drained three times over: fetching paused and resumed again and again.
-    assert final["buffer_full"] >= 3, final
     assert final["buffered_bytes"] == 0, final
     assert final["delivered"] == ROWS
     # Everything but the first change, exactly once, in order within each partition.

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cdc import CdcProducer, Delivered, bottled_water_key_schema, bottled_water_row_schema
 from changestream import Change, ChangeStream, ChangeStreamError, DeadLetter, DecodeError
-from confluent_kafka import Consumer, TopicPartition
+from test_positions import committed
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(120, func_only=True)]
 
@@ -72,15 +72,6 @@ def by_partition(changes: list[Change]) -> dict[int, list[tuple[int, Any]]]:
     return out
 
 
-def committed(stack: dict[str, str], group: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": stack["KAFKA_BOOTSTRAP_SERVERS"], "group.id": group})
-    try:
-        found = consumer.committed([TopicPartition(topic, p) for p in (0, 1)], timeout=30)
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset for tp in found}
-
-
 def assert_is_the_bad_message(error: BaseException, layout: Layout) -> None:
     assert isinstance(error, DecodeError), repr(error)
     assert isinstance(error, ChangeStreamError)
@@ -111,7 +102,7 @@ def test_skip_delivers_the_good_rows_and_counts_the_bad_one(
     assert stats["delivered"] == 7
     assert stats["dead_lettered"] == 0
     if grouped:
-        assert committed(stack, group, layout.topic) == {BAD: 6, 1 - BAD: 2}
+        assert committed(stack, group, layout.topic, 2) == {BAD: 6, 1 - BAD: 2}
 
 
 @pytest.mark.parametrize("grouped", [False, True], ids=["no-group", "group"])
@@ -148,7 +139,7 @@ def test_dead_letter_sets_the_raw_message_aside(
     assert "magic" in str(letter.error).lower(), str(letter.error)
     if grouped:
         # A dead letter is done with: the group's position moves past it.
-        assert committed(stack, group, layout.topic) == {BAD: 6, 1 - BAD: 2}
+        assert committed(stack, group, layout.topic, 2) == {BAD: 6, 1 - BAD: 2}
 
 
 def test_dead_letters_are_available_as_soon_as_iteration_passed_them(
@@ -207,7 +198,7 @@ def test_raise_in_a_group_commits_up_to_the_bad_message_never_past_it(
         (BAD, 1),
         (BAD, 2),
     ]
-    offsets = committed(stack, group, layout.topic)
+    offsets = committed(stack, group, layout.topic, 2)
     assert offsets[BAD] == BAD_OFFSET, offsets
     # Reopening the group: the bad message is the first thing it meets on that partition.
     with (
@@ -216,7 +207,7 @@ def test_raise_in_a_group_commits_up_to_the_bad_message_never_past_it(
     ):
         stream.poll(timeout=30)
     assert_is_the_bad_message(raised.value, layout)
-    assert committed(stack, group, layout.topic)[BAD] == BAD_OFFSET
+    assert committed(stack, group, layout.topic, 2)[BAD] == BAD_OFFSET
 
 
 def test_skip_at_the_end_of_a_partition_still_ends_a_bounded_read(

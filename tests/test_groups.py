@@ -47,23 +47,6 @@ PROTOCOLS = [
 ]
 
 
-# Known bug (open): with eager rebalancing, a member whose fetch thread already reached the end
-# of a bounded read ends without re-reading the partitions handed back to it by the rebalance
-# that a joining member causes. Nothing is committed past what it delivered, so the next run
-# delivers those changes; but this read ends short. Not strict: the race does not always hit.
-BOUNDED_JOIN_PROTOCOLS = [
-    pytest.param(
-        {},
-        id="eager",
-        marks=pytest.mark.xfail(
-            strict=False,
-            reason="eager rebalance after a member's fetch reached the end: its read ends short",
-        ),
-    ),
-    *PROTOCOLS[1:],
-]
-
-
 class Member(threading.Thread):
     """One group member: polls its own stream until told to stop, then closes it."""
 
@@ -242,7 +225,7 @@ def test_members_join_and_leave_mid_stream_and_nothing_is_lost(
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("protocol", BOUNDED_JOIN_PROTOCOLS)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_a_bounded_group_read_ends_when_a_member_joins_mid_read(
     cdc: CdcProducer,
     make_topic: Callable[..., str],

@@ -184,7 +184,7 @@ impl PyChangeStream {
     }
 
     /// Counters: delivered, skipped, dead_lettered, committed, commit_failures,
-    /// dropped_on_revoke, rebalances.
+    /// dropped_on_revoke, rebalances, broker_disconnects, buffered_bytes (a level), buffer_full.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let stats = self.with(py, |consumer| Ok(consumer.stats()))?;
         let dict = PyDict::new(py);
@@ -234,7 +234,8 @@ impl PyChangeStream {
     /// otherwise the wait runs on the shared tokio runtime, and cancelling it loses nothing.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let consumer = self.consumer()?;
-        match py.detach(|| consumer.next_ready())? {
+        // As in `wait`: taking a change already fetched never blocks, so the GIL stays held.
+        match consumer.next_ready()? {
             Some(Next::Change(change)) => {
                 let change = Bound::new(py, PyChange::new(py, *change)?)?;
                 return Ready::value(py, change.into_any());
