@@ -34,6 +34,9 @@ pub(crate) struct PyChangeStream {
     progress: Mutex<Option<(Py<PyAny>, Instant)>>,
 }
 
+// The signature spells the default out, so Python's `inspect` shows it; kept equal here.
+const _: () = assert!(DEFAULT_MAX_BUFFER_BYTES == 67_108_864);
+
 /// The smallest read-ahead budget: below it librdkafka would fetch a message at a time.
 const MIN_BUFFER_BYTES: usize = 1 << 20;
 
@@ -51,7 +54,7 @@ impl PyChangeStream {
         topics, *, bootstrap_servers, schema_registry_url, group_id = None, start = None,
         until = None, commit = "auto", commit_interval = 5.0, on_decode_error = "raise",
         format = "auto", emit_tombstones = false, reader_schema = None, kafka = None, registry = None, registry_timeout = 30.0,
-        max_buffer_bytes = DEFAULT_MAX_BUFFER_BYTES, progress = false
+        max_buffer_bytes = 67_108_864, progress = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
