@@ -8,10 +8,14 @@
 //! PostgreSQL's ±infinity becomes the type's `max`/`min` and 24:00 becomes `time.max` (see
 //! docs/types.md); any other value out of Python's range is a `DecodeError` that names it.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBytes, PyDate, PyDateTime, PyDelta, PyDict, PyList, PyTime, PyTuple, PyType, PyTzInfo,
+    PyBytes, PyDate, PyDateTime, PyDelta, PyDict, PyList, PyString, PyTime, PyTuple, PyType,
+    PyTzInfo,
 };
 
 use crate::avro::{civil_from_days, Decimal, Interval, Temporal, Time, Timestamp, Value};
@@ -49,8 +53,8 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
         }
         Value::Record(record) => {
             let dict = PyDict::new(py);
-            for (name, item) in record.names.iter().zip(&record.values) {
-                dict.set_item(&**name, value_to_py(py, item)?)?;
+            for (name, item) in field_names(py, &record.names).iter().zip(&record.values) {
+                dict.set_item(name.bind(py), value_to_py(py, item)?)?;
             }
             dict.into_any()
         }
@@ -69,6 +73,36 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
         Value::Duration(micros) => duration_to_py(py, *micros)?.into_any(),
         Value::Unavailable => unavailable(py)?.bind(py).clone().into_any(),
     })
+}
+
+/// A record schema's field names.
+type FieldNames = Arc<[Arc<str>]>;
+
+/// Field names as Python strings, made once per record schema rather than once per record:
+/// Python caches a string's hash, so the dicts of later records hash nothing. Keyed by the
+/// address of the schema's name list, which each entry keeps alive so the address is not
+/// reused; there are as many entries as record schemas seen, like the schema cache.
+#[allow(clippy::type_complexity)]
+static PY_FIELD_NAMES: Mutex<Option<HashMap<usize, (FieldNames, Arc<[Py<PyString>]>)>>> =
+    Mutex::new(None);
+
+fn field_names(py: Python<'_>, names: &FieldNames) -> Arc<[Py<PyString>]> {
+    let key = Arc::as_ptr(names).cast::<()>() as usize;
+    let cache = || PY_FIELD_NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, strings)) = cache().as_ref().and_then(|c| c.get(&key)) {
+        return strings.clone();
+    }
+    // Made without the lock held: making Python objects may run other Python threads.
+    let strings: Arc<[Py<PyString>]> = names
+        .iter()
+        .map(|name| PyString::intern(py, name).unbind())
+        .collect();
+    cache()
+        .get_or_insert_with(HashMap::new)
+        .entry(key)
+        .or_insert_with(|| (names.clone(), strings))
+        .1
+        .clone()
 }
 
 /// Milliseconds since the epoch as an aware UTC `datetime`, computed exactly (no float).

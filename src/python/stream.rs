@@ -422,10 +422,12 @@ impl Ready {
         slf
     }
 
-    /// Finish at once: `StopIteration(value)` is how an awaitable returns its value.
+    /// Finish at once: `StopIteration(value)` is how an awaitable returns its value. The
+    /// value goes in bare, not in an argument tuple: the interpreter then takes it without
+    /// making the exception object (the value is never a tuple, which would be unpacked).
     fn __next__(&self, py: Python<'_>) -> PyResult<()> {
         Err(match &self.value {
-            Some(value) => PyStopIteration::new_err((value.clone_ref(py),)),
+            Some(value) => PyStopIteration::new_err(value.clone_ref(py)),
             None => PyStopAsyncIteration::new_err(()),
         })
     }
