@@ -76,7 +76,8 @@ def pin_changestream(into: Path) -> str | None:
     built = datetime.datetime.fromtimestamp(
         (source / extensions[0].name).stat().st_mtime, datetime.timezone.utc
     )
-    return f"{source}, extension built {built:%Y-%m-%d %H:%M} UTC"
+    where = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source.name
+    return f"{where}, extension built {built:%Y-%m-%d %H:%M} UTC"
 
 
 def batches_available() -> bool:

@@ -129,6 +129,7 @@ impl Batches {
 
     /// Run a slice on a blocking thread, then complete the future the async call waits on.
     fn slice_in_background(self: Arc<Self>) {
+        super::note_async_use();
         crate::runtime::runtime().spawn_blocking(move || {
             self.slice();
             let wakers = {

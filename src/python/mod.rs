@@ -11,6 +11,9 @@ mod convert;
 mod errors;
 mod stream;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use pyo3::prelude::*;
 
 /// Changes are allocated on the fetch thread and freed on the Python thread; glibc's malloc
@@ -18,12 +21,39 @@ use pyo3::prelude::*;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Whether runtime threads may have been asked to hand results to asyncio.
+static ASYNC_USED: AtomicBool = AtomicBool::new(false);
+
+/// How long exit waits for runtime threads still handing a result to asyncio.
+const EXIT_GRACE: Duration = Duration::from_millis(100);
+
+/// Note that a runtime thread will enter Python to complete an asyncio future.
+pub(crate) fn note_async_use() {
+    ASYNC_USED.store(true, Ordering::Relaxed);
+}
+
+/// Run by `atexit`, before the interpreter finalizes. A Rust thread (the runtime's, a fetch
+/// thread, librdkafka's) that enters Python while it finalizes is ended mid-call by Python
+/// 3.11 and takes the process down with it. So logging stops reaching Python here, and
+/// runtime threads still handing a result to asyncio get a moment, with the GIL free, to
+/// finish.
+#[pyfunction]
+fn _before_exit(py: Python<'_>) {
+    log::set_max_level(log::LevelFilter::Off);
+    if ASYNC_USED.load(Ordering::Relaxed) {
+        py.detach(|| std::thread::sleep(EXIT_GRACE));
+    }
+}
+
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Rust and librdkafka log records go to Python's `logging` (loggers `changestream.*` and
     // `librdkafka`), filtered by the levels set there.
     let _ = pyo3_log::try_init();
+    m.py()
+        .import("atexit")?
+        .call_method1("register", (wrap_pyfunction!(_before_exit, m)?,))?;
     // Async iteration waits on the crate's runtime; a second call (another interpreter, a
     // reload) finds it set already, which is fine.
     let _ = pyo3_async_runtimes::tokio::init_with_runtime(crate::runtime::runtime());

@@ -246,6 +246,7 @@ impl PyChangeStream {
             Some(Next::End) => return Ready::end(py),
             Some(Next::Pending) | None => {}
         }
+        super::note_async_use();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             match consumer.next_async().await? {
                 Some((change, generation)) => Ok(Handover {
@@ -269,6 +270,7 @@ impl PyChangeStream {
         _exc_info: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let consumer = self.lock().take();
+        super::note_async_use();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             if let Some(consumer) = consumer {
                 tokio::task::spawn_blocking(move || consumer.close())
