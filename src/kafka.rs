@@ -336,9 +336,7 @@ impl ClientContext for StreamContext {
         match code {
             // The end of a partition is news, not an error; bounded reads track it themselves.
             Some(Code::PartitionEOF) => {}
-            // Without a group the group id librdkafka needs for `assign` is never used, yet
-            // librdkafka looks up its coordinator: a broker's ACLs may refuse that, harmlessly.
-            Some(Code::GroupAuthorizationFailed) if !self.uses_group => {
+            _ if self.refuses_unused_group(&error) => {
                 log::debug!("kafka (the stream uses no group): {error}: {reason}");
             }
             Some(Code::BrokerTransportFailure | Code::AllBrokersDown) => {
@@ -409,6 +407,13 @@ impl ConsumerContext for StreamContext {
 }
 
 impl StreamContext {
+    /// Without a group, the group id librdkafka needs for `assign` is never used, yet
+    /// librdkafka looks up its coordinator: a broker's ACLs may refuse that, harmlessly.
+    fn refuses_unused_group(&self, error: &RdKafkaError) -> bool {
+        !self.uses_group
+            && error.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed)
+    }
+
     fn fail(&self, error: Error) {
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         failure.get_or_insert(error);
@@ -1348,14 +1353,9 @@ impl Fetch {
                     }
                 }
                 Some(Err(RdKafkaError::PartitionEOF(_))) => self.check_positions(),
+                Some(Err(error)) if consumer.context().refuses_unused_group(&error) => {}
                 Some(Err(error)) => {
                     let context = consumer.context();
-                    if !context.uses_group
-                        && error.rdkafka_error_code()
-                            == Some(RDKafkaErrorCode::GroupAuthorizationFailed)
-                    {
-                        continue; // see `StreamContext::error`
-                    }
                     // librdkafka reports an error both to the context (with its reason) and
                     // here (without): prefer the one with the reason. A fatal error, whatever
                     // its code, leaves the client unusable.
