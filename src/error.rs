@@ -70,6 +70,17 @@ pub enum Error {
     #[error("the stream is closed")]
     Closed,
 
+    /// The stream was opened in another process, which then forked: its threads and
+    /// connections stayed there.
+    #[error(
+        "this stream was opened in process {opened_in}, before a fork(); open a new stream in \
+         this process"
+    )]
+    Forked {
+        /// The process id of the process that opened the stream.
+        opened_in: u32,
+    },
+
     /// Kafka (librdkafka) reported an error.
     #[error("kafka error: {reason}")]
     Kafka {
@@ -109,7 +120,7 @@ impl Error {
             Error::Decode { at, .. }
             | Error::SchemaNotFound { at, .. }
             | Error::Registry { at, .. } => *at = Some(location),
-            Error::Config(_) | Error::Closed | Error::Kafka { .. } => {}
+            Error::Config(_) | Error::Closed | Error::Forked { .. } | Error::Kafka { .. } => {}
         }
         self
     }
@@ -120,7 +131,7 @@ impl Error {
             Error::Decode { at, .. }
             | Error::SchemaNotFound { at, .. }
             | Error::Registry { at, .. } => at.as_ref(),
-            Error::Config(_) | Error::Closed | Error::Kafka { .. } => None,
+            Error::Config(_) | Error::Closed | Error::Forked { .. } | Error::Kafka { .. } => None,
         }
     }
 
@@ -130,6 +141,7 @@ impl Error {
             Error::Registry { retriable, .. } | Error::Kafka { retriable, .. } => *retriable,
             Error::Config(_)
             | Error::Closed
+            | Error::Forked { .. }
             | Error::Decode { .. }
             | Error::SchemaNotFound { .. } => false,
         }

@@ -44,6 +44,8 @@ const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_BUFFER_BYTES: usize = 64 << 20;
 /// How long metadata, watermark and commit requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long closing waits for the watermarks that `lag()` after `close()` reports.
+const CLOSE_LAG_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one metadata request waits before we check for a connection failure.
 const METADATA_SLICE: Duration = Duration::from_millis(500);
 
@@ -129,6 +131,8 @@ pub struct StreamConfig {
     /// (`queued.max.messages.kbytes`), half for decoded changes the application has not
     /// taken yet. When the decoded half is full, fetching pauses until it is half empty.
     pub max_buffer_bytes: usize,
+    /// Keep what [`ChangeConsumer::progress`] needs (one map update per change handed out).
+    pub track_progress: bool,
 }
 
 impl std::fmt::Debug for StreamConfig {
@@ -172,9 +176,10 @@ pub struct DeadLetter {
 enum Item {
     Change(Change),
     DeadLetter(DeadLetter),
-    /// A message skipped under `OnDecodeError::Skip`: finished once the application has
-    /// finished everything before it, like any change.
-    Skipped(Position),
+    /// A message not handed out — skipped under `OnDecodeError::Skip`, a tombstone not
+    /// delivered, or (at its last offset) a run of transaction markers or a compacted gap:
+    /// finished once the application has finished everything before it, like any change.
+    Passed(Position),
 }
 
 impl Item {
@@ -182,7 +187,7 @@ impl Item {
         match self {
             Item::Change(change) => &change.position,
             Item::DeadLetter(dead) => &dead.position,
-            Item::Skipped(position) => position,
+            Item::Passed(position) => position,
         }
     }
 
@@ -201,7 +206,7 @@ impl Item {
                         .map(|(k, v)| k.len() + bytes(v))
                         .sum::<usize>()
             }
-            Item::Skipped(_) => std::mem::size_of::<Position>(),
+            Item::Passed(_) => std::mem::size_of::<Position>(),
         }
     }
 }
@@ -591,15 +596,47 @@ fn commit(
 struct Delivery {
     /// Fetched items not yet handed out, each with the generation it was fetched in.
     buffered: VecDeque<(Buffered, u64)>,
-    /// The changes handed out last (one, or a batch) with their fetch generations, finished
-    /// when the next are asked for.
+    /// What was handed out and not yet finished, in the order handed out, with fetch
+    /// generations: in auto mode the change (or batch) handed out last, finished when the next
+    /// is asked for; with manual commits everything since the last `commit()`. Only the last
+    /// position of each run of one partition is kept (see [`hand_out`]).
     delivered: Vec<(Position, u64)>,
+    /// For progress: how far the application has been handed each partition (next offset).
+    handed_out_to: Option<HashMap<(Arc<str>, i32), i64>>,
     /// A batch being filled across calls of `next_batch`, and when its first change came.
     filling: Vec<Change>,
     filling_since: Option<Instant>,
     dead_letters: Vec<DeadLetter>,
     /// Set once the stream failed or ended; returned again on every later call.
     terminal: Option<Terminal>,
+}
+
+/// Note `position` as handed out and unfinished. Consecutive positions of one partition
+/// collapse into the last: finishing it finishes the run, and `commit(change)` of a change
+/// inside the run finds the run by its partition and offset.
+fn hand_out(delivery: &mut Delivery, position: &Position, generation: u64) {
+    if let Some(progress) = &mut delivery.handed_out_to {
+        progress.insert(
+            (position.topic.clone(), position.partition),
+            position.offset + 1,
+        );
+    }
+    if let Some((last, last_generation)) = delivery.delivered.last_mut() {
+        if last.partition == position.partition
+            && *last_generation == generation
+            && last.topic == position.topic
+        {
+            last.clone_from(position);
+            return;
+        }
+    }
+    delivery.delivered.push((position.clone(), generation));
+}
+
+/// What a stream knew when it was closed, for `positions()` and `lag()` afterwards.
+struct Closed {
+    positions: HashMap<(String, i32), i64>,
+    lag: Option<HashMap<(String, i32), i64>>,
 }
 
 /// How a stream finished.
@@ -624,11 +661,14 @@ pub struct ChangeConsumer {
     config: StreamConfig,
     stop: Arc<AtomicBool>,
     fetch_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The process that opened the stream: a forked child has none of its threads.
+    opened_in: u32,
+    closed: Mutex<Option<Closed>>,
 }
 
 /// What taking the next buffered item gave.
 enum Taken {
-    Change(Box<Change>, u64),
+    Change(Box<Change>),
     End,
     Failed(Error),
     /// Nothing buffered: receive more.
@@ -691,6 +731,7 @@ impl ChangeConsumer {
             read_ahead: read_ahead.clone(),
             batch_bytes: 0,
             paused_for_room: false,
+            fetched_to: HashMap::new(),
         };
         let fetch_thread = std::thread::Builder::new()
             .name("changestream-fetch".into())
@@ -700,11 +741,16 @@ impl ChangeConsumer {
             consumer,
             positions,
             receiver: tokio::sync::Mutex::new(receiver),
-            delivery: Mutex::new(Delivery::default()),
+            delivery: Mutex::new(Delivery {
+                handed_out_to: config.track_progress.then(HashMap::new),
+                ..Delivery::default()
+            }),
             read_ahead,
             config,
             stop,
             fetch_thread: Mutex::new(Some(fetch_thread)),
+            opened_in: std::process::id(),
+            closed: Mutex::new(None),
         })
     }
 
@@ -715,11 +761,12 @@ impl ChangeConsumer {
     /// The next change, waiting at most `wait`. Asking for the next change finishes the one
     /// handed out before it (unless commits are manual).
     pub fn next(&self, wait: Duration) -> Result<Next> {
+        self.check_process()?;
         self.finish_on_next();
         let deadline = Instant::now() + wait;
         loop {
             match self.take() {
-                Taken::Change(change, _) => return Ok(Next::Change(change)),
+                Taken::Change(change) => return Ok(Next::Change(change)),
                 Taken::End => return Ok(Next::End),
                 Taken::Failed(error) => return Err(error),
                 Taken::Empty => {}
@@ -739,43 +786,46 @@ impl ChangeConsumer {
     /// The next change without waiting, if one is already fetched; `Ok(None)` means the caller
     /// must wait with [`ChangeConsumer::next_async`].
     pub fn next_ready(&self) -> Result<Option<Next>> {
+        self.check_process()?;
         self.finish_on_next();
         Ok(match self.take() {
-            Taken::Change(change, _) => Some(Next::Change(change)),
+            Taken::Change(change) => Some(Next::Change(change)),
             Taken::End => Some(Next::End),
             Taken::Failed(error) => return Err(error),
             Taken::Empty => None,
         })
     }
 
-    /// Wait for the next change (after [`ChangeConsumer::next_ready`] found none). The change
-    /// comes with its fetch generation; if the caller cannot hand it over (its task was
-    /// cancelled), it must give it back with [`ChangeConsumer::give_back`].
-    pub async fn next_async(&self) -> Result<Option<(Box<Change>, u64)>> {
-        loop {
-            match self.take() {
-                Taken::Change(change, generation) => return Ok(Some((change, generation))),
-                Taken::End => return Ok(None),
-                Taken::Failed(error) => return Err(error),
-                Taken::Empty => {}
+    /// Wait at most `wait` for something to take (a change, the end, a failure), without
+    /// taking it: the async iterators wait here on a runtime thread and take on the event
+    /// loop's, so a cancelled wait loses nothing.
+    pub fn wait_ready(&self, wait: Duration) -> Result<()> {
+        self.check_process()?;
+        {
+            let delivery = self.delivery();
+            if !delivery.buffered.is_empty() || delivery.terminal.is_some() {
+                return Ok(());
             }
-            // `recv` is cancel-safe: a cancelled wait loses nothing.
-            let fetched = self.receiver.lock().await.recv().await;
+        }
+        let received = runtime().block_on(async {
+            let mut receiver = self.receiver.lock().await;
+            tokio::time::timeout(wait, receiver.recv()).await
+        });
+        if let Ok(fetched) = received {
             self.absorb(fetched);
         }
+        Ok(())
     }
 
-    /// Undo handing out `change`: it goes back to the front, unfinished and undelivered.
-    pub fn give_back(&self, change: Change, generation: u64) {
-        let mut delivery = self.delivery();
-        delivery.delivered.retain(|(p, _)| *p != change.position);
-        self.positions
-            .counters
-            .delivered
-            .fetch_sub(1, Ordering::Relaxed);
-        let buffered = Buffered::new(Item::Change(change));
-        self.read_ahead.add(buffered.bytes);
-        delivery.buffered.push_front((buffered, generation));
+    /// Whether the stream was opened in this process (not in a parent before a `fork()`).
+    fn check_process(&self) -> Result<()> {
+        if std::process::id() == self.opened_in {
+            Ok(())
+        } else {
+            Err(Error::Forked {
+                opened_in: self.opened_in,
+            })
+        }
     }
 
     /// Take the front item out of the buffer, freeing its bytes of the read-ahead budget.
@@ -808,17 +858,12 @@ impl ChangeConsumer {
             }
             match item {
                 Item::Change(change) => {
-                    // Only the change handed out last is unfinished (with manual commits, the
-                    // one `commit()` would go through).
-                    delivery.delivered.clear();
-                    delivery
-                        .delivered
-                        .push((change.position.clone(), generation));
+                    hand_out(&mut delivery, &change.position, generation);
                     self.positions
                         .counters
                         .delivered
                         .fetch_add(1, Ordering::Relaxed);
-                    return Taken::Change(Box::new(change), generation);
+                    return Taken::Change(Box::new(change));
                 }
                 other => self.set_aside(&mut delivery, other, generation),
             }
@@ -850,22 +895,26 @@ impl ChangeConsumer {
         }
     }
 
-    /// A dead letter goes to the application's list and a skipped message nowhere; either
+    /// A dead letter goes to the application's list and a passed message nowhere; either
     /// way the application is done with it as far as positions go — at once when everything
-    /// before it is finished, else together with what was handed out before it.
+    /// handed out before it is finished, else together with that.
     fn set_aside(&self, delivery: &mut Delivery, item: Item, generation: u64) {
         let position = item.position();
         if delivery.delivered.is_empty() {
-            if self.config.commit == CommitPolicy::Auto {
-                self.positions.finish(
-                    &position.topic,
-                    position.partition,
-                    position.offset,
-                    generation,
+            if let Some(progress) = &mut delivery.handed_out_to {
+                progress.insert(
+                    (position.topic.clone(), position.partition),
+                    position.offset + 1,
                 );
             }
+            self.positions.finish(
+                &position.topic,
+                position.partition,
+                position.offset,
+                generation,
+            );
         } else {
-            delivery.delivered.push((position.clone(), generation));
+            hand_out(delivery, position, generation);
         }
         if let Item::DeadLetter(dead) = item {
             delivery.dead_letters.push(dead);
@@ -913,11 +962,10 @@ impl ChangeConsumer {
         max_wait: Duration,
         slice: Duration,
     ) -> Result<NextBatch> {
+        self.check_process()?;
         let max_rows = max_rows.max(1);
         if self.delivery().filling.is_empty() {
             self.finish_on_next();
-            // With manual commits, `commit()` goes through the batch handed out last.
-            self.delivery().delivered.clear();
         }
         let slice_ends = Instant::now() + slice;
         loop {
@@ -992,9 +1040,7 @@ impl ChangeConsumer {
             }
             match item {
                 Item::Change(change) => {
-                    delivery
-                        .delivered
-                        .push((change.position.clone(), generation));
+                    hand_out(delivery, &change.position, generation);
                     self.positions
                         .counters
                         .delivered
@@ -1008,24 +1054,13 @@ impl ChangeConsumer {
         Ok((true, false))
     }
 
-    /// Finish everything up to and including `through` (default: the change handed out last)
-    /// and commit all finished positions now.
+    /// Finish what was handed out — everything, or with `through` everything up to and
+    /// including that change on its partition and what was handed out before it on the
+    /// others — and commit all finished positions now.
     pub fn commit(&self, through: Option<&Position>) -> Result<()> {
+        self.check_process()?;
         match through {
-            Some(position) => {
-                let generation = self
-                    .delivery()
-                    .delivered
-                    .iter()
-                    .find(|(p, _)| p == position)
-                    .map_or_else(|| self.positions.generation(), |(_, g)| *g);
-                self.positions.finish(
-                    &position.topic,
-                    position.partition,
-                    position.offset,
-                    generation,
-                );
-            }
+            Some(position) => self.finish_through(position),
             None => self.finish_delivered(),
         }
         if self.config.group_id.is_none() {
@@ -1038,14 +1073,81 @@ impl ChangeConsumer {
         )
     }
 
+    /// Finish `position`, and what was handed out before it.
+    fn finish_through(&self, position: &Position) {
+        let mut delivery = self.delivery();
+        // The run holding the change: the first record of its partition at or past it.
+        let run = delivery.delivered.iter().position(|(p, _)| {
+            p.topic == position.topic
+                && p.partition == position.partition
+                && p.offset >= position.offset
+        });
+        let (before, generation) = match run {
+            Some(index) => {
+                let before = delivery.delivered.drain(..index).collect::<Vec<_>>();
+                let (end_of_run, generation) = &delivery.delivered[0];
+                let generation = *generation;
+                if end_of_run.offset == position.offset {
+                    delivery.delivered.remove(0);
+                }
+                (before, generation)
+            }
+            // Finished already (finishing again changes nothing), or handed out before a
+            // rebalance that gave the partition back.
+            None => (Vec::new(), self.positions.generation()),
+        };
+        drop(delivery);
+        for (p, g) in before {
+            self.positions.finish(&p.topic, p.partition, p.offset, g);
+        }
+        self.positions.finish(
+            &position.topic,
+            position.partition,
+            position.offset,
+            generation,
+        );
+    }
+
     /// Next offsets after what the application finished, by partition: pass them back as
     /// `Start::Offsets` to resume exactly there.
     pub fn positions(&self) -> HashMap<(String, i32), i64> {
-        self.positions.finished()
+        match &*self.closed.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(closed) => closed.positions.clone(),
+            None => self.positions.finished(),
+        }
     }
 
     /// Messages each owned partition holds beyond what the application finished.
     pub fn lag(&self) -> Result<HashMap<(String, i32), i64>> {
+        if let Some(closed) = &*self.closed.lock().unwrap_or_else(|e| e.into_inner()) {
+            return closed.lag.clone().ok_or(Error::Closed);
+        }
+        self.check_process()?;
+        self.measure_lag(REQUEST_TIMEOUT)
+    }
+
+    /// Wait at most `wait` for the stream's first assignment (a group's first rebalance);
+    /// whether it has one.
+    pub fn wait_assigned(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while self.positions.generation() == 0 {
+            if Instant::now() >= deadline || self.fetch_thread_gone() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    fn fetch_thread_gone(&self) -> bool {
+        self.fetch_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(JoinHandle::is_finished)
+    }
+
+    fn measure_lag(&self, timeout: Duration) -> Result<HashMap<(String, i32), i64>> {
         let finished = self.positions.finished();
         let owned = {
             let table = self.positions.lock();
@@ -1057,9 +1159,7 @@ impl ChangeConsumer {
         let positions = self.consumer.position()?;
         let mut lag = HashMap::new();
         for (topic, partition) in owned {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)?;
+            let (low, high) = self.consumer.fetch_watermarks(&topic, partition, timeout)?;
             let at = finished
                 .get(&(topic.clone(), partition))
                 .copied()
@@ -1077,34 +1177,35 @@ impl ChangeConsumer {
         Ok(lag)
     }
 
-    /// Bounded reads: messages left before every partition's end (None when unbounded).
-    pub fn remaining(&self) -> Option<u64> {
+    /// Bounded reads with progress tracked: (messages handed out or passed, messages between
+    /// each owned partition's start and its end). None when unbounded or not tracked.
+    pub fn progress(&self) -> Option<(u64, u64)> {
         if self.config.until == Until::Forever {
             return None;
         }
-        let finished = self.positions.finished();
-        let positions = self.consumer.position().ok();
-        let position = |topic: &str, partition: i32| -> Option<i64> {
-            let fetched = positions
-                .as_ref()
-                .and_then(|p| p.find_partition(topic, partition))
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                });
-            let finished = finished.get(&(topic.to_owned(), partition)).copied();
-            finished.max(fetched)
-        };
-        Some(
-            self.positions
-                .remaining()
-                .into_iter()
-                .map(|(topic, partition, end)| {
-                    let at = position(&topic, partition).unwrap_or(0);
-                    u64::try_from(end - at).unwrap_or(0)
-                })
-                .sum(),
-        )
+        let handed_out_to: HashMap<(String, i32), i64> = self
+            .delivery()
+            .handed_out_to
+            .as_ref()?
+            .iter()
+            .map(|((topic, partition), to)| ((topic.to_string(), *partition), *to))
+            .collect();
+        let (mut done, mut total) = (0u64, 0u64);
+        for (topic, partitions) in self.positions.lock().iter() {
+            for (partition, state) in partitions {
+                let (Some(start), Some(end)) = (state.start, state.end) else {
+                    continue;
+                };
+                let at = handed_out_to
+                    .get(&(topic.clone(), *partition))
+                    .copied()
+                    .unwrap_or(start)
+                    .clamp(start, end.max(start));
+                done += u64::try_from(at - start).unwrap_or(0);
+                total += u64::try_from(end - start).unwrap_or(0);
+            }
+        }
+        Some((done, total))
     }
 
     /// The stream's counters.
@@ -1130,8 +1231,11 @@ impl ChangeConsumer {
         std::mem::take(&mut self.delivery().dead_letters)
     }
 
-    /// Stop fetching, commit what the application finished, and leave the group. Idempotent.
-    pub fn close(&self) -> Result<()> {
+    /// Stop fetching, commit what the application finished (unless `commit` is false: an
+    /// exception is on its way out), and leave the group. Idempotent. `positions()` and
+    /// `lag()` keep answering with what they said at this moment.
+    pub fn close(&self, commit_finished: bool) -> Result<()> {
+        self.check_process()?;
         let thread = self
             .fetch_thread
             .lock()
@@ -1144,29 +1248,73 @@ impl ChangeConsumer {
         // The fetch thread stops within a poll slice, which also ends any pending receive.
         runtime().block_on(async { self.receiver.lock().await.close() });
         let _ = thread.join();
-        if self.config.group_id.is_some() {
+        let mut outcome = Ok(());
+        if self.config.group_id.is_some() && commit_finished {
             let committed = commit(
                 &self.consumer,
                 &self.positions,
                 self.positions.uncommitted(),
             );
             // After the stream failed, its own error is the one that matters.
-            match committed {
+            outcome = match committed {
                 Err(error) if matches!(self.delivery().terminal, Some(Terminal::Failed(_))) => {
                     log::warn!("commit on close failed: {error}");
+                    Ok(())
                 }
-                other => other?,
-            }
-            // Leaving the group runs the revoke callback here, which commits nothing new.
+                other => other,
+            };
+        }
+        // Where the application stands, kept before leaving the group forgets the partitions.
+        let positions = match (commit_finished, self.config.group_id.is_some()) {
+            // Without the commit, a group resumes from what it committed.
+            (false, true) => self.committed_positions(),
+            _ => self.positions.finished(),
+        };
+        let lag = self.measure_lag(CLOSE_LAG_TIMEOUT).ok();
+        *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Closed { positions, lag });
+        if self.config.group_id.is_some() {
+            // Leaving the group runs the revoke callback here, which commits nothing new
+            // (or, without the commit, nothing at all).
+            self.positions.forget_finished();
             self.consumer.unsubscribe();
         }
-        Ok(())
+        outcome
+    }
+
+    /// Where the group's committed positions stand on every owned partition.
+    fn committed_positions(&self) -> HashMap<(String, i32), i64> {
+        let table = self.positions.lock();
+        table
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                partitions.iter().filter_map(move |(partition, state)| {
+                    state
+                        .committed
+                        .or(state.start)
+                        .map(|c| ((topic.clone(), *partition), c))
+                })
+            })
+            .collect()
     }
 }
 
 impl Drop for ChangeConsumer {
     fn drop(&mut self) {
-        if let Err(error) = self.close() {
+        if self.check_process().is_err() {
+            // A forked child: the client's threads live in the parent, and destroying it here
+            // would wait for them forever. Leak it.
+            std::mem::forget(self.consumer.clone());
+            if let Some(thread) = self
+                .fetch_thread
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                std::mem::forget(thread);
+            }
+            return;
+        }
+        if let Err(error) = self.close(true) {
             log::warn!("closing the stream: {error}");
         }
     }
@@ -1261,6 +1409,8 @@ struct Fetch {
     batch_bytes: usize,
     /// Whether fetching is paused because the application has a full read-ahead waiting.
     paused_for_room: bool,
+    /// Next offset after the last message taken from each partition in this generation.
+    fetched_to: HashMap<String, HashMap<i32, i64>>,
 }
 
 impl Fetch {
@@ -1287,6 +1437,7 @@ impl Fetch {
                 });
                 self.batch_bytes = batch.iter().map(|b| b.bytes).sum();
                 generation = self.positions.generation();
+                self.fetched_to.clear();
                 // An end sent before is for the assignment before (the application side
                 // drops it now): read what the new assignment holds, then end again.
                 ended = false;
@@ -1340,6 +1491,9 @@ impl Fetch {
             };
             match consumer.poll(wait) {
                 None => {
+                    if !ended {
+                        self.pass_gaps(&mut batch);
+                    }
                     if !self.send(&mut batch, generation) {
                         return;
                     }
@@ -1352,7 +1506,12 @@ impl Fetch {
                         return;
                     }
                 }
-                Some(Err(RdKafkaError::PartitionEOF(_))) => self.check_positions(),
+                Some(Err(RdKafkaError::PartitionEOF(_))) => {
+                    if !ended {
+                        self.pass_gaps(&mut batch);
+                    }
+                    self.check_positions();
+                }
                 Some(Err(error)) if consumer.context().refuses_unused_group(&error) => {}
                 Some(Err(error)) => {
                     let context = consumer.context();
@@ -1445,6 +1604,13 @@ impl Fetch {
             let _ = self.consumer.pause(&tpl);
             return Ok(());
         }
+        self.note_fetched(topic, partition, offset + 1);
+        let position = || Position {
+            topic: topic.into(),
+            partition,
+            offset,
+            timestamp_ms: message.timestamp().to_millis(),
+        };
         let (key_schema_header, value_schema_header) = schema_id_headers(message);
         let decoded = self.decoder.decode(&Message {
             topic,
@@ -1458,7 +1624,8 @@ impl Fetch {
         });
         match decoded {
             Ok(Some(change)) => self.push(batch, Item::Change(change)),
-            Ok(None) => {}
+            // A tombstone not delivered: passed like any message, so positions move past it.
+            Ok(None) => self.push(batch, Item::Passed(position())),
             Err(error) => match self.on_decode_error {
                 OnDecodeError::Raise => return Err(error),
                 OnDecodeError::Skip => {
@@ -1467,13 +1634,7 @@ impl Fetch {
                         .counters
                         .skipped
                         .fetch_add(1, Ordering::Relaxed);
-                    let position = Position {
-                        topic: topic.into(),
-                        partition,
-                        offset,
-                        timestamp_ms: message.timestamp().to_millis(),
-                    };
-                    self.push(batch, Item::Skipped(position));
+                    self.push(batch, Item::Passed(position()));
                 }
                 OnDecodeError::DeadLetter => {
                     self.positions
@@ -1506,6 +1667,63 @@ impl Fetch {
         self.sender
             .send(Fetched::Items { generation, items })
             .is_ok()
+    }
+
+    /// Where the consumer's position is past the last message taken from a partition —
+    /// transaction markers, aborted transactions or a compacted gap — pass those offsets, so
+    /// positions and `lag()` reach the end. Never past a bounded read's end: messages there
+    /// were dropped, not passed.
+    fn pass_gaps(&mut self, batch: &mut Vec<Buffered>) {
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        let mut gaps = Vec::new();
+        {
+            let table = self.positions.lock();
+            for element in positions.elements() {
+                let Offset::Offset(mut at) = element.offset() else {
+                    continue;
+                };
+                let (topic, partition) = (element.topic(), element.partition());
+                let Some(state) = table.get(topic).and_then(|t| t.get(&partition)) else {
+                    continue;
+                };
+                if let Some(end) = state.end {
+                    at = at.min(end);
+                }
+                let from = self
+                    .fetched_to
+                    .get(topic)
+                    .and_then(|t| t.get(&partition))
+                    .copied()
+                    .or(state.start);
+                if from.is_some_and(|from| at > from) {
+                    gaps.push((topic.to_owned(), partition, at));
+                }
+            }
+        }
+        for (topic, partition, at) in gaps {
+            self.note_fetched(&topic, partition, at);
+            let position = Position {
+                topic: topic.into(),
+                partition,
+                offset: at - 1,
+                timestamp_ms: None,
+            };
+            self.push(batch, Item::Passed(position));
+        }
+    }
+
+    /// Note how far a partition was taken (next offset); allocates only for a new topic.
+    fn note_fetched(&mut self, topic: &str, partition: i32, next: i64) {
+        match self.fetched_to.get_mut(topic) {
+            Some(partitions) => partitions.insert(partition, next),
+            None => self
+                .fetched_to
+                .entry(topic.to_owned())
+                .or_default()
+                .insert(partition, next),
+        };
     }
 
     /// Bounded reads: ask librdkafka for the positions of partitions not yet at their end; a

@@ -173,6 +173,14 @@ impl Positions {
         out
     }
 
+    /// Forget what was finished and not committed (closing after an exception commits
+    /// nothing more, not even when leaving the group revokes the partitions).
+    pub fn forget_finished(&self) {
+        for state in self.lock().values_mut().flat_map(HashMap::values_mut) {
+            state.finished = state.committed;
+        }
+    }
+
     /// Record a successful commit of `offset` (next offset) on a partition.
     pub fn committed(&self, topic: &str, partition: i32, offset: i64, advance: u64) {
         self.counters

@@ -52,7 +52,7 @@ from changestream import (
     DecodeError,
     Interval,
 )
-from test_positions import committed
+from group_offsets import committed
 from test_types import (
     AVRO_LOGICAL,
     AVRO_PRIMITIVES,

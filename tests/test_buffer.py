@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from cdc import BW_ORDERS_KEY_SCHEMA, BW_ORDERS_SCHEMA, CdcProducer, Delivered, Row
 from changestream import ChangeStream, ConfigError
-from test_positions import committed
+from group_offsets import committed
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180, func_only=True)]
 

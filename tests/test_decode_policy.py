@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cdc import CdcProducer, Delivered, bottled_water_key_schema, bottled_water_row_schema
 from changestream import Change, ChangeStream, ChangeStreamError, DeadLetter, DecodeError
-from test_positions import committed
+from group_offsets import committed
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(120, func_only=True)]
 

@@ -26,6 +26,7 @@ from cdc import (
 )
 from changestream import Change, ChangeStream
 from confluent_kafka import Consumer, Producer, TopicPartition
+from group_offsets import committed
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(120, func_only=True)]
 
@@ -90,18 +91,6 @@ def drain(stream: ChangeStream, within: float = 30.0) -> list[Change]:
             )
             return changes
         changes.append(change)
-
-
-def committed(stack: dict[str, str], group: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offsets by partition (negative: nothing committed)."""
-    consumer = Consumer({"bootstrap.servers": stack["KAFKA_BOOTSTRAP_SERVERS"], "group.id": group})
-    try:
-        found = consumer.committed(
-            [TopicPartition(topic, p) for p in range(partitions)], timeout=30
-        )
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset for tp in found}
 
 
 # ---------------------------------------------------------------------------

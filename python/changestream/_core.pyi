@@ -209,11 +209,23 @@ class ChangeStream:
     def poll(self, timeout: float | None = None) -> Change | None:
         """The next change, or ``None`` when ``timeout`` seconds pass first (or a bounded stream ended)."""
     def commit(self, change: Change | None = None) -> None:
-        """Finish every change up to and including ``change`` (default: the last one handed out) and commit now."""
+        """Finish what was handed out and commit the finished positions to the group now.
+
+        Without ``change``: every change handed out, on every partition. With it: that
+        change and what came before it on its partition, and on the other partitions what
+        was handed out before it.
+        """
     def positions(self) -> dict[tuple[str, int], int]:
-        """``{(topic, partition): next_offset}`` after what was finished; pass it back as ``start=``."""
+        """``{(topic, partition): next_offset}`` after what was finished; pass it back as ``start=``.
+
+        After :meth:`close`, the positions the stream closed at.
+        """
     def lag(self) -> dict[tuple[str, int], int]:
-        """Messages between what was finished and the end, per owned partition."""
+        """Messages between what was finished and the end, per owned partition.
+
+        A group stream first waits (up to 30 s) for its first assignment. After
+        :meth:`close`, the lag when it closed.
+        """
     def stats(self) -> dict[str, int]:
         """Counters: delivered, skipped, dead_lettered, committed, commit_failures, dropped_on_revoke, rebalances, broker_disconnects, buffered_bytes (a level), buffer_full."""
     def dead_letters(self) -> list[DeadLetter]:
@@ -228,12 +240,14 @@ class ChangeStream:
     def close(self) -> None:
         """Stop fetching, commit the finished positions and leave the group. Idempotent."""
     def __enter__(self) -> ChangeStream: ...
-    def __exit__(self, *exc_info: object) -> None: ...
+    def __exit__(self, *exc_info: object) -> None:
+        """Close; when an exception leaves the block, commit nothing more."""
     def __aiter__(self) -> ChangeStream: ...
     def __anext__(self) -> Awaitable[Change]:
         """The next change; ready at once when one is already fetched. Cancelling loses nothing."""
     def __aenter__(self) -> Awaitable[ChangeStream]: ...
-    def __aexit__(self, *exc_info: object) -> Awaitable[None]: ...
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
+        """Close; when an exception leaves the block, commit nothing more."""
 
 class ChangeStreamError(Exception):
     """Root of every error changestream raises."""

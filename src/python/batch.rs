@@ -9,10 +9,9 @@
 //! waiting happens in slices of at most 100 ms ([`Batches::slice`]), one at a time, and every
 //! slice leaves what it got (a batch, the end, an error) in [`Batches`]' state, where a call
 //! for the next batch takes it. The blocking iterator runs slices itself, checking for Ctrl-C
-//! between them. The async iterator runs each slice on a blocking thread of the shared runtime
-//! and waits on an asyncio future the slice completes; the batch is taken from the state
-//! inside the awaiting task's own step, so a cancelled `__anext__` leaves it there for the
-//! next call: nothing is lost, and nothing is finished that Python did not get.
+//! between them. The async iterator runs slices through [`super::aio`]: the batch is taken
+//! from the state inside the awaiting task's own step, so a cancelled `__anext__` leaves it
+//! there for the next call: nothing is lost, and nothing is finished that Python did not get.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +28,8 @@ use pyo3_arrow::ffi::{
     to_array_pycapsules, to_schema_pycapsule, to_stream_pycapsule, ArrayIterator,
 };
 
+use super::aio::Waiters;
+use super::progress::Progress;
 use crate::kafka::{ChangeConsumer, NextBatch};
 
 /// The longest one slice of waiting takes: how long the GIL stays released before Ctrl-C is
@@ -61,11 +62,6 @@ struct State {
     failed: Option<crate::Error>,
     /// A bounded stream ended.
     ended: bool,
-    /// A slice is running on a blocking thread for the async iterator.
-    running: bool,
-    /// The asyncio futures (and their loops) async calls wait on, completed when the running
-    /// slice ends.
-    wakers: Vec<(Py<PyAny>, Py<PyAny>)>,
 }
 
 /// What a call for the next batch finds.
@@ -126,53 +122,14 @@ impl Batches {
             Err(error) => state.failed = Some(error),
         }
     }
-
-    /// Run a slice on a blocking thread, then complete the future the async call waits on.
-    fn slice_in_background(self: Arc<Self>) {
-        super::note_async_use();
-        crate::runtime::runtime().spawn_blocking(move || {
-            self.slice();
-            let wakers = {
-                let mut state = self.state();
-                state.running = false;
-                std::mem::take(&mut state.wakers)
-            };
-            if !wakers.is_empty() {
-                Python::attach(|py| {
-                    for (event_loop, future) in wakers {
-                        // A loop that is closed has nobody left to wake.
-                        let _ = wake_soon(py, event_loop.bind(py), future.bind(py));
-                    }
-                });
-            }
-        });
-    }
-}
-
-/// Complete `future` (if nobody cancelled it meanwhile) from the loop's own thread.
-fn wake_soon(
-    py: Python<'_>,
-    event_loop: &Bound<'_, PyAny>,
-    future: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    let wake = wrap_pyfunction!(wake, py)?;
-    event_loop.call_method1("call_soon_threadsafe", (wake, future))?;
-    Ok(())
-}
-
-/// Complete an asyncio future with `None`, unless it is done already (cancelled).
-#[pyfunction]
-fn wake(future: &Bound<'_, PyAny>) -> PyResult<()> {
-    if !future.call_method0("done")?.is_truthy()? {
-        future.call_method1("set_result", (future.py().None(),))?;
-    }
-    Ok(())
 }
 
 /// Iterates (`for`, `async for`) over [`PyChangeBatch`]es of a stream.
 #[pyclass(name = "BatchIterator", module = "changestream", frozen)]
 pub(crate) struct PyBatchIterator {
     batches: Arc<Batches>,
+    waiters: Arc<Waiters>,
+    progress: Progress,
 }
 
 impl PyBatchIterator {
@@ -180,6 +137,7 @@ impl PyBatchIterator {
         consumer: Arc<ChangeConsumer>,
         max_rows: usize,
         max_wait: Duration,
+        progress: Progress,
     ) -> PyBatchIterator {
         PyBatchIterator {
             batches: Arc::new(Batches {
@@ -189,7 +147,19 @@ impl PyBatchIterator {
                 state: Mutex::new(State::default()),
                 slice: Mutex::new(()),
             }),
+            waiters: Arc::default(),
+            progress,
         }
+    }
+
+    /// What the slices left: a batch (progress shown), the end (progress closed), or nothing.
+    fn take(&self, py: Python<'_>) -> PyResult<Option<Taken>> {
+        let taken = Batches::take(&mut self.batches.state())?;
+        if let Some(taken) = &taken {
+            let ended = matches!(taken, Taken::End);
+            self.progress.show(py, &self.batches.consumer, ended)?;
+        }
+        Ok(taken)
     }
 }
 
@@ -202,7 +172,7 @@ impl PyBatchIterator {
     /// The next batch, waiting in slices with the GIL released so Ctrl-C interrupts.
     fn __next__(&self, py: Python<'_>) -> PyResult<PyChangeBatch> {
         loop {
-            match Batches::take(&mut self.batches.state())? {
+            match self.take(py)? {
                 Some(Taken::Batch(built)) => return Ok(built.into()),
                 Some(Taken::End) => return Err(PyStopIteration::new_err(())),
                 None => {}
@@ -217,10 +187,8 @@ impl PyBatchIterator {
     }
 
     /// An awaitable for the next batch. Cancelling it loses nothing.
-    fn __anext__(&self) -> PyNextBatch {
-        PyNextBatch {
-            batches: self.batches.clone(),
-        }
+    fn __anext__(slf: Py<Self>) -> PyNextBatch {
+        PyNextBatch { iterator: slf }
     }
 }
 
@@ -228,7 +196,7 @@ impl PyBatchIterator {
 /// batch if a slice left one, or starts a slice and yields an asyncio future it completes.
 #[pyclass(frozen)]
 struct PyNextBatch {
-    batches: Arc<Batches>,
+    iterator: Py<PyBatchIterator>,
 }
 
 #[pymethods]
@@ -244,28 +212,18 @@ impl PyNextBatch {
     /// One step of the awaiting task: `StopIteration(batch)` returns the batch from `await`;
     /// otherwise the future to wait on.
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let mut state = self.batches.state();
-        match Batches::take(&mut state)? {
+        let iterator = self.iterator.get();
+        match iterator.take(py)? {
             Some(Taken::Batch(built)) => {
                 let batch = Bound::new(py, PyChangeBatch::from(built))?;
-                return Err(PyStopIteration::new_err((batch.unbind(),)));
+                Err(PyStopIteration::new_err((batch.unbind(),)))
             }
-            Some(Taken::End) => return Err(PyStopAsyncIteration::new_err(())),
-            None => {}
+            Some(Taken::End) => Err(PyStopAsyncIteration::new_err(())),
+            None => {
+                let batches = iterator.batches.clone();
+                iterator.waiters.future(py, move || batches.slice())
+            }
         }
-        let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
-        let future = event_loop.call_method0("create_future")?;
-        // What `yield from future` does: tells the task to wait for it.
-        future.setattr("_asyncio_future_blocking", true)?;
-        state
-            .wakers
-            .push((event_loop.unbind(), future.clone().unbind()));
-        if !state.running {
-            state.running = true;
-            drop(state);
-            self.batches.clone().slice_in_background();
-        }
-        Ok(future)
     }
 }
 

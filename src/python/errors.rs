@@ -72,7 +72,7 @@ impl From<Error> for PyErr {
             Error::SchemaNotFound { .. } => SchemaNotFoundError::new_err(message),
             Error::Registry { .. } => SchemaRegistryError::new_err(message),
             Error::Kafka { .. } => KafkaError::new_err(message),
-            Error::Closed => ChangeStreamError::new_err(message),
+            Error::Closed | Error::Forked { .. } => ChangeStreamError::new_err(message),
         };
         Python::attach(|py| {
             let value = exception.value(py);

@@ -5,10 +5,12 @@
 //! a batch of changes as Arrow columns, and [`errors`] maps the crate's one error enum to the
 //! exception tree.
 
+mod aio;
 mod batch;
 mod change;
 mod convert;
 mod errors;
+mod progress;
 mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,9 +56,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.py()
         .import("atexit")?
         .call_method1("register", (wrap_pyfunction!(_before_exit, m)?,))?;
-    // Async iteration waits on the crate's runtime; a second call (another interpreter, a
-    // reload) finds it set already, which is fine.
-    let _ = pyo3_async_runtimes::tokio::init_with_runtime(crate::runtime::runtime());
     m.add_class::<stream::PyChangeStream>()?;
     m.add_class::<change::PyChange>()?;
     m.add_class::<batch::PyChangeBatch>()?;

@@ -7,15 +7,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration, PyTypeError};
+use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple};
 
+use super::aio::Waiters;
 use super::batch::PyBatchIterator;
 use super::change::PyChange;
 use super::convert::utc_datetime;
+use super::progress::Progress;
 use crate::avro::Schema;
-use crate::change::Change;
 use crate::change::{DecoderOptions, Format, ReaderSchemas};
 use crate::error::Error;
 use crate::kafka::{
@@ -29,9 +30,19 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// Follows change-event topics from Kafka.
 #[pyclass(name = "ChangeStream", module = "changestream", frozen)]
 pub(crate) struct PyChangeStream {
+    /// The open consumer; `None` once closed.
     consumer: Mutex<Option<Arc<ChangeConsumer>>>,
-    /// `changestream._progress.Progress` when `progress=True`, with when it was last updated.
-    progress: Mutex<Option<(Py<PyAny>, Instant)>>,
+    /// What `positions()`, `lag()` and `stats()` report after `close()`.
+    closed: Mutex<Option<ClosedView>>,
+    progress: Progress,
+    waiters: Arc<Waiters>,
+}
+
+/// What a closed stream still tells.
+struct ClosedView {
+    positions: HashMap<(String, i32), i64>,
+    lag: crate::Result<HashMap<(String, i32), i64>>,
+    stats: Vec<(&'static str, u64)>,
 }
 
 // The signature spells the default out, so Python's `inspect` shows it; kept equal here.
@@ -40,8 +51,8 @@ const _: () = assert!(DEFAULT_MAX_BUFFER_BYTES == 67_108_864);
 /// The smallest read-ahead budget: below it librdkafka would fetch a message at a time.
 const MIN_BUFFER_BYTES: usize = 1 << 20;
 
-/// How often the progress display is refreshed.
-const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// How long `lag()` waits for a group stream's first assignment.
+const ASSIGNMENT_WAIT: Duration = Duration::from_secs(30);
 
 fn config_error(message: String) -> PyErr {
     Error::Config(message).into()
@@ -130,21 +141,20 @@ impl PyChangeStream {
             },
             kafka: kafka.map(settings).transpose()?.unwrap_or_default(),
             max_buffer_bytes,
+            track_progress: false,
         };
-        let progress = match progress && config.until != Until::Forever {
-            true => Some((
-                py.import("changestream._progress")?
-                    .getattr("Progress")?
-                    .call0()?
-                    .unbind(),
-                Instant::now(),
-            )),
-            false => None,
+        let mut config = config;
+        config.track_progress = progress && config.until != Until::Forever;
+        let progress = match config.track_progress {
+            true => Progress::shown(py)?,
+            false => Progress::default(),
         };
         let consumer = py.detach(|| ChangeConsumer::start(config))?;
         Ok(PyChangeStream {
             consumer: Mutex::new(Some(Arc::new(consumer))),
-            progress: Mutex::new(progress),
+            closed: Mutex::new(None),
+            progress,
+            waiters: Arc::default(),
         })
     }
 
@@ -166,8 +176,10 @@ impl PyChangeStream {
         self.wait(py, Some(timeout.unwrap_or(Duration::MAX)))
     }
 
-    /// Finish every change up to and including `change` (default: the last one handed out) and
-    /// commit the finished positions to the group now.
+    /// Finish what was handed out and commit the finished positions to the group now: without
+    /// `change`, every change handed out on every partition; with it, that change and what
+    /// came before it on its partition, and on the other partitions what was handed out
+    /// before it.
     #[pyo3(signature = (change = None))]
     fn commit(&self, py: Python<'_>, change: Option<PyRef<'_, PyChange>>) -> PyResult<()> {
         let through = change.map(|c| c.position());
@@ -177,19 +189,35 @@ impl PyChangeStream {
     /// `{(topic, partition): next_offset}` after what the application finished; pass it back as
     /// `start=` to resume exactly there.
     fn positions(&self, py: Python<'_>) -> PyResult<HashMap<(String, i32), i64>> {
+        if let Some(closed) = &*self.closed_view() {
+            return Ok(closed.positions.clone());
+        }
         self.with(py, |consumer| Ok(consumer.positions()))
     }
 
     /// `{(topic, partition): messages}` between what the application finished and the end of
     /// each owned partition.
+    /// A group stream waits (up to 30 s) for its first assignment; after `close()`, the lag
+    /// when it closed.
     fn lag(&self, py: Python<'_>) -> PyResult<HashMap<(String, i32), i64>> {
-        self.with(py, |consumer| consumer.lag())
+        if let Some(closed) = &*self.closed_view() {
+            return Ok(closed.lag.clone()?);
+        }
+        let consumer = self.consumer()?;
+        let deadline = Instant::now() + ASSIGNMENT_WAIT;
+        while !py.detach(|| consumer.wait_assigned(WAIT_SLICE)) && Instant::now() < deadline {
+            py.check_signals()?;
+        }
+        Ok(py.detach(|| consumer.lag())?)
     }
 
     /// Counters: delivered, skipped, dead_lettered, committed, commit_failures,
     /// dropped_on_revoke, rebalances, broker_disconnects, buffered_bytes (a level), buffer_full.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let stats = self.with(py, |consumer| Ok(consumer.stats()))?;
+        let stats = match &*self.closed_view() {
+            Some(closed) => closed.stats.clone(),
+            None => self.with(py, |consumer| Ok(consumer.stats()))?,
+        };
         let dict = PyDict::new(py);
         for (name, value) in stats {
             dict.set_item(name, value)?;
@@ -217,16 +245,17 @@ impl PyChangeStream {
             return Err(config_error("max_rows must be at least 1".into()));
         }
         let max_wait = seconds("max_wait", max_wait)?;
-        Ok(PyBatchIterator::new(self.consumer()?, max_rows, max_wait))
+        Ok(PyBatchIterator::new(
+            self.consumer()?,
+            max_rows,
+            max_wait,
+            self.progress.clone(),
+        ))
     }
 
     /// Stop fetching, commit the finished positions and leave the group. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let consumer = self.lock().take();
-        if let Some(consumer) = consumer {
-            py.detach(move || consumer.close())?;
-        }
-        Ok(())
+        self.close_committing(py, true)
     }
 
     fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -234,62 +263,51 @@ impl PyChangeStream {
     }
 
     /// An awaitable for the next change. When one is already fetched it is ready at once;
-    /// otherwise the wait runs on the shared tokio runtime, and cancelling it loses nothing.
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let consumer = self.consumer()?;
+    /// otherwise it waits (see `aio`), and cancelling it loses nothing.
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
         // As in `wait`: taking a change already fetched never blocks, so the GIL stays held.
-        match consumer.next_ready()? {
-            Some(Next::Change(change)) => {
-                let change = Bound::new(py, PyChange::new(py, *change)?)?;
-                return Ready::value(py, change.into_any());
-            }
-            Some(Next::End) => return Ready::end(py),
-            Some(Next::Pending) | None => {}
+        match slf.get().take_ready(py)? {
+            Some(Some(change)) => Ready::value(py, Bound::new(py, change)?.into_any()),
+            Some(None) => Ready::end(py),
+            None => Ok(Bound::new(
+                py,
+                NextChange {
+                    stream: slf.clone().unbind(),
+                },
+            )?
+            .into_any()),
         }
-        super::note_async_use();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            match consumer.next_async().await? {
-                Some((change, generation)) => Ok(Handover {
-                    consumer,
-                    change: Some(change),
-                    generation,
-                }),
-                None => Err(PyStopAsyncIteration::new_err(())),
-            }
-        })
     }
 
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         Ready::value(slf.py(), slf.clone().into_any())
     }
 
-    #[pyo3(signature = (*_exc_info))]
+    /// Closes as `__exit__` does. Closing takes at most a poll slice and a commit, so it runs
+    /// on the loop's thread, with the GIL released.
+    #[pyo3(signature = (*exc_info))]
     fn __aexit__<'py>(
         &self,
         py: Python<'py>,
-        _exc_info: &Bound<'py, PyAny>,
+        exc_info: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let consumer = self.lock().take();
-        super::note_async_use();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            if let Some(consumer) = consumer {
-                tokio::task::spawn_blocking(move || consumer.close())
-                    .await
-                    .map_err(|e| PyRuntimeError::new_err(e.to_string()))??;
-            }
-            Ok(())
-        })
+        self.__exit__(py, exc_info)?;
+        Ready::value(py, py.None().into_bound(py))
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
 
+    /// Closes the stream. When an exception leaves the block, nothing more is committed: the
+    /// change being processed, and whatever was finished since the last periodic commit, are
+    /// delivered again by the next run.
     #[pyo3(signature = (*exc_info))]
     fn __exit__(&self, py: Python<'_>, exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
-        let closed = self.close(py);
-        // An exception already on its way out matters more than a failure to close.
         let propagating = exc_info.get_item(0).is_ok_and(|kind| !kind.is_none());
+        let closed = self.close_committing(py, !propagating);
+        // An exception already on its way out matters more than a failure to close.
         match closed {
             Err(error) if propagating => {
                 log::warn!("closing the stream after an error: {error}");
@@ -310,6 +328,48 @@ impl PyChangeStream {
         Ok(self.lock().clone().ok_or(Error::Closed)?)
     }
 
+    fn closed_view(&self) -> std::sync::MutexGuard<'_, Option<ClosedView>> {
+        self.closed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Close (committing what was finished, if `commit`), keeping what the stream can still
+    /// tell afterwards.
+    fn close_committing(&self, py: Python<'_>, commit: bool) -> PyResult<()> {
+        let Some(consumer) = self.lock().clone() else {
+            return Ok(());
+        };
+        let closed = py.detach(|| consumer.close(commit));
+        if closed.is_ok() {
+            self.progress.show(py, &consumer, true)?;
+            *self.closed_view() = Some(ClosedView {
+                positions: consumer.positions(),
+                lag: py.detach(|| consumer.lag()),
+                stats: consumer.stats(),
+            });
+        }
+        // Forked: the consumer is of the parent process; it stays open there.
+        if !matches!(closed, Err(Error::Forked { .. })) {
+            self.lock().take();
+        }
+        Ok(closed?)
+    }
+
+    /// A change already fetched (`Some(Some)`), the end (`Some(None)`), or nothing yet.
+    fn take_ready(&self, py: Python<'_>) -> PyResult<Option<Option<PyChange>>> {
+        let consumer = self.consumer()?;
+        match consumer.next_ready()? {
+            Some(Next::Change(change)) => {
+                self.progress.show(py, &consumer, false)?;
+                Ok(Some(Some(PyChange::new(py, *change)?)))
+            }
+            Some(Next::End) => {
+                self.progress.show(py, &consumer, true)?;
+                Ok(Some(None))
+            }
+            Some(Next::Pending) | None => Ok(None),
+        }
+    }
+
     /// Run `f` on the open consumer with the GIL released.
     fn with<T: Send>(
         &self,
@@ -324,17 +384,10 @@ impl PyChangeStream {
     fn wait(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<PyChange>> {
         // A change already fetched is handed out without releasing the GIL: taking it never
         // blocks, and releasing and retaking the GIL would cost more than the rest.
-        match self.consumer()?.next_ready()? {
-            Some(Next::Change(change)) => {
-                self.show_progress(py, false)?;
-                return PyChange::new(py, *change).map(Some);
-            }
-            Some(Next::End) => {
-                self.show_progress(py, true)?;
-                return Ok(None);
-            }
-            Some(Next::Pending) | None => {}
+        if let Some(taken) = self.take_ready(py)? {
+            return Ok(taken);
         }
+        let consumer = self.consumer()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let slice = match deadline {
@@ -343,13 +396,13 @@ impl PyChangeStream {
                     .min(WAIT_SLICE),
                 None => WAIT_SLICE,
             };
-            match self.with(py, |consumer| consumer.next(slice))? {
+            match py.detach(|| consumer.next(slice))? {
                 Next::Change(change) => {
-                    self.show_progress(py, false)?;
+                    self.progress.show(py, &consumer, false)?;
                     return PyChange::new(py, *change).map(Some);
                 }
                 Next::End => {
-                    self.show_progress(py, true)?;
+                    self.progress.show(py, &consumer, true)?;
                     return Ok(None);
                 }
                 Next::Pending => {
@@ -360,35 +413,6 @@ impl PyChangeStream {
                 }
             }
         }
-    }
-}
-
-impl PyChangeStream {
-    /// Refresh the progress display (at most every `PROGRESS_EVERY`, and once at the end).
-    fn show_progress(&self, py: Python<'_>, ended: bool) -> PyResult<()> {
-        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((display, last)) = progress.as_mut() else {
-            return Ok(());
-        };
-        if !ended && last.elapsed() < PROGRESS_EVERY {
-            return Ok(());
-        }
-        *last = Instant::now();
-        let (delivered, remaining) = self.with(py, |consumer| {
-            let delivered = consumer
-                .stats()
-                .into_iter()
-                .find(|(name, _)| *name == "delivered")
-                .map_or(0, |(_, n)| n);
-            Ok((delivered, consumer.remaining().unwrap_or(0)))
-        })?;
-        let display = display.bind(py);
-        display.call_method1("update", (delivered, if ended { 0 } else { remaining }))?;
-        if ended {
-            display.call_method0("close")?;
-            *progress = None;
-        }
-        Ok(())
     }
 }
 
@@ -435,32 +459,38 @@ impl Ready {
     }
 }
 
-/// A change on its way from the runtime to an awaiting task. If the task was cancelled and the
-/// change never reaches Python, dropping this gives it back to the stream, undelivered.
-struct Handover {
-    consumer: Arc<ChangeConsumer>,
-    change: Option<Box<Change>>,
-    generation: u64,
+/// The awaitable `__anext__` returns when no change was fetched yet: each step of the awaiting
+/// task takes a change if one arrived, or yields a future that a wait completes.
+#[pyclass(frozen)]
+struct NextChange {
+    stream: Py<PyChangeStream>,
 }
 
-impl<'py> IntoPyObject<'py> for Handover {
-    type Target = PyChange;
-    type Output = Bound<'py, PyChange>;
-    type Error = PyErr;
-
-    fn into_pyobject(mut self, py: Python<'py>) -> PyResult<Bound<'py, PyChange>> {
-        let change = self
-            .change
-            .take()
-            .expect("a handover holds its change until converted");
-        Bound::new(py, PyChange::new(py, *change)?)
+#[pymethods]
+impl NextChange {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
     }
-}
 
-impl Drop for Handover {
-    fn drop(&mut self) {
-        if let Some(change) = self.change.take() {
-            self.consumer.give_back(*change, self.generation);
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stream = self.stream.get();
+        match stream.take_ready(py)? {
+            Some(Some(change)) => Err(PyStopIteration::new_err(
+                Bound::new(py, change)?.into_any().unbind(),
+            )),
+            Some(None) => Err(PyStopAsyncIteration::new_err(())),
+            None => {
+                let consumer = stream.consumer()?;
+                stream.waiters.future(py, move || {
+                    if let Err(error) = consumer.wait_ready(WAIT_SLICE) {
+                        log::debug!("waiting for a change: {error}");
+                    }
+                })
+            }
         }
     }
 }
