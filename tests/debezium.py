@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STACK_SCRIPT = REPO_ROOT / "tests" / "stack" / "stack.sh"
@@ -194,7 +194,12 @@ def _message_count(consumer: Consumer, topic: str) -> int:
         return 0
     total = 0
     for partition in metadata.partitions:
-        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        try:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10
+            )
+        except KafkaException:
+            return 0  # a topic just created may have no leader yet: ask again
         total += high
     return total
 
