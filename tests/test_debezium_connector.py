@@ -326,6 +326,7 @@ def test_logical_decoding_messages(capture: Capture) -> None:
         ("message", None, {"prefix": prefix, "content": b"in a transaction"}),
         ("message", None, {"prefix": prefix, "content": b"\x00\xffraw"}),
     ]
+    assert {c.table for c in changes} == {"message"}
     assert changes[0].source is not None
     assert changes[0].source["txId"] is not None
     assert changes[1].source is not None
