@@ -15,7 +15,8 @@ connector per group of settings, all registered at once so they snapshot in para
 Each table is one concern. Rows written before the connectors start are read by their
 snapshot (JDBC), the same rows written after by streaming (pgoutput): two code paths in
 Debezium. Every cell is compared with what PostgreSQL returns for it (tests/pg_types.py), in
-the iterator and in ``batches()``.
+the iterator and in ``batches()``. The tables and topics are new for each run (a random
+prefix); ``CHANGESTREAM_KEEP_DEBEZIUM_DATA=1`` keeps the tables afterwards, for debugging.
 """
 
 from __future__ import annotations
@@ -232,6 +233,9 @@ def capture() -> Iterator[Capture]:
             connect.close()
             if not os.environ.get("CHANGESTREAM_KEEP_DEBEZIUM_DATA"):
                 db.execute(f"drop schema {s} cascade")
+                # The connectors dropped their slots; Debezium leaves its publications.
+                for name in _connector_configs(capture):
+                    db.execute(f"drop publication if exists {name}")
 
 
 def _postgres_rows(capture: Capture) -> dict[int, tuple[Any, ...]]:
