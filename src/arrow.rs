@@ -264,7 +264,8 @@ impl<'a> Layout<'a> {
     }
 }
 
-/// The row record and the source record of a Debezium envelope schema.
+/// The row record and the source record of a Debezium envelope schema (for a logical
+/// decoding message, its `message` record: `prefix` and `content`).
 fn envelope_parts<'a>(
     schema: &'a Schema,
     root: &'a RecordDef,
@@ -274,9 +275,10 @@ fn envelope_parts<'a>(
         root.fields.get(index)
     };
     field("op")?;
-    let row = schema
-        .record_of(field("after")?)
-        .or_else(|| schema.record_of(field("before")?))?;
+    // A logical decoding message (Debezium's `MessageValue`) has its row in `message`.
+    let row = ["after", "before", "message"]
+        .into_iter()
+        .find_map(|name| schema.record_of(field(name)?))?;
     let source = field("source").and_then(|node| schema.record_of(node));
     Some((row, source))
 }

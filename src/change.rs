@@ -134,7 +134,8 @@ impl Change {
 /// Which envelope to read values as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
-    /// Detect per value schema: `before`, `after` and `op` fields make a Debezium envelope.
+    /// Detect per value schema: `before`, `after` and `op` fields (or `op`, `source` and
+    /// `message`, a logical decoding message) make a Debezium envelope.
     #[default]
     Auto,
     /// Every value is a Debezium envelope.
@@ -376,7 +377,10 @@ impl Writer {
         };
         let root = schema.root_record();
         let has = |field: &str| root.is_some_and(|r| r.field_names.iter().any(|n| &**n == field));
-        let looks_like_envelope = has("before") && has("after") && has("op");
+        // A row change, or a logical decoding message (Debezium's `MessageValue`: `op`,
+        // `source` and `message`, no `before`/`after`).
+        let looks_like_envelope =
+            has("op") && ((has("before") && has("after")) || (has("message") && has("source")));
         let envelope = match format {
             Format::Auto if looks_like_envelope => Envelope::Debezium,
             Format::Auto | Format::Row => Envelope::Row,
@@ -592,6 +596,21 @@ mod tests {
         assert!(
             forced.to_string().contains("no before/after/op"),
             "{forced}"
+        );
+        // Debezium's logical decoding message has no before/after.
+        let message = Schema::parse(
+            r#"{"type":"record","name":"MessageValue","fields":[
+                {"name":"op","type":"string"},
+                {"name":"source","type":{"type":"record","name":"Source","fields":[]}},
+                {"name":"message","type":{"type":"record","name":"Message","fields":[
+                    {"name":"prefix","type":"string"},{"name":"content","type":"bytes"}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Writer::new(Arc::new(message), None, Format::Auto)
+                .unwrap()
+                .envelope,
+            Envelope::Debezium
         );
     }
 }

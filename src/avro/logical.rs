@@ -22,8 +22,8 @@ use serde_json::{Map, Value as Json};
 
 use super::schema::Node;
 use super::temporal::{
-    check_offset, checked_days, parse_iso_interval, parse_zoned_time, parse_zoned_timestamp,
-    MICROS_PER_SECOND, NANOS_PER_DAY, NANOS_PER_SECOND, SECONDS_PER_DAY,
+    check_offset, checked_days, civil_from_days, parse_iso_interval, parse_zoned_time,
+    parse_zoned_timestamp, MICROS_PER_SECOND, NANOS_PER_DAY, NANOS_PER_SECOND, SECONDS_PER_DAY,
 };
 use super::value::{Decimal, Interval, Temporal, Time, Timestamp, Value};
 use crate::error::{Error, Result};
@@ -33,7 +33,8 @@ use crate::error::{Error, Result};
 pub const UNAVAILABLE_PLACEHOLDER: &str = "__debezium_unavailable_value";
 
 /// pgjdbc's `PGStatement.DATE_POSITIVE_INFINITY`, which Debezium writes for `infinity` in
-/// millisecond and microsecond `timestamp` columns.
+/// microsecond `timestamp` columns, and divided by 1000 in millisecond ones (`Timestamp`, and
+/// Kafka Connect's `Timestamp` under `time.precision.mode=connect`).
 const PGJDBC_POSITIVE_INFINITY: i64 = 9_223_372_036_825_200_000;
 /// pgjdbc's `PGStatement.DATE_NEGATIVE_INFINITY`.
 const PGJDBC_NEGATIVE_INFINITY: i64 = -9_223_372_036_832_400_000;
@@ -44,7 +45,14 @@ const DEBEZIUM_DATE_POSITIVE_INFINITY: i32 = 2_146_033_979;
 const DEBEZIUM_DATE_NEGATIVE_INFINITY: i32 = -2_147_472_691;
 /// What Debezium before debezium/dbz#2524 wrote for `infinity` dates: -5877611-06-21, a
 /// wrapped-around day far outside PostgreSQL's date range, so it cannot be a real date.
+/// Debezium 3.6's streaming (pgoutput) path still writes it.
 const DEBEZIUM_DATE_POSITIVE_INFINITY_LEGACY: i32 = -2_147_472_692;
+/// What Debezium 3.6's snapshot (JDBC) path writes for `infinity` dates: pgjdbc's infinity
+/// sentinel in days, wrapped to 32 bits. Both are about 1.7 million years BC, far outside
+/// PostgreSQL's dates (from 4713 BC), so neither can be a real date.
+const DEBEZIUM_SNAPSHOT_DATE_POSITIVE_INFINITY: i32 = -622_191_234;
+/// The same for `-infinity`.
+const DEBEZIUM_SNAPSHOT_DATE_NEGATIVE_INFINITY: i32 = -625_821_272;
 
 /// Where Bottled Water's shared date/time record types live.
 const BOTTLED_WATER_TYPES: &str = "com.martinkl.bottledwater.datatypes.";
@@ -98,7 +106,8 @@ pub enum Logical {
     Uuid,
     /// An `int` of days since 1970-01-01.
     Date {
-        /// Whether Debezium's ±infinity day numbers mean infinity (`io.debezium.time.Date`).
+        /// Whether Debezium's ±infinity day numbers mean infinity (`io.debezium.time.Date`, and
+        /// Kafka Connect's `Date`, which Debezium's `connect` time mode writes them into).
         debezium_infinity: bool,
     },
     /// An `int` or `long` time of day.
@@ -153,8 +162,8 @@ pub(crate) fn of_primitive(base: &Node, object: &Map<String, Json>) -> Option<Lo
         .and_then(Json::as_str)
         .and_then(|logical_type| avro_logical(logical_type, base, object));
     match avro {
-        // Kafka Connect's Timestamp is timestamp-millis; Debezium's `connect` time mode writes
-        // pgjdbc's sentinels into it for infinity.
+        // Kafka Connect's Timestamp is timestamp-millis and its Date is date; Debezium's
+        // `connect` time mode writes its infinity sentinels into them.
         Some(Logical::Timestamp { unit, zoned, .. }) if connect_name == Some(CONNECT_TIMESTAMP) => {
             Some(Logical::Timestamp {
                 unit,
@@ -162,6 +171,9 @@ pub(crate) fn of_primitive(base: &Node, object: &Map<String, Json>) -> Option<Lo
                 infinity: InfinitySentinels::Pgjdbc,
             })
         }
+        Some(Logical::Date { .. }) if connect_name == Some(CONNECT_DATE) => Some(Logical::Date {
+            debezium_infinity: true,
+        }),
         Some(logical) => Some(logical),
         // Connect types written without (or with an invalid) Avro logicalType, e.g. a Decimal
         // whose scale exceeds its precision ("legacy" form).
@@ -332,7 +344,7 @@ fn kafka_connect(connect_name: &str, base: &Node, object: &Map<String, Json>) ->
             Logical::Decimal { scale }
         }
         (CONNECT_DATE, Node::Int) => Logical::Date {
-            debezium_infinity: false,
+            debezium_infinity: true,
         },
         (CONNECT_TIME, Node::Int) => Logical::Time(TimeUnit::Millis),
         (CONNECT_TIMESTAMP, Node::Long) => Logical::Timestamp {
@@ -438,13 +450,19 @@ impl Logical {
                     of: Temporal::Date,
                 };
                 match days {
-                    DEBEZIUM_DATE_POSITIVE_INFINITY | DEBEZIUM_DATE_POSITIVE_INFINITY_LEGACY
+                    DEBEZIUM_DATE_POSITIVE_INFINITY
+                    | DEBEZIUM_DATE_POSITIVE_INFINITY_LEGACY
+                    | DEBEZIUM_SNAPSHOT_DATE_POSITIVE_INFINITY
                         if debezium_infinity =>
                     {
                         infinity(false)
                     }
-                    DEBEZIUM_DATE_NEGATIVE_INFINITY if debezium_infinity => infinity(true),
-                    days => Value::Date(days),
+                    DEBEZIUM_DATE_NEGATIVE_INFINITY | DEBEZIUM_SNAPSHOT_DATE_NEGATIVE_INFINITY
+                        if debezium_infinity =>
+                    {
+                        infinity(true)
+                    }
+                    days => Value::Date(check_date(i64::from(days))?),
                 }
             }
             (Logical::Time(unit), value @ (Value::Int(_) | Value::Long(_))) => {
@@ -468,13 +486,17 @@ impl Logical {
                 } else {
                     Temporal::LocalTimestamp
                 };
-                let (positive, negative) = match infinity {
-                    InfinitySentinels::None => (None, None),
-                    InfinitySentinels::Pgjdbc => (
+                let (positive, negative) = match (infinity, unit) {
+                    (InfinitySentinels::None, _) => (None, None),
+                    (InfinitySentinels::Pgjdbc, TimeUnit::Millis) => (
+                        Some(PGJDBC_POSITIVE_INFINITY / 1000),
+                        Some(PGJDBC_NEGATIVE_INFINITY / 1000),
+                    ),
+                    (InfinitySentinels::Pgjdbc, _) => (
                         Some(PGJDBC_POSITIVE_INFINITY),
                         Some(PGJDBC_NEGATIVE_INFINITY),
                     ),
-                    InfinitySentinels::LongLimits => (Some(i64::MAX), Some(i64::MIN)),
+                    (InfinitySentinels::LongLimits, _) => (Some(i64::MAX), Some(i64::MIN)),
                 };
                 if Some(raw) == positive || Some(raw) == negative {
                     Value::Infinity {
@@ -483,11 +505,11 @@ impl Logical {
                     }
                 } else {
                     let per_second = unit.per_second();
-                    Value::Timestamp(Timestamp {
+                    Value::Timestamp(check_timestamp(Timestamp {
                         seconds: raw.div_euclid(per_second),
                         nanos: (raw.rem_euclid(per_second) * unit.nanos()) as u32,
                         offset: zoned.then_some(0),
-                    })
+                    })?)
                 }
             }
             (Logical::Duration, Value::Fixed(bytes)) => {
@@ -509,7 +531,10 @@ impl Logical {
                 Logical::ZonedTimestamp | Logical::ZonedTime | Logical::IsoInterval,
                 Value::String(text),
             ) if text == UNAVAILABLE_PLACEHOLDER => Value::Unavailable,
-            (Logical::ZonedTimestamp, Value::String(text)) => parse_zoned_timestamp(&text)?,
+            (Logical::ZonedTimestamp, Value::String(text)) => match parse_zoned_timestamp(&text)? {
+                Value::Timestamp(timestamp) => Value::Timestamp(check_timestamp(timestamp)?),
+                other => other,
+            },
             (Logical::ZonedTime, Value::String(text)) => Value::Time(parse_zoned_time(&text)?),
             (Logical::IsoInterval, Value::String(text)) => {
                 Value::Interval(parse_iso_interval(&text)?)
@@ -541,7 +566,7 @@ impl Logical {
                     .ok_or_else(|| {
                         Error::decode(format!("invalid Bottled Water Date {year}-{month}-{day}"))
                     })?;
-                Value::Date(days)
+                Value::Date(check_date(i64::from(days))?)
             }
             (Logical::BottledWaterDateTime { zoned }, value) => {
                 bottled_water_date_time(&value, zoned).ok_or_else(|| mismatch(&value))??
@@ -615,11 +640,45 @@ fn bottled_water_date_time(value: &Value, zoned: bool) -> Option<Result<Value>> 
     };
     // The record holds the wall clock where the offset applies; the instant is that minus it.
     let local = days * SECONDS_PER_DAY + (hour * 60 + minute) * 60 + second;
-    Some(Ok(Value::Timestamp(Timestamp {
-        seconds: local - i64::from(offset),
-        nanos: (micro * 1000) as u32,
-        offset: zoned.then_some(offset),
-    })))
+    Some(
+        check_timestamp(Timestamp {
+            seconds: local - i64::from(offset),
+            nanos: (micro * 1000) as u32,
+            offset: zoned.then_some(offset),
+        })
+        .map(Value::Timestamp),
+    )
+}
+
+/// The years a date or timestamp may have: Python's `date` and `datetime` hold no others, and
+/// the Arrow batches give what the iterator gives. Checked while decoding, so that a value
+/// outside them is a decode error `on_decode_error` applies to, like any other.
+const YEARS: std::ops::RangeInclusive<i64> = 1..=9999;
+
+/// A day count, if its year is one Python's `date` has.
+fn check_date(days: i64) -> Result<i32> {
+    let (year, ..) = civil_from_days(days);
+    match i32::try_from(days) {
+        Ok(days) if YEARS.contains(&year) => Ok(days),
+        _ => Err(Error::decode(format!(
+            "date {days} days from 1970-01-01 (year {year}) is outside years 1 to 9999"
+        ))),
+    }
+}
+
+/// A timestamp, if the wall clock it shows (in its own zone) is within years 1 to 9999.
+fn check_timestamp(timestamp: Timestamp) -> Result<Timestamp> {
+    let local = timestamp
+        .seconds
+        .checked_add(i64::from(timestamp.offset.unwrap_or(0)));
+    let year = local.map(|local| civil_from_days(local.div_euclid(SECONDS_PER_DAY)).0);
+    match year {
+        Some(year) if YEARS.contains(&year) => Ok(timestamp),
+        _ => Err(Error::decode(format!(
+            "timestamp {} s from 1970-01-01T00:00:00 is outside years 1 to 9999",
+            timestamp.seconds
+        ))),
+    }
 }
 
 /// The 16 bytes of a UUID in its canonical `8-4-4-4-12` hex form (either case).
@@ -863,6 +922,9 @@ mod tests {
             (2_146_033_979, infinity(false)),
             (-2_147_472_691, infinity(true)),
             (-2_147_472_692, infinity(false)),
+            // Debezium 3.6's snapshot path
+            (-622_191_234, infinity(false)),
+            (-625_821_272, infinity(true)),
             (0, Value::Date(0)),
         ] {
             assert_eq!(
@@ -871,16 +933,50 @@ mod tests {
                 "{days}"
             );
         }
-        // A plain Avro date has no sentinels.
-        assert_eq!(
-            decode(avro, Body::default().long(2_146_033_979)).unwrap(),
-            Value::Date(2_146_033_979)
-        );
+        // A plain Avro date has no sentinels, and Python no such year.
+        let far = decode(avro, Body::default().long(2_146_033_979)).unwrap_err();
+        assert!(far.to_string().contains("outside years 1 to 9999"), "{far}");
+        // Debezium's `connect` time mode writes the same sentinels into Connect's Date.
         let connect = r#"{"type":"int","connect.version":1,"connect.name":"org.apache.kafka.connect.data.Date","logicalType":"date"}"#;
-        assert_eq!(
-            decode(connect, Body::default().long(-1)).unwrap(),
-            Value::Date(-1)
-        );
+        for (days, expected) in [
+            (-1, Value::Date(-1)),
+            (-2_147_472_692, infinity(false)),
+            (-2_147_472_691, infinity(true)),
+            (-622_191_234, infinity(false)),
+            (-625_821_272, infinity(true)),
+        ] {
+            assert_eq!(
+                decode(connect, Body::default().long(days)).unwrap(),
+                expected,
+                "{days}"
+            );
+        }
+    }
+
+    #[test]
+    fn dates_and_timestamps_outside_years_1_to_9999_are_decode_errors() {
+        let date = r#"{"type":"int","connect.name":"io.debezium.time.Date"}"#;
+        // 9999-12-31 and 0001-01-01 are the last and first; a day more or less is an error.
+        for (days, ok) in [
+            (2_932_896, true),
+            (2_932_897, false),
+            (-719_162, true),
+            (-719_163, false),
+        ] {
+            assert_eq!(
+                decode(date, Body::default().long(days)).is_ok(),
+                ok,
+                "{days}"
+            );
+        }
+        let micros = r#"{"type":"long","connect.name":"io.debezium.time.MicroTimestamp"}"#;
+        let year_10000 = 253_402_300_800_000_000;
+        assert!(decode(micros, Body::default().long(year_10000 - 1)).is_ok());
+        let error = decode(micros, Body::default().long(year_10000)).unwrap_err();
+        assert!(matches!(error, Error::Decode { .. }), "{error}");
+        let zoned = r#"{"type":"string","connect.name":"io.debezium.time.ZonedTimestamp"}"#;
+        assert!(decode(zoned, Body::default().string("+10000-01-01T00:00:00Z")).is_err());
+        assert!(decode(zoned, Body::default().string("9999-12-31T23:59:59Z")).is_ok());
     }
 
     #[test]
@@ -1020,10 +1116,16 @@ mod tests {
             of: Temporal::ZonedTimestamp,
         };
         let cases = [
+            // Millisecond columns hold pgjdbc's sentinel divided by 1000.
             (
                 r#"{"type":"long","connect.name":"io.debezium.time.Timestamp"}"#,
-                PGJDBC_POSITIVE_INFINITY,
+                9_223_372_036_825_200,
                 local(false),
+            ),
+            (
+                r#"{"type":"long","connect.name":"io.debezium.time.Timestamp"}"#,
+                -9_223_372_036_832_400,
+                local(true),
             ),
             (
                 r#"{"type":"long","connect.name":"io.debezium.time.MicroTimestamp"}"#,
@@ -1047,8 +1149,13 @@ mod tests {
             ),
             (
                 r#"{"type":"long","connect.name":"org.apache.kafka.connect.data.Timestamp","logicalType":"timestamp-millis"}"#,
-                PGJDBC_NEGATIVE_INFINITY,
+                -9_223_372_036_832_400,
                 zoned(true),
+            ),
+            (
+                r#"{"type":"long","connect.name":"org.apache.kafka.connect.data.Timestamp","logicalType":"timestamp-millis"}"#,
+                9_223_372_036_825_200,
+                zoned(false),
             ),
         ];
         for (schema, raw, expected) in cases {
@@ -1058,20 +1165,19 @@ mod tests {
                 "{schema} {raw}"
             );
         }
-        // Without Kafka Connect the same numbers are (absurd) timestamps, not infinity.
+        // Without Kafka Connect the same numbers are (absurd) timestamps, not infinity: past
+        // year 9999, so errors.
         let plain = decode(
             r#"{"type":"long","logicalType":"timestamp-millis"}"#,
-            Body::default().long(PGJDBC_POSITIVE_INFINITY),
-        )
-        .unwrap();
-        assert!(matches!(plain, Value::Timestamp(_)), "{plain:?}");
+            Body::default().long(9_223_372_036_825_200),
+        );
+        assert!(plain.is_err(), "{plain:?}");
         // MicroTimestamp does not treat Long.MAX as infinity: NanoTimestamp does.
         let micro_max = decode(
             r#"{"type":"long","connect.name":"io.debezium.time.MicroTimestamp"}"#,
             Body::default().long(i64::MAX),
-        )
-        .unwrap();
-        assert!(matches!(micro_max, Value::Timestamp(_)), "{micro_max:?}");
+        );
+        assert!(micro_max.is_err(), "{micro_max:?}");
     }
 
     #[test]

@@ -6,12 +6,14 @@
 #   tests/stack/stack.sh up | down | status | stop-kafka | start-kafka
 #
 # `up` writes <repo>/.stack.env (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL,
-# POSTGRES_DSN, STACK_DIR, ports); `down` stops everything and removes both.
+# POSTGRES_DSN, DEBEZIUM_CONNECT_URL, STACK_DIR, ports); `down` stops everything and removes both.
 #
 # Independent instances (e.g. for tests that stop and restart a broker of their own):
 #   CHANGESTREAM_STACK_ENV=/path/x.env   the instance's env file (default <repo>/.stack.env); each
 #                                        env file is one stack with its own dir, ports and lock
-#   CHANGESTREAM_STACK_SERVICES=kafka,registry   what `up` starts (default kafka,registry,postgres)
+#   CHANGESTREAM_STACK_SERVICES=kafka,registry   what `up` starts (default kafka,registry,postgres;
+#                                        `debezium` adds Kafka Connect with Debezium's PostgreSQL
+#                                        connector, and can be added to a running stack)
 #   CHANGESTREAM_STACK_KAFKA_SECURITY=1  Kafka also gets SSL, SASL_SSL (SCRAM-SHA-512 and PLAIN)
 #                                        and SASL_PLAINTEXT (PLAIN) listeners, a CA and users
 #   CHANGESTREAM_STACK_KAFKA_ACL=1       with SECURITY=1: an ACL authorizer (StandardAuthorizer) and a
@@ -28,15 +30,20 @@ CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/changestream"
 KAFKA_VERSION="${STACK_KAFKA_VERSION:-4.3.1}"
 LOG4J_VERSION="${STACK_LOG4J_VERSION:-2.25.5}"
 APICURIO_VERSION="${STACK_APICURIO_VERSION:-3.3.3}"
+DEBEZIUM_VERSION="${STACK_DEBEZIUM_VERSION:-3.6.1.Final}"
+APICURIO_CONVERTER_VERSION="${STACK_APICURIO_CONVERTER_VERSION:-2.6.13.Final}"
 DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 KAFKA_LIB="$CACHE_DIR/kafka-$KAFKA_VERSION/lib"
 APICURIO_HOME="$CACHE_DIR/apicurio-$APICURIO_VERSION"
+# Kafka Connect's worker jars (lib/) and its plugin.path (plugins/: the connector, the converter)
+DEBEZIUM_HOME="$CACHE_DIR/debezium-$DEBEZIUM_VERSION-connect-$KAFKA_VERSION-apicurio-$APICURIO_CONVERTER_VERSION"
 KAFKA_JAVA="${STACK_KAFKA_JAVA:-java}"   # Java 17+ (the default `java`)
 DEFAULT_KAFKA_LIB="$KAFKA_LIB" DEFAULT_KAFKA_JAVA="$KAFKA_JAVA"
 
 KAFKA_TIMEOUT="${STACK_KAFKA_TIMEOUT:-120}"        # seconds
 APICURIO_TIMEOUT="${STACK_APICURIO_TIMEOUT:-180}"
 POSTGRES_TIMEOUT="${STACK_POSTGRES_TIMEOUT:-60}"
+DEBEZIUM_TIMEOUT="${STACK_DEBEZIUM_TIMEOUT:-180}"
 STOP_TIMEOUT=60
 TMP_PREFIX="/tmp/changestream-stack."
 
@@ -45,11 +52,13 @@ UTIL=("python3" "$SCRIPT_DIR/stackutil.py")
 # State (filled by up, or read from .stack.env)
 STACK_DIR=""
 KAFKA_PORT="" KAFKA_CONTROLLER_PORT="" APICURIO_PORT="" APICURIO_MGMT_PORT="" POSTGRES_PORT=""
+DEBEZIUM_CONNECT_PORT=""
 KAFKA_SSL_PORT="" KAFKA_SASL_SSL_PORT="" KAFKA_SASL_PLAINTEXT_PORT=""
 JAVA21="" PG_BIN=""
 # What this instance runs: from the environment at `up`, afterwards from $STACK_DIR/state.env
-ALL_SERVICES="kafka,registry,postgres"
-SERVICES="${CHANGESTREAM_STACK_SERVICES:-$ALL_SERVICES}"
+DEFAULT_SERVICES="kafka,registry,postgres"
+ALL_SERVICES="$DEFAULT_SERVICES,debezium"
+SERVICES="${CHANGESTREAM_STACK_SERVICES:-$DEFAULT_SERVICES}"
 SECURITY="${CHANGESTREAM_STACK_KAFKA_SECURITY:-0}"
 ACL="${CHANGESTREAM_STACK_KAFKA_ACL:-0}"
 SCRAM_USER="alice" PLAIN_USER="bob" SCRAM_PASSWORD="" PLAIN_PASSWORD=""
@@ -66,7 +75,7 @@ check_services() {
   [[ -n "$SERVICES" ]] || die "CHANGESTREAM_STACK_SERVICES is empty (choose from $ALL_SERVICES)"
   for s in ${SERVICES//,/ }; do
     case "$s" in
-      kafka | registry | postgres) ;;
+      kafka | registry | postgres | debezium) ;;
       *) die "unknown service '$s' in CHANGESTREAM_STACK_SERVICES (choose from $ALL_SERVICES)" ;;
     esac
   done
@@ -74,6 +83,10 @@ check_services() {
   [[ "$SECURITY" == 0 ]] || has kafka || die "CHANGESTREAM_STACK_KAFKA_SECURITY=1 needs the kafka service"
   [[ "$ACL" == 0 || "$ACL" == 1 ]] || die "CHANGESTREAM_STACK_KAFKA_ACL must be 0 or 1"
   [[ "$ACL" == 0 || "$SECURITY" == 1 ]] || die "CHANGESTREAM_STACK_KAFKA_ACL=1 needs CHANGESTREAM_STACK_KAFKA_SECURITY=1 (users to authorize)"
+  if has debezium; then
+    has kafka && has registry && has postgres || die "the debezium service needs kafka, registry and postgres"
+    [[ "$SECURITY" == 0 ]] || die "the debezium service talks PLAINTEXT to Kafka: it cannot run with CHANGESTREAM_STACK_KAFKA_SECURITY=1"
+  fi
 }
 secs_since() { local d=$(( $(now_ms) - $1 )); printf '%d.%ds' $((d / 1000)) $(((d % 1000) / 100)); }
 
@@ -118,7 +131,8 @@ check_prereqs() {  # check_prereqs [kafka-only]
   m=$(java_major "$(command -v "$KAFKA_JAVA")")
   [[ "${m:-0}" -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, but '$KAFKA_JAVA' is Java ${m:-?}"
   [[ "${1:-}" == kafka-only ]] && return
-  if [[ ! -d "$KAFKA_LIB" ]] || { has registry && [[ ! -d "$APICURIO_HOME" ]]; }; then
+  if [[ ! -d "$KAFKA_LIB" ]] || { has registry && [[ ! -d "$APICURIO_HOME" ]]; } ||
+    { has debezium && [[ ! -d "$DEBEZIUM_HOME" ]]; }; then
     command -v mvn >/dev/null || die "mvn not found: apt-get install maven"
   fi
   if [[ "$SECURITY" == 1 ]]; then
@@ -186,6 +200,38 @@ ensure_apicurio() {
   rm -rf "$work"
   [[ -f "$tmp/quarkus-run.jar" ]] || die "no quarkus-run.jar in the Apicurio archive unpacked at $tmp"
   mv "$tmp" "$APICURIO_HOME"
+}
+
+# ensure_debezium: Connect's worker jars into lib/, the Debezium PostgreSQL connector and
+# Apicurio's converter into plugins/ (a directory each), by Maven from Central only
+ensure_debezium() {
+  [[ -d "$DEBEZIUM_HOME" ]] && return
+  download_lock
+  [[ -d "$DEBEZIUM_HOME" ]] && return
+  mkdir -p "$CACHE_DIR"
+  log "downloading Kafka Connect $KAFKA_VERSION, Debezium $DEBEZIUM_VERSION and Apicurio's converter $APICURIO_CONVERTER_VERSION with Maven into $DEBEZIUM_HOME (first run only)"
+  local tmp="$DEBEZIUM_HOME.partial" profile dir
+  rm -rf "$tmp"
+  for profile in worker:lib connector:plugins/debezium-connector-postgres converter:plugins/apicurio-converter; do
+    dir="$tmp/${profile#*:}"
+    # Plugins leave out Kafka's and SLF4J's jars (the worker's are the ones a plugin sees
+    # anyway); the connector also leaves out Jackson's core, as Debezium's own plugin archive
+    # does: connect-json's JsonConverter, which Debezium calls, takes the worker's JsonNode.
+    local exclude=()
+    case "${profile%%:*}" in
+      connector) exclude=(-DexcludeGroupIds=org.apache.kafka,org.slf4j,com.fasterxml.jackson.core) ;;
+      converter) exclude=(-DexcludeGroupIds=org.apache.kafka,org.slf4j) ;;
+    esac
+    mvn_or_die "$CACHE_DIR/mvn-debezium.log" -s "$SCRIPT_DIR/debezium-maven-settings.xml" \
+      -f "$SCRIPT_DIR/debezium-pom.xml" -P "${profile%%:*}" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$dir" "${exclude[@]+"${exclude[@]}"}" \
+      -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$LOG4J_VERSION" \
+      -Ddebezium.version="$DEBEZIUM_VERSION" -Dapicurio.converter.version="$APICURIO_CONVERTER_VERSION"
+  done
+  ls "$tmp"/lib/connect-runtime-*.jar "$tmp"/plugins/debezium-connector-postgres/debezium-connector-postgres-*.jar \
+    "$tmp"/plugins/apicurio-converter/apicurio-registry-utils-converter-*.jar >/dev/null 2>&1 ||
+    die "Debezium dir $tmp is incomplete (see $CACHE_DIR/mvn-debezium.log)"
+  mv "$tmp" "$DEBEZIUM_HOME"
 }
 
 # --------------------------------------------------------------- processes
@@ -374,6 +420,42 @@ apicurio_launch() {
 apicurio_ready() { "${UTIL[@]}" http "http://127.0.0.1:$APICURIO_PORT/apis/ccompat/v7/subjects"; }
 apicurio_alive() { is_ours "$(read_pid "$(apicurio_pidfile)")"; }
 
+# ----------------------------------------------------------------- debezium
+
+debezium_dir() { echo "$STACK_DIR/debezium"; }
+debezium_log() { echo "$STACK_DIR/debezium/connect.log"; }
+debezium_pidfile() { echo "$STACK_DIR/debezium/connect.pid"; }
+
+# Kafka Connect, standalone, with no connector: tests register theirs through the REST API.
+# Offsets are in a file of this stack; each connector has its own slot and topic prefix.
+debezium_launch() {
+  local d; d=$(debezium_dir)
+  mkdir -p "$d/tmp"
+  cat >"$d/worker.properties" <<EOF
+bootstrap.servers=127.0.0.1:$KAFKA_PORT
+listeners=http://127.0.0.1:$DEBEZIUM_CONNECT_PORT
+rest.advertised.host.name=127.0.0.1
+rest.advertised.port=$DEBEZIUM_CONNECT_PORT
+# connectors name their own (Avro) converters; these are only the worker's defaults
+key.converter=org.apache.kafka.connect.json.JsonConverter
+value.converter=org.apache.kafka.connect.json.JsonConverter
+offset.storage.file.filename=$d/connect.offsets
+offset.flush.interval.ms=1000
+plugin.path=$DEBEZIUM_HOME/plugins
+# Apicurio's 2.6 converter has no service manifest: it is found by scanning
+plugin.discovery=hybrid_warn
+EOF
+  launch "$(debezium_pidfile)" "$(debezium_log)" "$d" \
+    "$KAFKA_JAVA" -Xms128m -Xmx768m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dchangestream.stack.dir="$STACK_DIR" -Djava.io.tmpdir="$d/tmp" \
+    -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka-log4j2.properties" -Dkafka.logs.dir="$d" \
+    -cp "$DEBEZIUM_HOME/lib/*" org.apache.kafka.connect.cli.ConnectStandalone "$d/worker.properties" ||
+    fail_service debezium "$(debezium_log)" "did not start (no PID)"
+}
+
+debezium_ready() { "${UTIL[@]}" http "http://127.0.0.1:$DEBEZIUM_CONNECT_PORT/connectors"; }
+debezium_alive() { is_ours "$(read_pid "$(debezium_pidfile)")"; }
+
 # ----------------------------------------------------------------- postgres
 
 pg_data() { echo "$STACK_DIR/pg/data"; }
@@ -389,7 +471,7 @@ postgres_start() {  # synchronous: initdb + pg_ctl start -w
   fi
   if ! (cd "$d" && as_pg "$PG_BIN/pg_ctl" -D "$(pg_data)" -l "$(pg_log)" -w -t "$POSTGRES_TIMEOUT" \
           -o "-c listen_addresses=127.0.0.1 -p $POSTGRES_PORT -k $(pg_data) -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10" \
-          start >"$d/pg_ctl.log" 2>&1 9>&-); then
+          start >"$d/pg_ctl.log" 2>&1 8>&- 9>&-); then
     cat "$d/pg_ctl.log" >>"$(pg_log)" 2>/dev/null || true
     fail_service postgres "$(pg_log)" "pg_ctl start failed or timed out after ${POSTGRES_TIMEOUT}s"
   fi
@@ -415,14 +497,14 @@ load_env() {
   while IFS='=' read -r k v; do
     case "$k" in
       STACK_DIR | KAFKA_PORT | KAFKA_CONTROLLER_PORT | APICURIO_PORT | APICURIO_MGMT_PORT | POSTGRES_PORT | \
-        KAFKA_SSL_PORT | KAFKA_SASL_SSL_PORT | KAFKA_SASL_PLAINTEXT_PORT)
+        DEBEZIUM_CONNECT_PORT | KAFKA_SSL_PORT | KAFKA_SASL_SSL_PORT | KAFKA_SASL_PLAINTEXT_PORT)
         printf -v "$k" '%s' "$v" ;;
     esac
   done <"$ENV_FILE"
   [[ -n "$STACK_DIR" ]] || return 1
   # what this stack was started with (so start-kafka/down use the same jars, binaries and
   # services; a state.env without SERVICES is from a stack that ran all three)
-  SERVICES="$ALL_SERVICES" SECURITY=0 ACL=0
+  SERVICES="$DEFAULT_SERVICES" SECURITY=0 ACL=0
   if [[ -f "$STACK_DIR/state.env" ]]; then
     while IFS='=' read -r k v; do
       case "$k" in KAFKA_LIB | KAFKA_JAVA | PG_BIN | SERVICES | SECURITY | ACL) printf -v "$k" '%s' "$v" ;; esac
@@ -446,10 +528,12 @@ write_env() {  # the keys of the services this instance runs (all three: the ori
       echo "APICURIO_REGISTRY_URL=http://127.0.0.1:$APICURIO_PORT/apis/registry/v3"
     fi
     if has postgres; then echo "POSTGRES_DSN=postgresql://postgres@127.0.0.1:$POSTGRES_PORT/postgres"; fi
+    if has debezium; then echo "DEBEZIUM_CONNECT_URL=http://127.0.0.1:$DEBEZIUM_CONNECT_PORT"; fi
     echo "STACK_DIR=$STACK_DIR"
     if has kafka; then printf 'KAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; fi
     if has registry; then printf 'APICURIO_PORT=%s\nAPICURIO_MGMT_PORT=%s\n' "$APICURIO_PORT" "$APICURIO_MGMT_PORT"; fi
     if has postgres; then echo "POSTGRES_PORT=$POSTGRES_PORT"; fi
+    if has debezium; then echo "DEBEZIUM_CONNECT_PORT=$DEBEZIUM_CONNECT_PORT"; fi
     if [[ "$SECURITY" == 1 ]]; then
       cat <<EOF
 KAFKA_SSL_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SSL_PORT
@@ -477,11 +561,12 @@ EOF
 all_answer() {
   if has postgres && [[ -z "$PG_BIN" ]]; then find_pg_bin; fi
   { ! has kafka || kafka_ready; } && { ! has registry || apicurio_ready; } &&
-    { ! has postgres || postgres_ready; }
+    { ! has postgres || postgres_ready; } && { ! has debezium || debezium_ready; }
 }
 
 stop_all() {  # stop whatever runs under STACK_DIR
   [[ -n "$STACK_DIR" && -d "$STACK_DIR" ]] || return 0
+  stop_jvms "$(debezium_pidfile)"   # first: it would only log errors without Kafka
   stop_jvms "$(kafka_pidfile)" "$(apicurio_pidfile)"
   postgres_stop
 }
@@ -505,11 +590,15 @@ fail_service() {
   else
     err "($logf is empty or missing)"
   fi
+  if [[ "$UP_MODE" == add ]]; then
+    err "stopping Kafka Connect (the rest of the stack keeps running)"
+    stop_jvms "$(debezium_pidfile)"
+  fi
   if [[ "$UP_MODE" == up ]]; then
     err "stopping the services that were started"
     trap - EXIT INT TERM
     stop_all
-    rm -rf "$STACK_DIR/kafka/data" "$STACK_DIR/pg/data" "$STACK_DIR/apicurio/tmp"
+    rm -rf "$STACK_DIR/kafka/data" "$STACK_DIR/pg/data" "$STACK_DIR/apicurio/tmp" "$STACK_DIR/debezium/tmp"
     err "logs kept in $STACK_DIR (delete it when done)"
   fi
   exit 1
@@ -541,6 +630,7 @@ wait_ready() {
 declare -A START READY_AT TIMEOUT
 TIMEOUT[kafka]=$KAFKA_TIMEOUT
 TIMEOUT[apicurio]=$APICURIO_TIMEOUT
+TIMEOUT[debezium]=$DEBEZIUM_TIMEOUT
 
 lock() {  # one lock per instance: stack.lock for the default, one named by the env file otherwise
   mkdir -p "$CACHE_DIR"
@@ -563,27 +653,57 @@ on_up_exit() {  # EXIT trap while `up` runs: an unexpected error or an interrupt
 
 # ------------------------------------------------------------------ commands
 
+# debezium_start: start Connect on a stack whose Kafka is up (a free port unless it has one)
+debezium_start() {
+  [[ -n "$DEBEZIUM_CONNECT_PORT" ]] || read -r DEBEZIUM_CONNECT_PORT < <("${UTIL[@]}" free-ports 1)
+  stop_jvms "$(debezium_pidfile)"   # a hung leftover, if any
+  START[debezium]=$(now_ms)
+  debezium_launch
+  wait_ready "$DEBEZIUM_TIMEOUT" "${START[debezium]}" debezium
+}
+
+# up on a running stack: start (or restart) Connect if asked for or recorded but not answering,
+# leaving the other services, and the tests using them, alone
+up_running_stack() {
+  local wanted="${CHANGESTREAM_STACK_SERVICES:-$DEFAULT_SERVICES}"
+  if [[ ",$wanted," == *",debezium,"* ]] && ! has debezium; then SERVICES="$SERVICES,debezium"; fi
+  if ! has debezium || { debezium_alive && debezium_ready; }; then
+    log "stack already up ($ENV_FILE)"
+    return 0
+  fi
+  check_services
+  check_prereqs
+  ensure_debezium
+  UP_MODE=add
+  debezium_start
+  UP_MODE=""
+  write_state
+  write_env
+  log "debezium  http://127.0.0.1:$DEBEZIUM_CONNECT_PORT  ready in ${READY_AT[debezium]} (added to $ENV_FILE)"
+}
+
 cmd_up() {
   lock
   if load_env; then
-    if all_answer; then log "stack already up ($ENV_FILE)"; return 0; fi
+    if (SERVICES="${SERVICES//,debezium/}" && all_answer); then up_running_stack; return; fi
     log "stale $ENV_FILE: services do not answer; cleaning up and starting fresh"
     stop_all
     remove_stack_dir
     rm -f "$ENV_FILE"
     STACK_DIR="" KAFKA_LIB="$DEFAULT_KAFKA_LIB" KAFKA_JAVA="$DEFAULT_KAFKA_JAVA" PG_BIN=""
   fi
-  SERVICES="${CHANGESTREAM_STACK_SERVICES:-$ALL_SERVICES}"
+  SERVICES="${CHANGESTREAM_STACK_SERVICES:-$DEFAULT_SERVICES}"
   SECURITY="${CHANGESTREAM_STACK_KAFKA_SECURITY:-0}"
   ACL="${CHANGESTREAM_STACK_KAFKA_ACL:-0}"
   check_services
   check_prereqs
   ensure_kafka_lib
   if has registry; then ensure_apicurio; fi
+  if has debezium; then ensure_debezium; fi
 
   local t0; t0=$(now_ms)
   read -r KAFKA_PORT KAFKA_CONTROLLER_PORT APICURIO_PORT APICURIO_MGMT_PORT POSTGRES_PORT \
-    KAFKA_SSL_PORT KAFKA_SASL_SSL_PORT KAFKA_SASL_PLAINTEXT_PORT < <("${UTIL[@]}" free-ports 8)
+    KAFKA_SSL_PORT KAFKA_SASL_SSL_PORT KAFKA_SASL_PLAINTEXT_PORT DEBEZIUM_CONNECT_PORT < <("${UTIL[@]}" free-ports 9)
   if [[ "$SECURITY" == 1 ]]; then
     SCRAM_PASSWORD="scram-pw-$(openssl rand -hex 12)" PLAIN_PASSWORD="plain-pw-$(openssl rand -hex 12)"
   fi
@@ -603,6 +723,8 @@ cmd_up() {
     READY_AT[postgres]=$(secs_since "${START[postgres]}")
   fi
   wait_ready 0 "$t0" "${waiting[@]+"${waiting[@]}"}"
+  # Connect exits if Kafka does not answer when it starts
+  if has debezium; then debezium_start; fi
 
   write_env
   trap - EXIT INT TERM
@@ -619,6 +741,9 @@ cmd_up() {
   fi
   if has postgres; then
     log "postgres  127.0.0.1:$POSTGRES_PORT  ready in ${READY_AT[postgres]} ($(basename "$(dirname "$PG_BIN")"))"
+  fi
+  if has debezium; then
+    log "debezium  http://127.0.0.1:$DEBEZIUM_CONNECT_PORT  ready in ${READY_AT[debezium]} (Kafka Connect $KAFKA_VERSION, Debezium $DEBEZIUM_VERSION)"
   fi
   log "up in $(secs_since "$t0"); wrote $ENV_FILE (STACK_DIR=$STACK_DIR)"
 }
@@ -644,6 +769,9 @@ cmd_status() {
   fi
   if has postgres; then
     if postgres_ready; then log "postgres  127.0.0.1:$POSTGRES_PORT  up"; else log "postgres  127.0.0.1:$POSTGRES_PORT  DOWN"; rc=1; fi
+  fi
+  if has debezium; then
+    if debezium_ready; then log "debezium  http://127.0.0.1:$DEBEZIUM_CONNECT_PORT  up"; else log "debezium  http://127.0.0.1:$DEBEZIUM_CONNECT_PORT  DOWN"; rc=1; fi
   fi
   log "STACK_DIR=$STACK_DIR"
   return $rc
@@ -672,7 +800,7 @@ cmd_start_kafka() {
 }
 
 usage() {
-  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
