@@ -70,6 +70,15 @@ pub enum Error {
     #[error("the stream is closed")]
     Closed,
 
+    /// PostgreSQL refused a request or the connection to it failed (capture).
+    #[error("postgres error: {reason}")]
+    Postgres {
+        /// What went wrong (never contains the DSN or a password).
+        reason: String,
+        /// Whether trying again later may succeed.
+        retriable: bool,
+    },
+
     /// Kafka (librdkafka) reported an error.
     #[error("kafka error: {reason}")]
     Kafka {
@@ -109,7 +118,7 @@ impl Error {
             Error::Decode { at, .. }
             | Error::SchemaNotFound { at, .. }
             | Error::Registry { at, .. } => *at = Some(location),
-            Error::Config(_) | Error::Closed | Error::Kafka { .. } => {}
+            Error::Config(_) | Error::Closed | Error::Kafka { .. } | Error::Postgres { .. } => {}
         }
         self
     }
@@ -120,14 +129,16 @@ impl Error {
             Error::Decode { at, .. }
             | Error::SchemaNotFound { at, .. }
             | Error::Registry { at, .. } => at.as_ref(),
-            Error::Config(_) | Error::Closed | Error::Kafka { .. } => None,
+            Error::Config(_) | Error::Closed | Error::Kafka { .. } | Error::Postgres { .. } => None,
         }
     }
 
     /// Whether retrying the same operation later may succeed.
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::Registry { retriable, .. } | Error::Kafka { retriable, .. } => *retriable,
+            Error::Registry { retriable, .. }
+            | Error::Kafka { retriable, .. }
+            | Error::Postgres { retriable, .. } => *retriable,
             Error::Config(_)
             | Error::Closed
             | Error::Decode { .. }
