@@ -9,6 +9,9 @@ use crate::capture::table::{Column, Table};
 use crate::capture::types::{Flavor, Kind};
 use crate::error::{Error, Result};
 
+/// How many times (200 ms apart) a slot still in use is looked at again.
+const SLOT_BUSY_WAITS: u32 = 50;
+
 /// The session settings that fix the text form of every value (the replication connection
 /// sets the same in its startup options).
 pub const SESSION_SETTINGS: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'; \
@@ -180,15 +183,32 @@ async fn published(client: &Client, publication: &str) -> Result<Vec<u32>> {
     Ok(rows.iter().map(|r| r.get::<_, u32>(0)).collect())
 }
 
-/// Whether the slot exists.
+/// Whether the slot exists. A slot another connection still streams (a capture that just
+/// died: its walsender has not noticed yet) is waited for, briefly.
 pub async fn slot_exists(client: &Client, slot: &str) -> Result<bool> {
-    let row = client
-        .query_opt(
-            "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .map_err(sql_error)?;
+    let mut waited = 0;
+    let row = loop {
+        let row = client
+            .query_opt(
+                "SELECT plugin, active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(sql_error)?;
+        match &row {
+            Some(found) if found.get::<_, bool>(1) => {
+                if waited >= SLOT_BUSY_WAITS {
+                    return Err(postgres_error(
+                        format!("replication slot {slot:?} is in use by another connection"),
+                        true,
+                    ));
+                }
+                waited += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            _ => break row,
+        }
+    };
     match row {
         None => Ok(false),
         Some(row) => {

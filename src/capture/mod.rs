@@ -48,6 +48,10 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 const FINAL_FLUSH: Duration = Duration::from_secs(60);
 /// How long connecting to PostgreSQL may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many times in a row a capture cut off by PostgreSQL is started again (about 3 minutes).
+const RESUME_ATTEMPTS: u32 = 14;
+/// How often the snapshot logs its progress.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a registry request (retries included) may take.
 const REGISTRY_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -122,6 +126,22 @@ pub struct Counters {
     pub confirmed_lsn: u64,
 }
 
+impl Counters {
+    /// The sum of two runs' counters (the confirmed LSN is the later one).
+    fn add(&mut self, other: &Counters) -> Counters {
+        self.snapshot_rows += other.snapshot_rows;
+        self.inserts += other.inserts;
+        self.updates += other.updates;
+        self.deletes += other.deletes;
+        self.truncates += other.truncates;
+        self.messages += other.messages;
+        self.transactions += other.transactions;
+        self.produced += other.produced;
+        self.confirmed_lsn = self.confirmed_lsn.max(other.confirmed_lsn);
+        self.clone()
+    }
+}
+
 /// A table with its registered schema ids.
 struct Registered {
     table: Table,
@@ -135,7 +155,34 @@ pub fn run(config: &CaptureConfig, stop: &AtomicBool) -> Result<Counters> {
         .enable_all()
         .build()
         .map_err(|e| Error::Config(format!("cannot start the capture runtime: {e}")))?;
-    runtime.block_on(Capture::start(config, stop))
+    runtime.block_on(async {
+        let mut total = Counters::default();
+        let mut failures = 0u32;
+        let streamed = AtomicBool::new(false);
+        loop {
+            match Capture::start(config, stop, &streamed).await {
+                Ok(counters) => return Ok(total.add(&counters)),
+                // PostgreSQL restarting or unreachable for a while: the slot keeps our place,
+                // so start again from it (nothing confirmed was lost, nothing else was).
+                Err(Error::Postgres {
+                    reason,
+                    retriable: true,
+                }) if failures < RESUME_ATTEMPTS
+                    && streamed.load(Ordering::Relaxed)
+                    && !stop.load(Ordering::Relaxed) =>
+                {
+                    failures += 1;
+                    let pause = Duration::from_secs(1 << failures.min(4));
+                    log::warn!(
+                        "capture interrupted ({reason}); resuming from the slot in {pause:?} \
+                         (attempt {failures} of {RESUME_ATTEMPTS})"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    })
 }
 
 fn now_micros() -> i64 {
@@ -202,7 +249,13 @@ struct Capture<'a> {
 }
 
 impl<'a> Capture<'a> {
-    async fn start(config: &'a CaptureConfig, stop: &'a AtomicBool) -> Result<Counters> {
+    /// One run; `streamed` is set once the stream started (a later failure is worth resuming,
+    /// a first connection that fails is not).
+    async fn start(
+        config: &'a CaptureConfig,
+        stop: &'a AtomicBool,
+        streamed: &AtomicBool,
+    ) -> Result<Counters> {
         let pg = tokio_postgres::Config::from_str(&config.dsn).map_err(|_| {
             Error::Config(
                 "the DSN cannot be parsed (expected postgresql://user@host:port/db or \
@@ -305,6 +358,7 @@ impl<'a> Capture<'a> {
             options.push_str(", messages 'true'");
         }
         connection.start(&config.slot, 0, &options).await?;
+        streamed.store(true, Ordering::Relaxed);
         let result = capture.stream(&mut connection, until).await;
         // Whatever happened, hand Kafka what is queued and confirm what it acknowledged.
         let flushed = capture.producer.flush(FINAL_FLUSH);
@@ -365,10 +419,22 @@ impl<'a> Capture<'a> {
             let stop = self.stop;
             let producer = &mut self.producer;
             let mut stopped = false;
+            let qualified = registered.table.qualified();
+            let mut sent = 0u64;
+            let mut logged = Instant::now();
             let mut emit = |row: Vec<Datum>, mark: Mark| -> Result<()> {
                 if stop.load(Ordering::Relaxed) {
                     stopped = true;
                     return Err(Error::Closed);
+                }
+                sent += 1;
+                if sent % 4096 == 0 && logged.elapsed() >= PROGRESS_INTERVAL {
+                    logged = Instant::now();
+                    let seconds = clock.elapsed().as_secs_f64().max(1e-6);
+                    log::info!(
+                        "snapshot of {qualified}: {sent} rows so far ({:.0} rows/s)",
+                        sent as f64 / seconds
+                    );
                 }
                 let source = Source {
                     name: &prefix,

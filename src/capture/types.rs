@@ -678,7 +678,7 @@ mod tests {
         let decimal = |text, scale| unscaled(text, Some(scale)).unwrap().0;
         assert_eq!(decimal("0.00", 2), vec![0]);
         assert_eq!(decimal("1.28", 2), vec![0, 128]);
-        assert_eq!(decimal("-1.28", 2), vec![0xff, 128]);
+        assert_eq!(decimal("-1.28", 2), vec![0x80]);
         assert_eq!(decimal("-1.29", 2), vec![0xff, 0x7f]);
         assert_eq!(decimal("12.5", 3), vec![0x30, 0xd4]);
         assert_eq!(unscaled("-0.001", None).unwrap(), (vec![0xff], 3));
