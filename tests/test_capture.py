@@ -511,3 +511,28 @@ def test_cli_capture(setup: CaptureSetup, stack: dict[str, str]) -> None:
         assert args.func(args) == 0
     assert json.loads(out.getvalue())["snapshot_rows"] == 1
     assert [c.key["id"] for c in read_all(stack, [setup.topic("cli")])] == [7]
+
+
+def test_network_xml_range_timetz_and_infinity(setup: CaptureSetup, stack: dict[str, str]) -> None:
+    table = f"{setup.schema}.odd"
+    setup.sql(
+        f"CREATE TABLE {table} (id integer PRIMARY KEY, ip inet, net cidr, mac macaddr, doc xml,"
+        " span int4range, at timetz, ts timestamp, tstz timestamptz)"
+    )
+    row = (
+        "'192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', '<a>b</a>', '[1,5)',"
+        " '10:15:30.25+02', '{ts}', '{ts}'"
+    )
+    setup.sql(f"INSERT INTO {table} VALUES (1, {row.format(ts='infinity')})")
+    setup.capture(["odd"])  # snapshot
+    setup.sql(f"INSERT INTO {table} VALUES (2, {row.format(ts='-infinity')})")
+    setup.capture(["odd"])  # stream
+    texts = setup.sql(f"SELECT ip, net, mac, doc, span FROM {table} ORDER BY id")
+    raw = [value["after"] for _, value in read_independently(stack, setup.topic("odd"))]
+    assert [v["op"] for _, v in read_independently(stack, setup.topic("odd"))] == ["r", "c"]
+    for after, text in zip(raw, texts, strict=True):
+        assert [after[c] for c in ("ip", "net", "mac", "doc", "span")] == text
+        assert after["at"] == "08:15:30.25Z"  # Debezium's ZonedTime: normalized to UTC
+    # Debezium's sentinels for timestamp ±infinity; timestamptz keeps the word.
+    assert (raw[0]["ts"], raw[0]["tstz"]) == (9223372036825200000, "infinity")
+    assert (raw[1]["ts"], raw[1]["tstz"]) == (-9223372036832400000, "-infinity")
