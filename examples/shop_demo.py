@@ -122,27 +122,30 @@ def main() -> int:
             until="now",  # return once everything committed so far is in Kafka
         )
 
-    snapshot = capture()
-    print(f"snapshot: {snapshot['snapshot_rows']} rows captured")
-    psql(dsn, ACTIVITY.format(shop=shop))
-    streamed = capture()
-    print(
-        f"stream: {streamed['transactions']} transactions, {streamed['inserts']} inserts, "
-        f"{streamed['updates']} updates, {streamed['deletes']} deletes captured\n"
-    )
-    topics = [f"{shop}.{shop}.customers", f"{shop}.{shop}.orders"]
-    seen = 0
-    with ChangeStream(
-        topics,
-        bootstrap_servers=settings["KAFKA_BOOTSTRAP_SERVERS"],
-        schema_registry_url=settings["SCHEMA_REGISTRY_URL"],
-        start="earliest",
-        until="end",
-    ) as stream:
-        for change in stream:
-            print(describe(change))
-            seen += 1
-    psql(dsn, CLEANUP.format(shop=shop))
+    try:
+        snapshot = capture()
+        print(f"snapshot: {snapshot['snapshot_rows']} rows captured")
+        psql(dsn, ACTIVITY.format(shop=shop))
+        streamed = capture()
+        print(
+            f"stream: {streamed['transactions']} transactions, {streamed['inserts']} inserts, "
+            f"{streamed['updates']} updates, {streamed['deletes']} deletes captured\n"
+        )
+        topics = [f"{shop}.{shop}.customers", f"{shop}.{shop}.orders"]
+        seen = 0
+        with ChangeStream(
+            topics,
+            bootstrap_servers=settings["KAFKA_BOOTSTRAP_SERVERS"],
+            schema_registry_url=settings["SCHEMA_REGISTRY_URL"],
+            start="earliest",
+            until="end",
+        ) as stream:
+            for change in stream:
+                print(describe(change))
+                seen += 1
+    finally:
+        # The slot would keep WAL forever: drop it, the publication and the tables.
+        psql(dsn, CLEANUP.format(shop=shop))
     # Debezium's tombstones are not changes: changestream does not deliver them.
     expected = snapshot["snapshot_rows"] + sum(
         streamed[k] for k in ("inserts", "updates", "deletes")
