@@ -41,12 +41,16 @@ test: build wheel stack-up ## Build, start the stack, run cargo test and pytest
 	$(PY) -m pytest
 
 .PHONY: demo
-demo: build stack-up ## Build, start the stack, publish a shop's change stream and print it
+demo: build stack-up ## Build, start the stack, capture a shop database into Kafka and print its changes
 	$(PY) examples/shop_demo.py
 
 .PHONY: bench
 bench: build stack-up ## Benchmark against confluent-kafka, fastavro and aiokafka (writes benches/results.*)
 	$(PY) benches/bench.py $(BENCH_ARGS)
+
+.PHONY: bench-capture
+bench-capture: build stack-up ## Capture speed (snapshot, stream) beside pg_recvlogical (ROWS=1000000)
+	$(PY) benches/bench_capture.py --rows $(or $(ROWS),1000000)
 
 .PHONY: soak
 soak: build ## Slow broker-fault tests, then a produce/consume soak with a broker restart (SOAK_MINUTES=30)

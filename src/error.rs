@@ -81,6 +81,15 @@ pub enum Error {
         opened_in: u32,
     },
 
+    /// PostgreSQL refused a request or the connection to it failed (capture).
+    #[error("postgres error: {reason}")]
+    Postgres {
+        /// What went wrong (never contains the DSN or a password).
+        reason: String,
+        /// Whether trying again later may succeed.
+        retriable: bool,
+    },
+
     /// Kafka (librdkafka) reported an error.
     #[error("kafka error: {reason}")]
     Kafka {
@@ -120,7 +129,11 @@ impl Error {
             Error::Decode { at, .. }
             | Error::SchemaNotFound { at, .. }
             | Error::Registry { at, .. } => *at = Some(location),
-            Error::Config(_) | Error::Closed | Error::Forked { .. } | Error::Kafka { .. } => {}
+            Error::Config(_)
+            | Error::Closed
+            | Error::Forked { .. }
+            | Error::Kafka { .. }
+            | Error::Postgres { .. } => {}
         }
         self
     }
@@ -131,14 +144,20 @@ impl Error {
             Error::Decode { at, .. }
             | Error::SchemaNotFound { at, .. }
             | Error::Registry { at, .. } => at.as_ref(),
-            Error::Config(_) | Error::Closed | Error::Forked { .. } | Error::Kafka { .. } => None,
+            Error::Config(_)
+            | Error::Closed
+            | Error::Forked { .. }
+            | Error::Kafka { .. }
+            | Error::Postgres { .. } => None,
         }
     }
 
     /// Whether retrying the same operation later may succeed.
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::Registry { retriable, .. } | Error::Kafka { retriable, .. } => *retriable,
+            Error::Registry { retriable, .. }
+            | Error::Kafka { retriable, .. }
+            | Error::Postgres { retriable, .. } => *retriable,
             Error::Config(_)
             | Error::Closed
             | Error::Forked { .. }

@@ -6,11 +6,13 @@
 //! schema registry ([`registry`]), decodes Avro ([`avro`]), reads the change envelope
 //! ([`change`]), and tracks which positions the application has finished so that a restart
 //! resumes without skipping anything; [`arrow`] turns a batch of changes into an Arrow record
-//! batch. The Python package `changestream` wraps it (`src/python/`, behind the `python`
+//! batch. [`capture`] is the other half: PostgreSQL → Kafka over logical replication, writing
+//! what Debezium's PostgreSQL connector writes. The Python package `changestream` wraps it (`src/python/`, behind the `python`
 //! feature).
 
 pub mod arrow;
 pub mod avro;
+pub mod capture;
 pub mod change;
 pub mod error;
 pub mod frame;

@@ -352,28 +352,12 @@ impl Registry {
 
     /// One HTTP request for the schema with this id.
     async fn request(&self, url: &Url, id: u32, timeout: Duration) -> Result<SchemaResponse> {
-        let mut request = self.http.get(url.clone()).timeout(timeout).header(
+        let request = self.http.get(url.clone()).timeout(timeout).header(
             ACCEPT,
             "application/vnd.schemaregistry.v1+json, application/json",
         );
-        match &self.auth {
-            Auth::None => {}
-            Auth::Basic { user, password } => request = request.basic_auth(user, Some(&password.0)),
-            Auth::Bearer {
-                token,
-                logical_cluster,
-                identity_pool,
-            } => {
-                request = request.bearer_auth(&token.0);
-                if let Some(cluster) = logical_cluster {
-                    request = request.header("target-sr-cluster", cluster);
-                }
-                if let Some(pool) = identity_pool {
-                    request = request.header("Confluent-Identity-Pool-Id", pool);
-                }
-            }
-        }
-        let mut response = request
+        let mut response = self
+            .authorize(request)
             .send()
             .await
             .map_err(|e| self.transport_error(e, timeout))?;
@@ -391,8 +375,124 @@ impl Registry {
                 at: None,
             });
         }
+        if status == StatusCode::NOT_FOUND {
+            return Err(Error::SchemaNotFound { id, at: None });
+        }
+        Err(self.refusal(
+            status,
+            &body,
+            &format!("schema id {id}"),
+            &format!("read schema id {id}"),
+        ))
+    }
+
+    /// Register an Avro schema under `subject` (or find it registered already); its id.
+    /// Retries transient failures until the deadline, like lookups.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32> {
+        #[derive(Deserialize)]
+        struct Registered {
+            id: u32,
+        }
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| config("schema_registry_url cannot take a path"))?
+            .pop_if_empty()
+            .extend(["subjects", subject, "versions"]);
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let left = self.deadline.saturating_sub(started.elapsed());
+            let timeout = left.clamp(MIN_REQUEST_TIMEOUT, REQUEST_TIMEOUT);
+            let request = self
+                .http
+                .post(url.clone())
+                .timeout(timeout)
+                .header(
+                    ACCEPT,
+                    "application/vnd.schemaregistry.v1+json, application/json",
+                )
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/vnd.schemaregistry.v1+json",
+                )
+                .body(body.clone());
+            let outcome = async {
+                let mut response = self
+                    .authorize(request)
+                    .send()
+                    .await
+                    .map_err(|e| self.transport_error(e, timeout))?;
+                let status = response.status();
+                let answer = read_body(&mut response)
+                    .await
+                    .map_err(|e| self.transport_error(e, timeout))?;
+                if status.is_success() {
+                    return serde_json::from_slice::<Registered>(&answer)
+                        .map(|r| r.id)
+                        .map_err(|e| Error::Registry {
+                            reason: format!(
+                                "{} answered the registration of {subject:?} without an id ({e})",
+                                self.base
+                            ),
+                            retriable: false,
+                            at: None,
+                        });
+                }
+                Err(self.refusal(
+                    status,
+                    &answer,
+                    &format!("registering subject {subject:?}"),
+                    &format!("register schemas under subject {subject:?}"),
+                ))
+            }
+            .await;
+            let error = match outcome {
+                Ok(id) => return Ok(id),
+                Err(error) => self.redact(error),
+            };
+            let left = self.deadline.saturating_sub(started.elapsed());
+            if !error.is_retriable() {
+                return Err(error);
+            }
+            if left.is_zero() {
+                return Err(gave_up(error, attempts, started.elapsed()));
+            }
+            let pause = jitter(backoff(attempts)).min(left);
+            log::warn!(
+                "schema registration of {subject:?} failed (attempt {attempts}), retrying in                  {pause:.1?}: {error}"
+            );
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// The request with this client's credentials.
+    fn authorize(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Auth::None => {}
+            Auth::Basic { user, password } => request = request.basic_auth(user, Some(&password.0)),
+            Auth::Bearer {
+                token,
+                logical_cluster,
+                identity_pool,
+            } => {
+                request = request.bearer_auth(&token.0);
+                if let Some(cluster) = logical_cluster {
+                    request = request.header("target-sr-cluster", cluster);
+                }
+                if let Some(pool) = identity_pool {
+                    request = request.header("Confluent-Identity-Pool-Id", pool);
+                }
+            }
+        }
+        request
+    }
+
+    /// The error for an answer that is neither a success nor a 404 lookup; `what` names the
+    /// request's object and `action` what it was to do.
+    fn refusal(&self, status: StatusCode, body: &[u8], what: &str, action: &str) -> Error {
         let (reason, retriable) = match status {
-            StatusCode::NOT_FOUND => return Err(Error::SchemaNotFound { id, at: None }),
             // No quote of the answer: an authentication failure is the one place a server
             // might echo what it was sent.
             StatusCode::UNAUTHORIZED => (
@@ -406,25 +506,25 @@ impl Registry {
             StatusCode::FORBIDDEN => (
                 format!(
                     "authorization failed: {} answered HTTP {status}; the credentials may not \
-                     read schema id {id}",
+                     {action}",
                     self.base
                 ),
                 false,
             ),
             _ => (
                 format!(
-                    "{} answered HTTP {status} for schema id {id}{}",
+                    "{} answered HTTP {status} for {what}{}",
                     self.base,
-                    quote_error(&body)
+                    quote_error(body)
                 ),
                 status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
             ),
         };
-        Err(Error::Registry {
+        Error::Registry {
             reason,
             retriable,
             at: None,
-        })
+        }
     }
 
     /// A failure to exchange a request and an answer. Refused connections, resets and timeouts

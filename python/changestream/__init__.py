@@ -15,10 +15,12 @@ from changestream._core import (
     DecodeError,
     Interval,
     KafkaError,
+    PostgresError,
     SchemaNotFoundError,
     SchemaRegistryError,
     UnavailableType,
     __version__,
+    capture,
 )
 from changestream._types import Op
 
@@ -34,8 +36,10 @@ __all__ = [
     "Interval",
     "KafkaError",
     "Op",
+    "PostgresError",
     "SchemaNotFoundError",
     "SchemaRegistryError",
     "UnavailableType",
     "__version__",
+    "capture",
 ]

@@ -21,10 +21,12 @@ __all__ = [
     "DecodeError",
     "Interval",
     "KafkaError",
+    "PostgresError",
     "SchemaNotFoundError",
     "SchemaRegistryError",
     "UnavailableType",
     "__version__",
+    "capture",
 ]
 __version__: str
 
@@ -262,3 +264,31 @@ class SchemaRegistryError(ChangeStreamError): ...
 class SchemaNotFoundError(SchemaRegistryError): ...
 class KafkaError(ChangeStreamError): ...
 class ConfigError(ChangeStreamError): ...
+class PostgresError(ChangeStreamError): ...
+
+def capture(
+    *,
+    dsn: str,
+    bootstrap_servers: str,
+    schema_registry_url: str,
+    tables: Sequence[str] | None = None,
+    topic_prefix: str = "changestream",
+    slot: str = "changestream",
+    publication: str = "changestream",
+    snapshot: Literal["initial", "never"] = "initial",
+    format: Literal["debezium", "rows"] = "debezium",
+    until: Literal["now"] | None = None,
+    tombstones: bool = True,
+    kafka: Mapping[str, str | int | float | bool] | None = None,
+    registry: Mapping[str, str] | None = None,
+) -> dict[str, int]:
+    """Capture PostgreSQL changes into Kafka as Debezium writes them (or flat rows); blocks.
+
+    Creates the publication and the replication slot when absent, snapshots the tables when
+    the slot is new (``snapshot="initial"``), then streams. An LSN is confirmed to PostgreSQL
+    only after Kafka acknowledged everything up to its transaction's commit. ``until="now"``
+    returns once everything committed before the call is in Kafka; otherwise it runs until
+    Ctrl-C, which stops it after a flush and re-raises ``KeyboardInterrupt``. Returns counters:
+    snapshot_rows, inserts, updates, deletes, truncates, messages, transactions, produced,
+    confirmed_lsn (the LSN last confirmed to PostgreSQL, as an integer).
+    """

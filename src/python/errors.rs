@@ -44,6 +44,12 @@ pyo3::create_exception!(
     ChangeStreamError,
     "The configuration is invalid."
 );
+pyo3::create_exception!(
+    changestream,
+    PostgresError,
+    ChangeStreamError,
+    "PostgreSQL refused a request or the connection to it failed (capture)."
+);
 
 const ATTRIBUTES: [&str; 3] = ["topic", "partition", "offset"];
 
@@ -60,6 +66,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SchemaNotFoundError", py.get_type::<SchemaNotFoundError>())?;
     m.add("KafkaError", py.get_type::<KafkaError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("PostgresError", py.get_type::<PostgresError>())?;
     Ok(())
 }
 
@@ -72,6 +79,7 @@ impl From<Error> for PyErr {
             Error::SchemaNotFound { .. } => SchemaNotFoundError::new_err(message),
             Error::Registry { .. } => SchemaRegistryError::new_err(message),
             Error::Kafka { .. } => KafkaError::new_err(message),
+            Error::Postgres { .. } => PostgresError::new_err(message),
             Error::Closed | Error::Forked { .. } => ChangeStreamError::new_err(message),
         };
         Python::attach(|py| {

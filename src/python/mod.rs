@@ -2,11 +2,12 @@
 //!
 //! Thin wrappers: [`stream::PyChangeStream`] drives a [`crate::ChangeConsumer`] with the GIL
 //! released, [`change::PyChange`] holds one change as Python objects, [`batch::PyChangeBatch`]
-//! a batch of changes as Arrow columns, and [`errors`] maps the crate's one error enum to the
+//! a batch of changes as Arrow columns, [`capture::capture`] runs a capture, and [`errors`] maps the crate's one error enum to the
 //! exception tree.
 
 mod aio;
 mod batch;
+mod capture;
 mod change;
 mod convert;
 mod errors;
@@ -64,6 +65,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<convert::PyUnavailable>()?;
     m.add("UNAVAILABLE", convert::unavailable(m.py())?)?;
     m.add_class::<stream::PyDeadLetter>()?;
+    m.add_function(wrap_pyfunction!(capture::capture, m)?)?;
     errors::register(m)?;
     Ok(())
 }

@@ -656,7 +656,7 @@ fn topic_list(topics: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
 }
 
 /// Client settings (librdkafka's, the registry client's) from a mapping, values as strings.
-fn settings(mapping: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+pub(crate) fn settings(mapping: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
     let mut settings = Vec::new();
     for item in mapping.call_method0("items")?.try_iter()? {
         let (key, value): (String, Bound<'_, PyAny>) = item?.extract()?;

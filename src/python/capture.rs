@@ -1,0 +1,146 @@
+//! `changestream.capture(...)`: runs [`crate::capture::run`] on a thread of its own while the
+//! calling Python thread waits with the GIL released, checking for signals between waits.
+//! Ctrl-C stops the capture cleanly (Kafka flushed, the acknowledged LSN confirmed), then the
+//! `KeyboardInterrupt` goes on up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::capture::types::Flavor;
+use crate::capture::{run, CaptureConfig, Counters, SnapshotMode};
+use crate::python::stream::settings;
+
+/// How long one wait lasts before signals are checked.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// Capture PostgreSQL changes into Kafka (see `_core.pyi`).
+#[pyfunction]
+#[pyo3(signature = (
+    *,
+    dsn,
+    bootstrap_servers,
+    schema_registry_url,
+    tables = None,
+    topic_prefix = "changestream",
+    slot = "changestream",
+    publication = "changestream",
+    snapshot = "initial",
+    format = "debezium",
+    until = None,
+    tombstones = true,
+    kafka = None,
+    registry = None,
+))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn capture<'py>(
+    py: Python<'py>,
+    dsn: String,
+    bootstrap_servers: String,
+    schema_registry_url: String,
+    tables: Option<Vec<String>>,
+    topic_prefix: &str,
+    slot: &str,
+    publication: &str,
+    snapshot: &str,
+    format: &str,
+    until: Option<&str>,
+    tombstones: bool,
+    kafka: Option<&Bound<'py, PyAny>>,
+    registry: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let snapshot = match snapshot {
+        "initial" => SnapshotMode::Initial,
+        "never" => SnapshotMode::Never,
+        _ => {
+            return Err(PyValueError::new_err(
+                "snapshot must be \"initial\" or \"never\"",
+            ))
+        }
+    };
+    let flavor = match format {
+        "debezium" => Flavor::Debezium,
+        "rows" => Flavor::Rows,
+        _ => {
+            return Err(PyValueError::new_err(
+                "format must be \"debezium\" or \"rows\"",
+            ))
+        }
+    };
+    let until_now = match until {
+        None => false,
+        Some("now") => true,
+        Some(_) => return Err(PyValueError::new_err("until must be None or \"now\"")),
+    };
+    let config = CaptureConfig {
+        dsn,
+        bootstrap_servers,
+        schema_registry_url,
+        tables: tables.unwrap_or_default(),
+        topic_prefix: topic_prefix.to_owned(),
+        slot: slot.to_owned(),
+        publication: publication.to_owned(),
+        snapshot,
+        flavor,
+        until_now,
+        tombstones,
+        kafka: kafka.map(settings).transpose()?.unwrap_or_default(),
+        registry: registry.map(settings).transpose()?.unwrap_or_default(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sender, receiver) = mpsc::channel();
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name("changestream-capture".into())
+        .spawn(move || {
+            let _ = sender.send(run(&config, &flag));
+        })
+        .map_err(|e| PyValueError::new_err(format!("cannot start the capture thread: {e}")))?;
+    let mut interrupted = None;
+    let mut receiver = receiver;
+    let result = loop {
+        // The receiver moves into the GIL-free wait and back (it is not Sync).
+        let (back, received) = py.detach(move || {
+            let received = receiver.recv_timeout(SLICE);
+            (receiver, received)
+        });
+        receiver = back;
+        match received {
+            Ok(result) => break result,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(PyValueError::new_err(
+                    "the capture thread ended without a result",
+                ))
+            }
+        }
+        if interrupted.is_none() {
+            if let Err(signal) = py.check_signals() {
+                stop.store(true, Ordering::Relaxed);
+                interrupted = Some(signal);
+            }
+        }
+    };
+    if let Some(signal) = interrupted {
+        return Err(signal);
+    }
+    counters(py, &result?)
+}
+
+fn counters<'py>(py: Python<'py>, counters: &Counters) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("snapshot_rows", counters.snapshot_rows)?;
+    dict.set_item("inserts", counters.inserts)?;
+    dict.set_item("updates", counters.updates)?;
+    dict.set_item("deletes", counters.deletes)?;
+    dict.set_item("truncates", counters.truncates)?;
+    dict.set_item("messages", counters.messages)?;
+    dict.set_item("transactions", counters.transactions)?;
+    dict.set_item("produced", counters.produced)?;
+    dict.set_item("confirmed_lsn", counters.confirmed_lsn)?;
+    Ok(dict)
+}
