@@ -22,6 +22,10 @@ from changestream._core import (
 )
 from changestream._types import Op
 
+# The function follow() shadows the subpackage's name here; `from changestream.follow import`
+# still reaches the subpackage.
+from changestream.follow import SchemaChangeError, TargetError, follow, read_table
+
 __all__ = [
     "UNAVAILABLE",
     "Change",
@@ -34,8 +38,12 @@ __all__ = [
     "Interval",
     "KafkaError",
     "Op",
+    "SchemaChangeError",
     "SchemaNotFoundError",
     "SchemaRegistryError",
+    "TargetError",
     "UnavailableType",
     "__version__",
+    "follow",
+    "read_table",
 ]
