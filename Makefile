@@ -48,6 +48,10 @@ demo: build stack-up ## Build, start the stack, publish a shop's change stream a
 bench: build stack-up ## Benchmark against confluent-kafka, fastavro and aiokafka (writes benches/results.*)
 	$(PY) benches/bench.py $(BENCH_ARGS)
 
+.PHONY: bench-follow
+bench-follow: build stack-up ## Followers: 1M Debezium events into SQLite, DuckDB, PostgreSQL (writes benches/follow_results.md)
+	$(PY) benches/follow_bench.py $(BENCH_ARGS)
+
 .PHONY: soak
 soak: build ## Slow broker-fault tests, then a produce/consume soak with a broker restart (SOAK_MINUTES=30)
 	CHANGESTREAM_SLOW_TESTS=1 $(PY) -m pytest tests/test_broker_faults.py -k "120s or default_metadata" -s

@@ -62,7 +62,7 @@ def follow(
     registry_timeout: float = 30.0,
     max_buffer_bytes: int = 64 * 1024 * 1024,
     progress: bool = False,
-    batch_rows: int = 50_000,
+    batch_rows: int = 20_000,
     batch_wait: float = 0.5,
 ) -> FollowCounters:
     """Keep ``target`` equal to the source tables of ``topics``; blocks (until ``until``).
