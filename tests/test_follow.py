@@ -328,6 +328,25 @@ def test_locked_sqlite_target_is_a_retriable_error(
     assert_tables_equal("sqlite", path, workload)
 
 
+def test_group_member_starts_at_the_targets_positions_not_the_groups(
+    stack: dict[str, str], cdc: CdcProducer, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    workload = make_workload(cdc, make_topic, seed=16)
+    topics = [t.topic for t in workload.tables]
+    group = f"follow-{uuid.uuid4().hex[:8]}"
+    workload.changes(150)
+    workload.finish()
+    first = f"sqlite:///{tmp_path / 'first.db'}"
+    run_follow(stack, topics, first, group_id=group)
+    assert_tables_equal("sqlite", str(tmp_path / "first.db"), workload)
+    # The group has committed the end; a new, empty target in the same group starts from
+    # the beginning all the same.
+    run_follow(stack, topics, f"sqlite:///{tmp_path / 'second.db'}", group_id=group)
+    assert_tables_equal("sqlite", str(tmp_path / "second.db"), workload)
+    # And a target that has positions resumes there: nothing more to apply.
+    assert run_follow(stack, topics, first, group_id=group).changes == 0
+
+
 def test_keyless_topic_is_refused(
     stack: dict[str, str], cdc: CdcProducer, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:

@@ -75,8 +75,9 @@ def follow(
     changes of one table, handed over ``batch_wait`` seconds after its first) and the
     positions after it are one transaction in the target, and the stream starts at the
     positions stored there (``_changestream_positions``), so a crash repeats and skips
-    nothing. With a ``group_id``, partitions the target has no position for start at the
-    group's. The other options are :class:`changestream.ChangeStream`'s.
+    nothing; with a ``group_id`` too (the group only shares the partitions out), each
+    partition the target has no position for starts at the beginning. The other options
+    are :class:`changestream.ChangeStream`'s.
 
     Returns :class:`FollowCounters`. Raises :class:`TargetError` when the database refuses
     a batch (locked, read-only, full) and :class:`SchemaChangeError` when a column changes

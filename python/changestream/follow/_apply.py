@@ -229,6 +229,18 @@ class _Follower:
         self.saved.update(advanced)
 
 
+def _partitions(
+    topics: str | Sequence[str], stream_options: dict[str, Any]
+) -> list[tuple[str, int]]:
+    """Every partition of ``topics`` now: a group-less stream from the end to the end."""
+    listing = {k: v for k, v in stream_options.items() if k not in ("group_id", "until")}
+    listing["progress"] = False
+    with ChangeStream(topics, start="latest", until="end", **listing) as stream:
+        for _ in stream:
+            pass
+        return list(stream.positions())
+
+
 def _batch_positions(
     records: pa.Table, finished: Mapping[tuple[str, int], int]
 ) -> dict[tuple[str, int], int]:
@@ -292,7 +304,12 @@ def run_follow(
                 raise _target_error(opened, error, "reading the stored positions", None) from None
             raise
         follower.saved = dict(stored)
-        start: Any = stored or ("committed" if stream_options.get("group_id") else "earliest")
+        start: Any = stored or "earliest"
+        if stream_options.get("group_id"):
+            # Every partition starts where the target says, and from the beginning when it
+            # has no position there: never at the group's committed position, which may be
+            # another target's.
+            start = {p: 0 for p in _partitions(topics, stream_options)} | stored
         with ChangeStream(topics, start=start, **stream_options) as stream:
             for batch in stream.batches(max_rows=batch_rows, max_wait=batch_wait):
                 follower.apply(batch, stream.positions())
