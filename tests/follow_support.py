@@ -96,6 +96,17 @@ ITEM_FIELDS: list[dict[str, Any]] = [
     {"name": "logged", **_optional(_connect("long", "io.debezium.time.Timestamp"))},
     {"name": "zoned", **_optional(_connect("string", "io.debezium.time.ZonedTimestamp"))},
     {"name": "span", **_optional(_connect("string", "io.debezium.time.Interval"))},
+    {"name": "markup", **_optional(_connect("string", "io.debezium.data.Xml"))},
+    {
+        "name": "bits",
+        **_optional(
+            _connect("bytes", "io.debezium.data.Bits", **{"connect.parameters": {"length": "8"}})
+        ),
+    },
+    {"name": "wait", **_optional(_connect("long", "io.debezium.time.MicroDuration"))},
+    {"name": "alarm", **_optional(_connect("int", "io.debezium.time.Time"))},
+    {"name": "meeting", **_optional(_connect("string", "io.debezium.time.ZonedTime"))},
+    {"name": "tags", **_optional({"type": "array", "items": "string"})},
     {"name": "body", **_optional("string")},
 ]
 """``items`` v1. ``body`` is the TOASTed text column updates may leave unavailable."""
@@ -127,6 +138,12 @@ KINDS = {
     "span": "interval",
     "body": "text",
     "coupon": "text",
+    "markup": "text",
+    "bits": "bytes",
+    "wait": "interval",
+    "alarm": "time",
+    "meeting": "time",
+    "tags": "json",
     "name": "text",
     "email": "text",
 }
@@ -225,6 +242,17 @@ class Workload:
             rng.randrange(0, 10**6),
         )
         ref = uuid.UUID(int=rng.getrandbits(128))
+        wait_us = rng.randrange(0, 10**11)
+        alarm_ms = rng.randrange(0, 86_400_000)
+        # A time with a zone: Arrow keeps it normalised to UTC (within the day here).
+        meeting_utc = time(rng.randrange(3, 20), rng.randrange(60), rng.randrange(60), 123000)
+        meeting_offset = timezone(timedelta(hours=rng.choice([0, 2, -2])))
+        meeting = (
+            datetime.combine(date(2000, 1, 1), meeting_utc, timezone.utc)
+            .astimezone(meeting_offset)
+            .timetz()
+        )
+        tags = ["a", "b,c", 'q"'][: rng.randrange(4)]
         doc = {"n": rng.randrange(1000), "tags": ["x", "y"][: rng.randrange(3)]}
         label = rng.choice(["", "plain", 'quote " and, comma', "new\nline", "ünïcödé ✓"])
         body = "body " * rng.randrange(1, 5) + str(item_id)
@@ -249,6 +277,12 @@ class Workload:
             "logged": logged_ms,
             "zoned": zoned.astimezone(offset).isoformat(),
             "span": f"P{years}Y{months}M{d}DT{h}H{m}M{s}.{frac:06d}S",
+            "markup": f"<item n='{item_id}'/>",
+            "bits": bytes([rng.randrange(256)]),
+            "wait": wait_us,
+            "alarm": alarm_ms,
+            "meeting": meeting.isoformat(),
+            "tags": tags,
             "body": body,
         }
         expected: Row = dict(wire)
@@ -263,6 +297,9 @@ class Workload:
             logged=EPOCH_NAIVE + timedelta(milliseconds=logged_ms),
             zoned=zoned,
             span=Interval(12 * years + months, d, ((h * 60 + m) * 60 + s) * 10**6 + frac),
+            wait=Interval(0, 0, wait_us),
+            alarm=(datetime(2000, 1, 1) + timedelta(milliseconds=alarm_ms)).time(),
+            meeting=meeting_utc,
         )
         for column in list(wire):
             if column != "id" and rng.random() < 0.1:
@@ -492,6 +529,8 @@ def canonical(kind: str, value: Any) -> Any:
             return value
         if isinstance(value, str):
             return _parse_iso_interval(value)
+        if isinstance(value, timedelta):  # an Arrow duration (MicroDuration)
+            return Interval(0, 0, value // timedelta(microseconds=1))
         months, days, nanos = value  # pyarrow's MonthDayNano
         return Interval(months, days, nanos // 1000)
     return value

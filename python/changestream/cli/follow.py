@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     except ChangeStreamError as error:
         print(f"changestream follow: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    except ImportError as error:  # the target's extra is not installed
+        print(f"changestream follow: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     print(

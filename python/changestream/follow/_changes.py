@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-METADATA_PREFIX = "_"
 UNAVAILABLE_COLUMN = "_unavailable"
 _ROW_INDEX = "__changestream_row"
 

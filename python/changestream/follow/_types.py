@@ -92,13 +92,6 @@ def kind_of(field: pa.Field, connect_name: str | None = None) -> str:
     return "nested"
 
 
-def decimal_scale(field: pa.Field) -> int:
-    """The scale of a ``decimal`` column."""
-    t = field.type
-    assert pa.types.is_decimal(t)
-    return int(t.scale)
-
-
 def interval_text(value: Any) -> str:
     """An ISO 8601 duration (``P1M2DT3.000004S``) for an interval or MicroDuration value,
     exact: the months, days and microseconds kept apart, as PostgreSQL reads it."""

@@ -54,7 +54,7 @@ _WIDER = {
     *(("VARCHAR", t) for t in ("INTEGER", "BIGINT", "BOOLEAN", "UUID", "DATE", "TIME")),
 }
 # Kinds DuckDB does not take from Arrow as the column type: handed over as text, cast in SQL.
-_AS_TEXT = {"uuid", "nested", "duration"}
+_AS_TEXT = {"uuid", "nested"}
 _names = itertools.count()
 
 
