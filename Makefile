@@ -52,6 +52,10 @@ bench: build stack-up ## Benchmark against confluent-kafka, fastavro and aiokafk
 bench-capture: build stack-up ## Capture speed (snapshot, stream) beside pg_recvlogical (ROWS=1000000)
 	$(PY) benches/bench_capture.py --rows $(or $(ROWS),1000000)
 
+.PHONY: bench-follow
+bench-follow: build stack-up ## Followers: 1M Debezium events into SQLite, DuckDB, PostgreSQL (writes benches/follow_results.md)
+	$(PY) benches/follow_bench.py $(BENCH_ARGS)
+
 .PHONY: soak
 soak: build ## Slow broker-fault tests, then a produce/consume soak with a broker restart (SOAK_MINUTES=30)
 	CHANGESTREAM_SLOW_TESTS=1 $(PY) -m pytest tests/test_broker_faults.py -k "120s or default_metadata" -s

@@ -24,6 +24,10 @@ from changestream._core import (
 )
 from changestream._types import Op
 
+# The function follow() shadows the subpackage's name here; `from changestream.follow import`
+# still reaches the subpackage.
+from changestream.follow import SchemaChangeError, TargetError, follow, read_table
+
 __all__ = [
     "UNAVAILABLE",
     "Change",
@@ -37,9 +41,13 @@ __all__ = [
     "KafkaError",
     "Op",
     "PostgresError",
+    "SchemaChangeError",
     "SchemaNotFoundError",
     "SchemaRegistryError",
+    "TargetError",
     "UnavailableType",
     "__version__",
     "capture",
+    "follow",
+    "read_table",
 ]

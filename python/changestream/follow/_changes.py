@@ -1,0 +1,130 @@
+"""Collapse a batch of one table's changes into what a target applies.
+
+Within a batch, only the last change of each key matters: an upsert of the row it left,
+or a delete. A truncate empties the table first and makes every change before it moot.
+The result keeps the batch's order (rows sorted by their last change), so applying
+batches one after another gives the same state as applying every change in order.
+
+``UNAVAILABLE`` columns (an unchanged TOASTed value, null in the batch and named in
+``_unavailable``) take the value an earlier change of the same key in the batch gave; when
+the batch has none, the target keeps the value it stores (``Upserts.keep``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+UNAVAILABLE_COLUMN = "_unavailable"
+_ROW_INDEX = "__changestream_row"
+
+
+@dataclass
+class Upserts:
+    """Rows to insert or replace; ``keep`` names the columns to leave as stored when the
+    key exists already (the same for every row of this group)."""
+
+    rows: pa.Table
+    keep: frozenset[str] = frozenset()
+
+
+@dataclass
+class Collapsed:
+    """What one batch does to its table."""
+
+    truncate: bool
+    deletes: pa.Table
+    """The key columns of the rows to delete."""
+    upserts: list[Upserts] = field(default_factory=list)
+    changes: int = 0
+
+
+def row_columns(schema: pa.Schema) -> list[str]:
+    """The columns that are the row's (the batch's metadata columns start with ``_`` and come
+    after them; a row column named like one keeps its name, the metadata moves)."""
+    names: list[str] = schema.names
+    end = names.index("_op") if "_op" in names else len(names)
+    return names[:end]
+
+
+def collapse(batch: pa.RecordBatch | pa.Table, key: list[str]) -> Collapsed:
+    """The net effect of ``batch`` on its table, whose primary key is ``key``."""
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    changes = table.num_rows
+    ops = table.column("_op")
+    if pa.types.is_dictionary(ops.type):
+        ops = ops.cast(pa.string())
+    # Logical decoding messages belong to no row.
+    keep_rows = pc.not_equal(ops, "message")
+    table = table.filter(keep_rows)
+    ops = ops.filter(keep_rows)
+    truncate = False
+    truncates = pc.indices_nonzero(pc.equal(ops, "truncate"))
+    if len(truncates):
+        truncate = True
+        after = truncates[-1].as_py() + 1
+        table = table.slice(after)
+        ops = ops.slice(after)
+
+    columns = row_columns(table.schema)
+    indexed = table.append_column(_ROW_INDEX, pa.array(range(table.num_rows), pa.int64()))
+    last = (
+        indexed.select([*key, _ROW_INDEX])
+        .group_by(key, use_threads=False)
+        .aggregate([(_ROW_INDEX, "max")])
+        .column(f"{_ROW_INDEX}_max")
+    )
+    chosen = pc.sort_indices(last)
+    last_rows = pc.take(last, chosen)
+    net = table.take(last_rows)
+    net_ops = pc.take(ops, last_rows)
+    is_delete = pc.equal(net_ops, "delete")
+    deletes = net.filter(is_delete).select(key)
+    upserted = net.filter(pc.invert(is_delete))
+    result = Collapsed(truncate=truncate, deletes=deletes, changes=changes)
+    if upserted.num_rows == 0:
+        return result
+    if UNAVAILABLE_COLUMN not in upserted.column_names:
+        result.upserts.append(Upserts(upserted.select(columns)))
+        return result
+    missing = pc.list_value_length(upserted.column(UNAVAILABLE_COLUMN)).fill_null(0)
+    complete = pc.equal(missing, 0)
+    result.upserts.append(Upserts(upserted.filter(complete).select(columns)))
+    partial = upserted.filter(pc.invert(complete))
+    if partial.num_rows:
+        result.upserts.extend(_fill_unavailable(table, ops, key, columns, partial))
+    return result
+
+
+def _fill_unavailable(
+    table: pa.Table, ops: pa.ChunkedArray, key: list[str], columns: list[str], partial: pa.Table
+) -> list[Upserts]:
+    """Rows with unavailable columns: each takes the latest value an earlier change of its key
+    in the batch gave, and the columns none gave are kept as the target stores them."""
+    wanted = {tuple(r[k] for k in key) for r in partial.select(key).to_pylist()}
+    # Per key: the values known so far, and the columns no change in the batch gave yet.
+    known: dict[tuple[object, ...], dict[str, object]] = {}
+    unknown: dict[tuple[object, ...], frozenset[str]] = {}
+    for op, row in zip(ops.to_pylist(), table.to_pylist(), strict=True):
+        row_key = tuple(row[k] for k in key)
+        if row_key not in wanted:
+            continue
+        if op == "delete":
+            # A row inserted after a delete starts afresh: nothing stored is kept.
+            known[row_key] = dict.fromkeys(columns)
+            unknown[row_key] = frozenset()
+            continue
+        missing = set(row.get(UNAVAILABLE_COLUMN) or ())
+        values = known.setdefault(row_key, {})
+        values.update({c: row[c] for c in columns if c not in missing})
+        unknown[row_key] = frozenset(missing - values.keys())
+    groups: dict[frozenset[str], list[dict[str, object]]] = {}
+    for row_key in wanted:
+        values = known[row_key]
+        groups.setdefault(unknown[row_key], []).append({c: values.get(c) for c in columns})
+    schema = table.select(columns).schema
+    return [
+        Upserts(pa.Table.from_pylist(rows, schema=schema), keep) for keep, rows in groups.items()
+    ]
