@@ -5,7 +5,7 @@
 //! with librdkafka ([`kafka`]), splits the framing ([`frame`]), fetches writer schemas from a
 //! schema registry ([`registry`]), decodes Avro ([`avro`]), reads the change envelope
 //! ([`change`]), and tracks which positions the application has finished so that a restart
-//! resumes without skipping anything; [`arrow`] turns a batch of changes into an Arrow record
+//! resumes without skipping anything; [`group`] reads a consumer group's lag without joining it; [`arrow`] turns a batch of changes into an Arrow record
 //! batch. The Python package `changestream` wraps it (`src/python/`, behind the `python`
 //! feature).
 
@@ -14,6 +14,7 @@ pub mod avro;
 pub mod change;
 pub mod error;
 pub mod frame;
+pub mod group;
 pub mod kafka;
 pub mod positions;
 pub mod registry;

@@ -19,6 +19,7 @@ from changestream._core import (
     SchemaRegistryError,
     UnavailableType,
     __version__,
+    group_lag,
 )
 from changestream._types import Op
 
@@ -38,4 +39,5 @@ __all__ = [
     "SchemaRegistryError",
     "UnavailableType",
     "__version__",
+    "group_lag",
 ]

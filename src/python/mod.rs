@@ -2,13 +2,14 @@
 //!
 //! Thin wrappers: [`stream::PyChangeStream`] drives a [`crate::ChangeConsumer`] with the GIL
 //! released, [`change::PyChange`] holds one change as Python objects, [`batch::PyChangeBatch`]
-//! a batch of changes as Arrow columns, and [`errors`] maps the crate's one error enum to the
+//! a batch of changes as Arrow columns, [`group::group_lag`] reads a group's lag, and [`errors`] maps the crate's one error enum to the
 //! exception tree.
 
 mod batch;
 mod change;
 mod convert;
 mod errors;
+mod group;
 mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +66,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<convert::PyUnavailable>()?;
     m.add("UNAVAILABLE", convert::unavailable(m.py())?)?;
     m.add_class::<stream::PyDeadLetter>()?;
+    m.add_function(wrap_pyfunction!(group::group_lag, m)?)?;
     errors::register(m)?;
     Ok(())
 }
