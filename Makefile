@@ -27,6 +27,14 @@ build: venv ## Build the extension (release) into .venv
 wheel: venv ## Build the self-contained abi3 wheel into target/wheels
 	$(VENV)/bin/maturin build --release --out target/wheels
 
+.PHONY: sdist
+sdist: venv ## Build the source distribution into target/wheels
+	$(VENV)/bin/maturin sdist --out target/wheels
+
+.PHONY: notices
+notices: ## Rewrite THIRD-PARTY-NOTICES.md from the linked crates and C libraries
+	python3 tools/third_party_notices.py
+
 .PHONY: stack-up
 stack-up: ## Start Kafka, the schema registry and PostgreSQL on 127.0.0.1 (writes .stack.env)
 	tests/stack/stack.sh up
@@ -57,16 +65,16 @@ soak: build ## Slow broker-fault tests, then a produce/consume soak with a broke
 lint: build ## cargo fmt --check, clippy -D warnings, ruff, mypy, stubtest
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --features python -- -D warnings
-	$(VENV)/bin/ruff check python tests examples
-	$(VENV)/bin/ruff format --check python tests examples
+	$(VENV)/bin/ruff check python tests examples tools
+	$(VENV)/bin/ruff format --check python tests examples tools
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest changestream._core
 
 .PHONY: format
 format: venv ## Format Rust and Python code
 	$(CARGO) fmt --all
-	$(VENV)/bin/ruff format python tests examples
-	$(VENV)/bin/ruff check --fix python tests examples
+	$(VENV)/bin/ruff format python tests examples tools
+	$(VENV)/bin/ruff check --fix python tests examples tools
 
 .PHONY: clean
 clean: ## Remove build outputs and .venv (keeps the stack; see stack-down)
