@@ -23,9 +23,15 @@ venv: $(VENV)/.installed ## Create .venv with the build, test and lint tools
 build: venv ## Build the extension (release) into .venv
 	$(VENV)/bin/maturin develop --release --quiet
 
+# Wheels link against an old glibc (zig is the linker and C compiler, from the `ziglang` package
+# maturin finds through the venv's python), so they install on any Linux with glibc 2.28+. They
+# build in target/zig, so `make build` and `make wheel` do not rebuild each other's C libraries.
+MANYLINUX ?= manylinux_2_28
+
 .PHONY: wheel
-wheel: venv ## Build the self-contained abi3 wheel into target/wheels
-	$(VENV)/bin/maturin build --release --out target/wheels
+wheel: venv ## Build the self-contained abi3 wheel (manylinux, x86-64) into target/wheels
+	PATH="$(abspath $(VENV))/bin:$$PATH" CARGO_TARGET_DIR=target/zig $(VENV)/bin/maturin build \
+		--release --zig --compatibility $(MANYLINUX) --out target/wheels
 
 .PHONY: sdist
 sdist: venv ## Build the source distribution into target/wheels

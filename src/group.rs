@@ -85,6 +85,8 @@ pub fn group_lag(
     let deadline = Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
     let explain = |error: RdKafkaError| -> Error {
+        // Serve librdkafka's queued events, so the context hears why the request failed.
+        let _ = consumer.poll(Duration::ZERO);
         let last = consumer
             .context()
             .last_error
