@@ -4,7 +4,6 @@
 //! OffsetFetch, which neither joins the group nor triggers a rebalance of its members) and
 //! each partition's watermarks, as `kafka-consumer-groups --describe` does.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -39,12 +38,8 @@ impl PartitionLag {
     }
 }
 
-/// Keeps librdkafka's last error, which says why a request timed out (a refused connection,
-/// a failed authentication) better than the timeout does.
-#[derive(Default)]
-struct LagContext {
-    last_error: Mutex<Option<String>>,
-}
+/// Logs librdkafka's errors at DEBUG: a failed request is reported as this function's error.
+struct LagContext;
 
 impl ClientContext for LagContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -53,7 +48,6 @@ impl ClientContext for LagContext {
 
     fn error(&self, error: RdKafkaError, reason: &str) {
         log::debug!("kafka: {error}: {reason}");
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
     }
 }
 
@@ -81,32 +75,13 @@ pub fn group_lag(
     for (key, value) in kafka {
         config.set(key, value);
     }
-    let consumer: BaseConsumer<LagContext> = config.create_with_context(LagContext::default())?;
+    let consumer: BaseConsumer<LagContext> = config.create_with_context(LagContext)?;
     let deadline = Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
-    let explain = |error: RdKafkaError| -> Error {
-        // Serve librdkafka's queued events, so the context hears why the request failed.
-        let _ = consumer.poll(Duration::ZERO);
-        let last = consumer
-            .context()
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        match (Error::from(error), last) {
-            (Error::Kafka { reason, retriable }, Some(last)) => Error::Kafka {
-                reason: format!("{reason} ({last})"),
-                retriable,
-            },
-            (error, _) => error,
-        }
-    };
 
     let mut partitions = TopicPartitionList::new();
     for topic in topics {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), left())
-            .map_err(explain)?;
+        let metadata = consumer.fetch_metadata(Some(topic), left())?;
         let ids = metadata
             .topics()
             .first()
@@ -120,15 +95,11 @@ pub fn group_lag(
             partitions.add_partition(topic, id);
         }
     }
-    let committed = consumer
-        .committed_offsets(partitions, left())
-        .map_err(explain)?;
+    let committed = consumer.committed_offsets(partitions, left())?;
     let mut lags = Vec::with_capacity(committed.count());
     for element in committed.elements() {
         let (topic, partition) = (element.topic(), element.partition());
-        let (start, end) = consumer
-            .fetch_watermarks(topic, partition, left())
-            .map_err(explain)?;
+        let (start, end) = consumer.fetch_watermarks(topic, partition, left())?;
         lags.push(PartitionLag {
             topic: topic.to_owned(),
             partition,
