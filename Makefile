@@ -23,9 +23,23 @@ venv: $(VENV)/.installed ## Create .venv with the build, test and lint tools
 build: venv ## Build the extension (release) into .venv
 	$(VENV)/bin/maturin develop --release --quiet
 
+# Wheels link against an old glibc (zig is the linker and C compiler, from the `ziglang` package
+# maturin finds through the venv's python), so they install on any Linux with glibc 2.28+. They
+# build in target/zig, so `make build` and `make wheel` do not rebuild each other's C libraries.
+MANYLINUX ?= manylinux_2_28
+
 .PHONY: wheel
-wheel: venv ## Build the self-contained abi3 wheel into target/wheels
-	$(VENV)/bin/maturin build --release --out target/wheels
+wheel: venv ## Build the self-contained abi3 wheel (manylinux, x86-64) into target/wheels
+	PATH="$(abspath $(VENV))/bin:$$PATH" CARGO_TARGET_DIR=target/zig $(VENV)/bin/maturin build \
+		--release --zig --compatibility $(MANYLINUX) --out target/wheels
+
+.PHONY: sdist
+sdist: venv ## Build the source distribution into target/wheels
+	$(VENV)/bin/maturin sdist --out target/wheels
+
+.PHONY: notices
+notices: ## Rewrite THIRD-PARTY-NOTICES.md from the linked crates and C libraries
+	python3 tools/third_party_notices.py
 
 .PHONY: stack-up
 stack-up: ## Start Kafka, the schema registry and PostgreSQL on 127.0.0.1 (writes .stack.env)
@@ -65,16 +79,16 @@ soak: build ## Slow broker-fault tests, then a produce/consume soak with a broke
 lint: build ## cargo fmt --check, clippy -D warnings, ruff, mypy, stubtest
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --features python -- -D warnings
-	$(VENV)/bin/ruff check python tests examples
-	$(VENV)/bin/ruff format --check python tests examples
+	$(VENV)/bin/ruff check python tests examples tools
+	$(VENV)/bin/ruff format --check python tests examples tools
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest changestream._core
 
 .PHONY: format
 format: venv ## Format Rust and Python code
 	$(CARGO) fmt --all
-	$(VENV)/bin/ruff format python tests examples
-	$(VENV)/bin/ruff check --fix python tests examples
+	$(VENV)/bin/ruff format python tests examples tools
+	$(VENV)/bin/ruff check --fix python tests examples tools
 
 .PHONY: clean
 clean: ## Remove build outputs and .venv (keeps the stack; see stack-down)

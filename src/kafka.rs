@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
@@ -333,6 +333,10 @@ struct StreamContext {
 type Kafka = BaseConsumer<StreamContext>;
 
 impl ClientContext for StreamContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_librdkafka(level, facility, message);
+    }
+
     /// librdkafka's global errors. Connection losses are retried by librdkafka and only
     /// counted; authentication and TLS failures cannot heal by waiting and end the stream.
     fn error(&self, error: RdKafkaError, reason: &str) {
@@ -344,13 +348,21 @@ impl ClientContext for StreamContext {
             _ if self.refuses_unused_group(&error) => {
                 log::debug!("kafka (the stream uses no group): {error}: {reason}");
             }
-            Some(Code::BrokerTransportFailure | Code::AllBrokersDown) => {
+            Some(Code::BrokerTransportFailure) => {
                 self.positions
                     .counters
                     .broker_disconnects
                     .fetch_add(1, Ordering::Relaxed);
-                log::warn!("kafka: {reason}");
+                // librdkafka marks a repeat of the last failure (a broker still refusing):
+                // the first is logged, the repeats only counted.
+                if reason.contains("identical error(s) suppressed") {
+                    log::debug!("kafka: {reason}");
+                } else {
+                    log::warn!("kafka: {reason}");
+                }
             }
+            // Follows a transport failure, already logged.
+            Some(Code::AllBrokersDown) => log::debug!("kafka: {reason}"),
             Some(
                 Code::Authentication
                 | Code::SaslAuthenticationFailed
@@ -366,6 +378,22 @@ impl ClientContext for StreamContext {
             _ => log::warn!("kafka: {error}: {reason}"),
         }
     }
+}
+
+/// librdkafka's log lines, as rdkafka logs them, except a broker connection failure ("FAIL"):
+/// the error callback reports that too, once, at WARNING.
+pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    let level = match level {
+        _ if facility == "FAIL" => log::Level::Debug,
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => log::Level::Error,
+        RDKafkaLogLevel::Warning => log::Level::Warn,
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => log::Level::Info,
+        RDKafkaLogLevel::Debug => log::Level::Debug,
+    };
+    log::log!(target: "librdkafka", level, "librdkafka: {facility} {message}");
 }
 
 impl ConsumerContext for StreamContext {
@@ -1514,6 +1542,14 @@ impl Fetch {
                 }
                 Some(Err(error)) if consumer.context().refuses_unused_group(&error) => {}
                 Some(Err(error)) => {
+                    // The context's error callback logged connection failures already.
+                    let reported_by_context = matches!(
+                        error.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::BrokerTransportFailure
+                                | RDKafkaErrorCode::AllBrokersDown
+                        )
+                    );
                     let context = consumer.context();
                     // librdkafka reports an error both to the context (with its reason) and
                     // here (without): prefer the one with the reason. A fatal error, whatever
@@ -1534,7 +1570,11 @@ impl Fetch {
                         self.fail(&mut batch, generation, error);
                         return;
                     }
-                    log::warn!("{error}");
+                    if reported_by_context {
+                        log::debug!("{error}");
+                    } else {
+                        log::warn!("{error}");
+                    }
                 }
             }
             let full = batch.len() >= BATCH_SIZE || self.batch_bytes >= self.read_ahead.room / 4;

@@ -5,9 +5,10 @@
 //! with librdkafka ([`kafka`]), splits the framing ([`frame`]), fetches writer schemas from a
 //! schema registry ([`registry`]), decodes Avro ([`avro`]), reads the change envelope
 //! ([`change`]), and tracks which positions the application has finished so that a restart
-//! resumes without skipping anything; [`arrow`] turns a batch of changes into an Arrow record
-//! batch. [`capture`] is the other half: PostgreSQL → Kafka over logical replication, writing
-//! what Debezium's PostgreSQL connector writes. The Python package `changestream` wraps it (`src/python/`, behind the `python`
+//! resumes without skipping anything; [`group`] reads a consumer group's lag without joining
+//! it; [`arrow`] turns a batch of changes into an Arrow record batch. [`capture`] is the other
+//! half: PostgreSQL → Kafka over logical replication, writing what Debezium's PostgreSQL
+//! connector writes. The Python package `changestream` wraps it (`src/python/`, behind the `python`
 //! feature).
 
 pub mod arrow;
@@ -16,6 +17,7 @@ pub mod capture;
 pub mod change;
 pub mod error;
 pub mod frame;
+pub mod group;
 pub mod kafka;
 pub mod positions;
 pub mod registry;

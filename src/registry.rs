@@ -30,7 +30,8 @@
 //!
 //! Connection errors, timeouts, HTTP 5xx and 429 are retried with exponential backoff and jitter
 //! until the deadline (`registry_timeout`); each request is also cut short at the deadline. A 404
-//! is [`Error::SchemaNotFound`]. Everything else (401/403, other 4xx, a certificate the client
+//! with the API's "schema not found" error code is [`Error::SchemaNotFound`]; any other 404
+//! means the URL is not the registry's API, and says so. Everything else (401/403, other 4xx, a certificate the client
 //! does not trust, a TLS handshake the registry refuses) fails at once, not retriable.
 //! Credentials never reach a URL, a log line, `Debug` output or an error message: they are moved
 //! out of the URL, kept in a type whose `Debug` is redacted, and any error text is scrubbed of
@@ -375,7 +376,7 @@ impl Registry {
                 at: None,
             });
         }
-        if status == StatusCode::NOT_FOUND {
+        if status == StatusCode::NOT_FOUND && names_missing_schema(&body) {
             return Err(Error::SchemaNotFound { id, at: None });
         }
         Err(self.refusal(
@@ -489,10 +490,20 @@ impl Registry {
         request
     }
 
-    /// The error for an answer that is neither a success nor a 404 lookup; `what` names the
+    /// The error for an answer that is neither a success nor "no such schema id"; `what` names the
     /// request's object and `action` what it was to do.
     fn refusal(&self, status: StatusCode, body: &[u8], what: &str, action: &str) -> Error {
         let (reason, retriable) = match status {
+            // A 404 that is not the API's own "not found" comes from a server or path that is
+            // not a Confluent-compatible registry API.
+            StatusCode::NOT_FOUND => (
+                format!(
+                    "{} answered HTTP 404 without a schema registry error for {what}: is this \
+                     the URL of a Confluent-compatible API (Apicurio's ends in /apis/ccompat/v7)?",
+                    self.base
+                ),
+                false,
+            ),
             // No quote of the answer: an authentication failure is the one place a server
             // might echo what it was sent.
             StatusCode::UNAUTHORIZED => (
@@ -824,6 +835,15 @@ async fn read_body(response: &mut reqwest::Response) -> reqwest::Result<Vec<u8>>
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Whether a 404's body is the registry API's own answer for an unknown schema id: Confluent's
+/// error code 40403 ("schema not found"), which Confluent, Apicurio, Karapace and Redpanda send.
+fn names_missing_schema(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|answer| answer.get("error_code")?.as_i64())
+        == Some(40403)
 }
 
 /// The registry's own explanation of an error answer, shortened, if it gave one.
@@ -1268,6 +1288,28 @@ mod tests {
             "{error:?}"
         );
         assert_eq!(server.seen().len(), 1, "a 404 is not retried");
+    }
+
+    #[test]
+    fn a_404_that_is_not_the_api_s_reports_a_wrong_url() {
+        let server = Server::start(|_, _| (404, "<html>Not Found</html>".into()));
+        let registry = open(&server.url, &[], Duration::from_secs(10));
+        let error = registry.schema(21).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::Registry {
+                    retriable: false,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("Confluent-compatible API"),
+            "{error}"
+        );
+        assert_eq!(server.seen().len(), 1, "a wrong URL is not retried");
     }
 
     #[test]

@@ -6,7 +6,6 @@ Each test has its own schema, slot, publication and topic prefix (tests/pg_captu
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -19,8 +18,7 @@ from typing import Any
 
 import changestream
 import pytest
-from changestream import Change, ChangeStream
-from changestream.cli import capture as capture_cli
+from changestream import Change, ChangeStream, cli
 from pg_capture import CaptureSetup, read_independently
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180, func_only=True)]
@@ -481,34 +479,32 @@ def test_unreachable_postgres_is_a_postgres_error_without_the_password(setup: Ca
 def test_cli_capture(setup: CaptureSetup, stack: dict[str, str]) -> None:
     setup.sql(f"CREATE TABLE {setup.schema}.cli (id integer PRIMARY KEY)")
     setup.sql(f"INSERT INTO {setup.schema}.cli VALUES (7)")
-    parser = argparse.ArgumentParser(prog="changestream")
-    capture_cli.register(parser.add_subparsers())
-    args = parser.parse_args(
-        [
-            "capture",
-            "--dsn",
-            setup.dsn,
-            "--bootstrap-servers",
-            stack["KAFKA_BOOTSTRAP_SERVERS"],
-            "--schema-registry-url",
-            stack["SCHEMA_REGISTRY_URL"],
-            "--tables",
-            f"{setup.schema}.cli",
-            "--topic-prefix",
-            setup.name,
-            "--slot",
-            setup.name,
-            "--publication",
-            setup.name,
-            "--until",
-            "now",
-            "--kafka",
-            "linger.ms=1",
-        ]
-    )
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert args.func(args) == 0
+        status = cli.main(
+            [
+                "capture",
+                "--dsn",
+                setup.dsn,
+                "--bootstrap-servers",
+                stack["KAFKA_BOOTSTRAP_SERVERS"],
+                "--schema-registry-url",
+                stack["SCHEMA_REGISTRY_URL"],
+                "--tables",
+                f"{setup.schema}.cli",
+                "--topic-prefix",
+                setup.name,
+                "--slot",
+                setup.name,
+                "--publication",
+                setup.name,
+                "--until",
+                "now",
+                "--kafka",
+                "linger.ms=1",
+            ]
+        )
+    assert status == 0
     assert json.loads(out.getvalue())["snapshot_rows"] == 1
     assert [c.key["id"] for c in read_all(stack, [setup.topic("cli")])] == [7]
 

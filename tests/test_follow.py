@@ -11,7 +11,6 @@ error paths: a column changing type, a read-only or locked target.
 
 from __future__ import annotations
 
-import argparse
 import sqlite3
 import urllib.parse
 import uuid
@@ -23,7 +22,7 @@ import changestream
 import pytest
 from cdc import CdcProducer, debezium_envelope_schema, debezium_event, debezium_key_schema
 from cdc import debezium_source as source_block
-from changestream.cli import follow as follow_cli
+from changestream import cli
 from changestream.follow import SchemaChangeError, TargetError
 from changestream.follow import _apply as follow_apply
 from confluent_kafka import Consumer, TopicPartition
@@ -386,9 +385,7 @@ def test_cli_follows_into_sqlite(
     workload.changes(100)
     workload.finish()
     path = str(tmp_path / "cli.db")
-    parser = argparse.ArgumentParser(prog="changestream")
-    follow_cli.register(parser.add_subparsers())
-    args = parser.parse_args(
+    status = cli.main(
         [
             "follow",
             *(t.topic for t in workload.tables),
@@ -404,11 +401,11 @@ def test_cli_follows_into_sqlite(
             "fetch.wait.max.ms=100",
         ]
     )
-    assert args.func(args) == 0
+    assert status == 0
     assert "changes applied" in capsys.readouterr().out
     assert_tables_equal("sqlite", path, workload)
 
-    bad = parser.parse_args(
+    bad = cli.main(
         [
             "follow",
             workload.items.topic,
@@ -422,5 +419,5 @@ def test_cli_follows_into_sqlite(
             "http://x",
         ]
     )
-    assert bad.func(bad) == 1
+    assert bad == 1
     assert "ConfigError" in capsys.readouterr().err

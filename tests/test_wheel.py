@@ -1,11 +1,15 @@
 """The release wheel is self-contained: it installs into a fresh virtual environment and its
-extension links no librdkafka, OpenSSL, zlib or zstd from the system."""
+extension links no librdkafka, OpenSSL, zlib or zstd from the system; it is tagged for an old
+glibc (auditwheel agrees), and carries its licenses and the metadata a package index shows."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import venv
+import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 WHEELS = Path(__file__).resolve().parent.parent / "target" / "wheels"
@@ -21,6 +25,47 @@ def test_wheel_is_abi3_for_python_3_10() -> None:
     assert "-cp310-abi3-" in newest_wheel().name
 
 
+def test_wheel_is_manylinux_for_glibc_2_28_or_older_and_auditwheel_agrees() -> None:
+    wheel = newest_wheel()
+    tags = re.findall(r"manylinux_2_(\d+)_(x86_64|aarch64)", wheel.name)
+    assert tags, wheel.name
+    assert all(int(minor) <= 28 for minor, _ in tags), wheel.name
+    shown = subprocess.run(
+        [Path(sys.executable).parent / "auditwheel", "show", wheel],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    text = " ".join(shown.split())
+    oldest = min(int(minor) for minor, _ in tags)
+    assert f'consistent with the following platform tag: "manylinux_2_{oldest}_' in text, shown
+
+
+def test_wheel_carries_licenses_metadata_and_the_command() -> None:
+    with zipfile.ZipFile(newest_wheel()) as wheel:
+        names = wheel.namelist()
+        info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(wheel.read(f"{info}/METADATA").decode())
+        entry_points = wheel.read(f"{info}/entry_points.txt").decode()
+        notices = wheel.read(f"{info}/licenses/THIRD-PARTY-NOTICES.md").decode()
+    assert f"{info}/licenses/LICENSE" in names
+    for linked in ("librdkafka", "OpenSSL", "Zstandard", "zlib", "| rdkafka |", "| pyo3 |"):
+        assert linked in notices, linked
+    assert "changestream=changestream.cli:main" in entry_points.replace(" ", "")
+    assert "changestream/__main__.py" in names
+    assert metadata["License-Expression"] == "Apache-2.0"
+    classifiers = metadata.get_all("Classifier") or []
+    assert "Programming Language :: Python :: 3.10" in classifiers
+    assert "Operating System :: POSIX :: Linux" in classifiers
+    extras = metadata.get_all("Provides-Extra") or []
+    assert {"pandas", "polars", "pyarrow"} <= set(extras)
+    # The long description is read away from the repository: no relative links.
+    description = str(metadata.get_payload())
+    assert "changestream tail" in description
+    links = re.findall(r"\]\(([^)]+)\)", description)
+    assert all(link.startswith("https://") for link in links), links
+
+
 def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -30,6 +75,14 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
         check=True,
     )
     # Run from tmp_path so the source tree's python/ cannot be imported by mistake.
+    command = subprocess.run(
+        [env_dir / "bin" / "changestream", "tail", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--until {end}" in command.stdout
     done = subprocess.run(
         [python, "-c", "import changestream, changestream._core as c; print(c.__file__)"],
         cwd=tmp_path,

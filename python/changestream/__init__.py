@@ -21,6 +21,7 @@ from changestream._core import (
     UnavailableType,
     __version__,
     capture,
+    group_lag,
 )
 from changestream._types import Op
 
@@ -49,5 +50,6 @@ __all__ = [
     "__version__",
     "capture",
     "follow",
+    "group_lag",
     "read_table",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "UnavailableType",
     "__version__",
     "capture",
+    "group_lag",
 ]
 __version__: str
 
@@ -95,14 +96,44 @@ class Change:
     def tombstone(self) -> bool:
         """Whether the message was a tombstone (null value): a flat-row delete, or Debezium's after ``emit_tombstones=True``."""
     @property
-    def topic(self) -> str: ...
+    def topic(self) -> str:
+        """The Kafka topic the change was read from."""
     @property
-    def partition(self) -> int: ...
+    def partition(self) -> int:
+        """The Kafka partition the change was read from."""
     @property
-    def offset(self) -> int: ...
+    def offset(self) -> int:
+        """The change's offset in its partition."""
     @property
     def timestamp(self) -> datetime.datetime | None:
         """The Kafka message timestamp (timezone-aware, UTC), if the message has one."""
+    def to_dict(self) -> dict[str, Any]:
+        """The change as a plain ``dict`` (``op``, ``table``, ``key``, ``before``, ``after``,
+        ``source``, ``transaction``, ``tombstone``, ``topic``, ``partition``, ``offset``,
+        ``timestamp``): for JSON, DataFrames, or systems that take no custom objects."""
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickles as its values (for multiprocessing, joblib, Airflow's XCom): the copy is an
+        equal ``Change``, unattached to any stream."""
+    @classmethod
+    def _restore(
+        cls,
+        op: str,
+        key: Any,
+        before: Any,
+        after: Any,
+        source: Any,
+        transaction: Any,
+        tombstone: bool,
+        table: str | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int | None,
+    ) -> Change:
+        """Rebuild a pickled change from what ``__reduce__`` gave."""
+    def _repr_html_(self) -> str:
+        """The HTML a notebook shows: op, table, key and the row; for an update, only the columns
+        that changed, before → after."""
 
 @final
 class ChangeBatch:
@@ -136,15 +167,18 @@ class ChangeBatch:
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
         """The batch as an ``arrow_array_stream`` PyCapsule of one struct array."""
     def to_pyarrow(self) -> Any:
-        """A ``pyarrow.RecordBatch`` of the same buffers (needs pyarrow)."""
+        """A ``pyarrow.RecordBatch`` of the same buffers (needs pyarrow: ``changestream[pyarrow]``)."""
     def to_pandas(self, **kwargs: Any) -> Any:
-        """A ``pandas.DataFrame`` (through pyarrow; ``kwargs`` go to ``RecordBatch.to_pandas``)."""
+        """A ``pandas.DataFrame`` through pyarrow (needs both: ``changestream[pandas]``); ``kwargs``
+        go to ``pyarrow.RecordBatch.to_pandas``."""
     def to_polars(self) -> Any:
-        """A ``polars.DataFrame`` of the same buffers (needs polars).
+        """A ``polars.DataFrame`` of the same buffers (needs polars: ``changestream[polars]``).
 
         polars has no calendar interval and no 256-bit decimal: such columns become a
         ``{months, days, nanoseconds}`` struct and decimal text.
         """
+    def _repr_html_(self) -> str:
+        """The HTML a notebook shows: the table, the schema, and the first rows."""
 
 @final
 class BatchIterator:
@@ -161,26 +195,68 @@ class DeadLetter:
     """A message that could not be decoded, kept raw (``on_decode_error="dead_letter"``)."""
 
     @property
-    def topic(self) -> str: ...
+    def topic(self) -> str:
+        """The Kafka topic of the message."""
     @property
-    def partition(self) -> int: ...
+    def partition(self) -> int:
+        """The Kafka partition of the message."""
     @property
-    def offset(self) -> int: ...
+    def offset(self) -> int:
+        """The message's offset in its partition."""
     @property
-    def timestamp(self) -> datetime.datetime | None: ...
+    def timestamp(self) -> datetime.datetime | None:
+        """The Kafka message timestamp (timezone-aware, UTC), if it has one."""
     @property
-    def key(self) -> bytes | None: ...
+    def key(self) -> bytes | None:
+        """The raw key bytes."""
     @property
-    def value(self) -> bytes | None: ...
+    def value(self) -> bytes | None:
+        """The raw value bytes."""
     @property
-    def headers(self) -> list[tuple[str, bytes | None]]: ...
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        """The message headers, raw."""
     @property
     def error(self) -> ChangeStreamError:
         """Why the message could not be decoded."""
 
 @final
 class ChangeStream:
-    """Follow one or more change-event topics from Kafka."""
+    """Follow one or more change-event topics from Kafka.
+
+    ``ChangeStream(topics, *, bootstrap_servers, schema_registry_url, ...)`` yields one
+    :class:`Change` per message (``for``, ``async for``, :meth:`poll`) or Arrow batches
+    (:meth:`batches`); use it as a context manager, which closes it.
+
+    Arguments:
+
+    - ``topics``: a topic name or a sequence of them.
+    - ``bootstrap_servers``: Kafka brokers, ``"host:port,..."``.
+    - ``schema_registry_url``: a Confluent-compatible schema registry (for Apicurio its
+      ``/apis/ccompat/v7`` API).
+    - ``group_id``: a consumer group to join; positions are committed to it. Without one,
+      every partition is read and nothing is committed (keep :meth:`positions` yourself).
+    - ``start``: ``"committed"`` (the default with a group; partitions without a committed
+      position start at the earliest), ``"earliest"`` (the default without), ``"latest"``,
+      an aware ``datetime``, or ``{(topic, partition): offset}`` (what :meth:`positions`
+      returned).
+    - ``until``: ``None`` (follow forever), ``"end"`` (each partition's end when it is
+      assigned) or an aware ``datetime``.
+    - ``commit``: ``"auto"`` (asking for the next change finishes the previous one) or
+      ``"manual"`` (nothing is finished until :meth:`commit`).
+    - ``commit_interval``: seconds between commits of finished positions.
+    - ``on_decode_error``: ``"raise"``, ``"skip"`` or ``"dead_letter"`` (see
+      :meth:`dead_letters`).
+    - ``format``: ``"auto"`` (detected per value schema), ``"debezium"`` or ``"row"``.
+    - ``emit_tombstones``: deliver Debezium's tombstones as deletes with ``tombstone=True``.
+    - ``reader_schema``: an Avro schema (JSON text or dict), or ``{topic: schema}``, to read
+      every value through schema resolution.
+    - ``kafka``: librdkafka settings, passed through (``security.protocol``, ...).
+    - ``registry``: schema registry client settings, in confluent-kafka's names
+      (``basic.auth.user.info``, ``bearer.auth.token``, ``ssl.ca.location``, ...).
+    - ``registry_timeout``: seconds a schema lookup may retry before it fails.
+    - ``max_buffer_bytes``: the most memory read-ahead may take (at least 1 MiB).
+    - ``progress``: show a progress bar for bounded reads (tqdm when installed).
+    """
 
     def __new__(
         cls,
@@ -206,6 +282,7 @@ class ChangeStream:
         max_buffer_bytes: int = 67108864,
         progress: bool = False,
     ) -> ChangeStream: ...
+    def __repr__(self) -> str: ...
     def __iter__(self) -> ChangeStream: ...
     def __next__(self) -> Change: ...
     def poll(self, timeout: float | None = None) -> Change | None:
@@ -250,6 +327,25 @@ class ChangeStream:
     def __aenter__(self) -> Awaitable[ChangeStream]: ...
     def __aexit__(self, *exc_info: object) -> Awaitable[None]:
         """Close; when an exception leaves the block, commit nothing more."""
+
+def group_lag(
+    topics: str | Sequence[str],
+    *,
+    group_id: str,
+    bootstrap_servers: str,
+    kafka: Mapping[str, str | int | float | bool] | None = None,
+    timeout: float = 30.0,
+) -> list[dict[str, Any]]:
+    """Where consumer group ``group_id`` stands on every partition of ``topics``, read without
+    joining the group (its members are not disturbed).
+
+    Returns one dict per partition, sorted by topic and partition: ``topic``, ``partition``,
+    ``committed`` (the group's next offset, ``None`` if it has committed nothing there),
+    ``start`` and ``end`` (the oldest offset still in Kafka and the next one to be written)
+    and ``lag`` (messages the group has yet to read: from ``committed``, or from ``start``
+    when there is no committed position). ``kafka`` takes librdkafka settings as
+    ``ChangeStream`` does; each request gives up after ``timeout`` seconds.
+    """
 
 class ChangeStreamError(Exception):
     """Root of every error changestream raises."""

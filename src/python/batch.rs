@@ -21,7 +21,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal256Type, DecimalType, IntervalMonthDayNanoType};
 use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, StructArray};
 use arrow_schema::{ArrowError, DataType, Field, Fields, IntervalUnit, Schema};
-use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
+use pyo3::exceptions::{PyImportError, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict, PyTuple};
 use pyo3_arrow::ffi::{
@@ -359,29 +359,31 @@ impl PyChangeBatch {
         Ok(to_stream_pycapsule(py, reader, requested_schema)?)
     }
 
-    /// A `pyarrow.RecordBatch` of the same buffers (needs pyarrow).
+    /// A `pyarrow.RecordBatch` of the same buffers (needs pyarrow: `changestream[pyarrow]`).
     fn to_pyarrow<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("pyarrow")?
-            .call_method1("record_batch", (slf,))
+        needs(slf.py(), "pyarrow", "pyarrow", "to_pyarrow")?.call_method1("record_batch", (slf,))
     }
 
-    /// A `pandas.DataFrame` through pyarrow; keyword arguments go to
-    /// `pyarrow.RecordBatch.to_pandas`.
+    /// A `pandas.DataFrame` through pyarrow (needs both: `changestream[pandas]`); keyword
+    /// arguments go to `pyarrow.RecordBatch.to_pandas`.
     #[pyo3(signature = (**kwargs))]
     fn to_pandas<'py>(
         slf: &Bound<'py, Self>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        Self::to_pyarrow(slf)?.call_method("to_pandas", (), kwargs)
+        let py = slf.py();
+        needs(py, "pandas", "pandas", "to_pandas")?;
+        needs(py, "pyarrow", "pandas", "to_pandas")?
+            .call_method1("record_batch", (slf,))?
+            .call_method("to_pandas", (), kwargs)
     }
 
-    /// A `polars.DataFrame` of the same buffers (needs polars). polars has no calendar
+    /// A `polars.DataFrame` of the same buffers (needs polars: `changestream[polars]`). polars has no calendar
     /// interval and no 256-bit decimal, and panics on meeting them: such columns become a
     /// `{months, days, nanoseconds}` struct and decimal text.
     fn to_polars<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let polars = py.import("polars")?;
+        let polars = needs(py, "polars", "polars", "to_polars")?;
         let this = slf.get();
         let batch = py
             .detach(|| polars_compatible(&this.batch))
@@ -397,6 +399,14 @@ impl PyChangeBatch {
         polars.call_method1("DataFrame", (compatible,))
     }
 
+    /// The HTML a notebook shows: the table, the schema, and the first rows.
+    fn _repr_html_(&self) -> PyResult<String> {
+        Ok(
+            batch_html(&self.batch, self.table.as_deref(), self.schema_id)
+                .map_err(pyo3_arrow::error::PyArrowError::from)?,
+        )
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "ChangeBatch(table={:?}, schema_id={}, num_rows={})",
@@ -406,4 +416,98 @@ impl PyChangeBatch {
             self.batch.num_rows()
         )
     }
+}
+
+/// `module`, or an ImportError that says which extra of the package provides it.
+fn needs<'py>(
+    py: Python<'py>,
+    module: &str,
+    extra: &str,
+    method: &str,
+) -> PyResult<Bound<'py, PyModule>> {
+    py.import(module).map_err(|error| {
+        if !error.is_instance_of::<PyImportError>(py) {
+            return error;
+        }
+        let needed = PyImportError::new_err((format!(
+            "ChangeBatch.{method}() needs {module}: pip install 'changestream[{extra}]' \
+                 (or {module} itself)"
+        ),));
+        let _ = needed.value(py).setattr("name", module);
+        needed.set_cause(py, Some(error));
+        needed
+    })
+}
+
+/// How many rows the notebook preview shows.
+const PREVIEW_ROWS: usize = 10;
+
+/// The notebook preview of a batch: a caption, the schema (column names with their Arrow
+/// types, in the header) and the first rows.
+fn batch_html(
+    batch: &RecordBatch,
+    table: Option<&str>,
+    schema_id: Option<u32>,
+) -> Result<String, ArrowError> {
+    use std::fmt::Write as _;
+
+    let options = arrow_cast::display::FormatOptions::default().with_null("null");
+    let formatters = batch
+        .columns()
+        .iter()
+        .map(|column| arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut html = String::from("<div><table>");
+    let _ = write!(
+        html,
+        "<caption style=\"text-align:left\">ChangeBatch <b>{}</b> &middot; schema id {} &middot; {} rows</caption><thead><tr>",
+        escape(table.unwrap_or("")),
+        schema_id.map_or_else(|| "none".to_owned(), |id| id.to_string()),
+        batch.num_rows(),
+    );
+    for field in batch.schema_ref().fields() {
+        let _ = write!(
+            html,
+            "<th>{}<br><small>{}</small></th>",
+            escape(field.name()),
+            escape(&field.data_type().to_string())
+        );
+    }
+    html.push_str("</tr></thead><tbody>");
+    for row in 0..batch.num_rows().min(PREVIEW_ROWS) {
+        html.push_str("<tr>");
+        for formatter in &formatters {
+            let _ = write!(
+                html,
+                "<td>{}</td>",
+                escape(&formatter.value(row).try_to_string()?)
+            );
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</tbody></table>");
+    if batch.num_rows() > PREVIEW_ROWS {
+        let _ = write!(
+            html,
+            "<p>first {PREVIEW_ROWS} of {} rows</p>",
+            batch.num_rows()
+        );
+    }
+    html.push_str("</div>");
+    Ok(html)
+}
+
+/// Text as HTML.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }

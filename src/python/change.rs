@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use super::convert::{utc_datetime, value_to_py};
 use super::errors::DecodeError;
 use crate::avro::Value;
 use crate::change::{Change, Op, Position};
 
-/// One change event.
+/// One change event: what happened to one row, and where it sits in Kafka.
 #[pyclass(name = "Change", module = "changestream", frozen)]
 pub(crate) struct PyChange {
     op: Op,
@@ -76,6 +77,20 @@ fn lazy(
         .map(|object| object.clone_ref(py))
 }
 
+/// The operation `Op::as_str` names.
+fn op_named(name: &str) -> Option<Op> {
+    Some(match name {
+        "insert" => Op::Insert,
+        "update" => Op::Update,
+        "delete" => Op::Delete,
+        "read" => Op::Read,
+        "upsert" => Op::Upsert,
+        "truncate" => Op::Truncate,
+        "message" => Op::Message,
+        _ => return None,
+    })
+}
+
 /// A value Python cannot hold (a year past 9999, say) is found only while converting: name
 /// the message it came from, as decode errors do.
 fn locate(py: Python<'_>, error: PyErr, position: &Position) -> PyErr {
@@ -102,61 +117,77 @@ impl PyChange {
 
 #[pymethods]
 impl PyChange {
+    /// `insert`, `update`, `delete`, `read` (snapshot), `upsert` (a flat row), `truncate` or
+    /// `message`.
     #[getter]
     fn op(&self) -> &'static str {
         self.op.as_str()
     }
 
+    /// The decoded message key (a dict for record keys), or None for an unkeyed message.
     #[getter]
     fn key(&self, py: Python<'_>) -> Py<PyAny> {
         self.key.clone_ref(py)
     }
 
+    /// The row before the change, when the format carries it (a dict for record rows).
     #[getter]
     fn before(&self, py: Python<'_>) -> Py<PyAny> {
         self.before.clone_ref(py)
     }
 
+    /// The row after the change (a dict for record rows; the value itself on a topic whose
+    /// values are not records); None for deletes.
     #[getter]
     fn after(&self, py: Python<'_>) -> Py<PyAny> {
         self.after.clone_ref(py)
     }
 
+    /// Source metadata (Debezium's `source` block), when the format carries it.
     #[getter]
     fn source(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         lazy(py, &self.source, &self.source_py)
     }
 
+    /// Debezium's `transaction` block (`id`, `total_order`, `data_collection_order`), when
+    /// present.
     #[getter]
     fn transaction(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         lazy(py, &self.transaction, &self.transaction_py)
     }
 
+    /// Whether the message was a tombstone (null value): a flat-row delete, or Debezium's after
+    /// `emit_tombstones=True`.
     #[getter]
     fn tombstone(&self) -> bool {
         self.tombstone
     }
 
+    /// The table the change belongs to.
     #[getter]
     fn table(&self) -> Option<&str> {
         self.table.as_deref()
     }
 
+    /// The Kafka topic the change was read from.
     #[getter]
     fn topic(&self) -> &str {
         &self.topic
     }
 
+    /// The Kafka partition the change was read from.
     #[getter]
     fn partition(&self) -> i32 {
         self.partition
     }
 
+    /// The change's offset in its partition.
     #[getter]
     fn offset(&self) -> i64 {
         self.offset
     }
 
+    /// The Kafka message timestamp (timezone-aware, UTC), if the message has one.
     #[getter]
     fn timestamp<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.timestamp_ms
@@ -164,22 +195,116 @@ impl PyChange {
             .transpose()
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let row = if self.after.is_none(py) {
-            &self.before
-        } else {
-            &self.after
+    /// The change as a plain ``dict`` (``op``, ``table``, ``key``, ``before``, ``after``,
+    /// ``source``, ``transaction``, ``tombstone``, ``topic``, ``partition``, ``offset``,
+    /// ``timestamp``): for JSON, DataFrames, or systems that take no custom objects.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        dict.set_item("op", self.op.as_str())?;
+        dict.set_item("table", self.table.as_deref())?;
+        dict.set_item("key", &self.key)?;
+        dict.set_item("before", &self.before)?;
+        dict.set_item("after", &self.after)?;
+        dict.set_item("source", self.source(py)?)?;
+        dict.set_item("transaction", self.transaction(py)?)?;
+        dict.set_item("tombstone", self.tombstone)?;
+        dict.set_item("topic", &*self.topic)?;
+        dict.set_item("partition", self.partition)?;
+        dict.set_item("offset", self.offset)?;
+        dict.set_item("timestamp", self.timestamp(py)?)?;
+        Ok(dict)
+    }
+
+    /// Pickles as its values (for multiprocessing, joblib, Airflow's XCom): the copy is an
+    /// equal ``Change``, unattached to any stream.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let this = slf.get();
+        let state = (
+            this.op.as_str(),
+            this.key.clone_ref(py),
+            this.before.clone_ref(py),
+            this.after.clone_ref(py),
+            this.source(py)?,
+            this.transaction(py)?,
+            this.tombstone,
+            this.table.as_deref(),
+            &*this.topic,
+            this.partition,
+            this.offset,
+            this.timestamp_ms,
+        );
+        let restore = slf.get_type().getattr("_restore")?;
+        (restore, state.into_pyobject(py)?).into_pyobject(py)
+    }
+
+    /// Rebuild a pickled change from what [`PyChange::__reduce__`] gave.
+    #[classmethod]
+    #[pyo3(signature = (op, key, before, after, source, transaction, tombstone, table, topic, partition, offset, timestamp_ms))]
+    #[allow(clippy::too_many_arguments)]
+    fn _restore(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        op: &str,
+        key: Py<PyAny>,
+        before: Py<PyAny>,
+        after: Py<PyAny>,
+        source: Py<PyAny>,
+        transaction: Py<PyAny>,
+        tombstone: bool,
+        table: Option<String>,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+    ) -> PyResult<PyChange> {
+        let op = op_named(op)
+            .ok_or_else(|| PyValueError::new_err(format!("not a change operation: {op:?}")))?;
+        let known = |object: Py<PyAny>| {
+            let cache = PyOnceLock::new();
+            let _ = cache.set(py, object);
+            cache
         };
+        Ok(PyChange {
+            op,
+            key,
+            before,
+            after,
+            source: None,
+            source_py: known(source),
+            transaction: None,
+            transaction_py: known(transaction),
+            tombstone,
+            table: table.map(Arc::from),
+            topic: Arc::from(topic),
+            partition,
+            offset,
+            timestamp_ms,
+        })
+    }
+
+    /// The HTML a notebook shows: op, table, key and the row; for an update, only the columns
+    /// that changed, before → after.
+    fn _repr_html_(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        Ok(py
+            .import("changestream._display")?
+            .call_method1("change_html", (slf,))?
+            .unbind())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let text = |s: &str| -> PyResult<String> { Ok(PyString::new(py, s).repr()?.to_string()) };
         Ok(format!(
-            "Change(op={}, table={}, key={}, row={}, topic={}, partition={}, offset={})",
+            "Change(op={}, table={}, key={}, before={}, after={}, topic={}, partition={}, offset={})",
             text(self.op.as_str())?,
             match &self.table {
                 Some(table) => text(table)?,
                 None => "None".to_owned(),
             },
             self.key.bind(py).repr()?,
-            row.bind(py).repr()?,
+            self.before.bind(py).repr()?,
+            self.after.bind(py).repr()?,
             text(&self.topic)?,
             self.partition,
             self.offset

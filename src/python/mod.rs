@@ -2,7 +2,7 @@
 //!
 //! Thin wrappers: [`stream::PyChangeStream`] drives a [`crate::ChangeConsumer`] with the GIL
 //! released, [`change::PyChange`] holds one change as Python objects, [`batch::PyChangeBatch`]
-//! a batch of changes as Arrow columns, [`capture::capture`] runs a capture, and [`errors`] maps the crate's one error enum to the
+//! a batch of changes as Arrow columns, [`capture::capture`] runs a capture, [`group::group_lag`] reads a group's lag, and [`errors`] maps the crate's one error enum to the
 //! exception tree.
 
 mod aio;
@@ -12,6 +12,7 @@ mod change;
 mod convert;
 mod errors;
 mod progress;
+mod group;
 mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +67,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("UNAVAILABLE", convert::unavailable(m.py())?)?;
     m.add_class::<stream::PyDeadLetter>()?;
     m.add_function(wrap_pyfunction!(capture::capture, m)?)?;
+    m.add_function(wrap_pyfunction!(group::group_lag, m)?)?;
     errors::register(m)?;
     Ok(())
 }

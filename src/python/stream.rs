@@ -27,13 +27,50 @@ use crate::kafka::{
 /// The longest the GIL stays released before we check for Ctrl-C.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 
-/// Follows change-event topics from Kafka.
+/// Follow one or more change-event topics from Kafka.
+///
+/// ``ChangeStream(topics, *, bootstrap_servers, schema_registry_url, ...)`` yields one
+/// :class:`Change` per message (``for``, ``async for``, :meth:`poll`) or Arrow batches
+/// (:meth:`batches`); use it as a context manager, which closes it.
+///
+/// Arguments:
+///
+/// - ``topics``: a topic name or a sequence of them.
+/// - ``bootstrap_servers``: Kafka brokers, ``"host:port,..."``.
+/// - ``schema_registry_url``: a Confluent-compatible schema registry (for Apicurio its
+///   ``/apis/ccompat/v7`` API).
+/// - ``group_id``: a consumer group to join; positions are committed to it. Without one,
+///   every partition is read and nothing is committed (keep :meth:`positions` yourself).
+/// - ``start``: ``"committed"`` (the default with a group; partitions without a committed
+///   position start at the earliest), ``"earliest"`` (the default without), ``"latest"``,
+///   an aware ``datetime``, or ``{(topic, partition): offset}`` (what :meth:`positions`
+///   returned).
+/// - ``until``: ``None`` (follow forever), ``"end"`` (each partition's end when it is
+///   assigned) or an aware ``datetime``.
+/// - ``commit``: ``"auto"`` (asking for the next change finishes the previous one) or
+///   ``"manual"`` (nothing is finished until :meth:`commit`).
+/// - ``commit_interval``: seconds between commits of finished positions.
+/// - ``on_decode_error``: ``"raise"``, ``"skip"`` or ``"dead_letter"`` (see
+///   :meth:`dead_letters`).
+/// - ``format``: ``"auto"`` (detected per value schema), ``"debezium"`` or ``"row"``.
+/// - ``emit_tombstones``: deliver Debezium's tombstones as deletes with ``tombstone=True``.
+/// - ``reader_schema``: an Avro schema (JSON text or dict), or ``{topic: schema}``, to read
+///   every value through schema resolution.
+/// - ``kafka``: librdkafka settings, passed through (``security.protocol``, ...).
+/// - ``registry``: schema registry client settings, in confluent-kafka's names
+///   (``basic.auth.user.info``, ``bearer.auth.token``, ``ssl.ca.location``, ...).
+/// - ``registry_timeout``: seconds a schema lookup may retry before it fails.
+/// - ``max_buffer_bytes``: the most memory read-ahead may take (at least 1 MiB).
+/// - ``progress``: show a progress bar for bounded reads (tqdm when installed).
 #[pyclass(name = "ChangeStream", module = "changestream", frozen)]
 pub(crate) struct PyChangeStream {
     /// The open consumer; `None` once closed.
     consumer: Mutex<Option<Arc<ChangeConsumer>>>,
     /// What `positions()`, `lag()` and `stats()` report after `close()`.
     closed: Mutex<Option<ClosedView>>,
+    /// What `repr` names: the topics and the group.
+    topics: Vec<String>,
+    group_id: Option<String>,
     progress: Progress,
     waiters: Arc<Waiters>,
 }
@@ -149,13 +186,32 @@ impl PyChangeStream {
             true => Progress::shown(py)?,
             false => Progress::default(),
         };
+        let topics = config.topics.clone();
+        let group_id = config.group_id.clone();
         let consumer = py.detach(|| ChangeConsumer::start(config))?;
         Ok(PyChangeStream {
             consumer: Mutex::new(Some(Arc::new(consumer))),
             closed: Mutex::new(None),
+            topics,
+            group_id,
             progress,
             waiters: Arc::default(),
         })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ChangeStream(topics={:?}, group_id={}, state={:?})",
+            self.topics,
+            self.group_id
+                .as_ref()
+                .map_or_else(|| "None".to_owned(), |group| format!("{group:?}")),
+            if self.lock().is_some() {
+                "open"
+            } else {
+                "closed"
+            }
+        )
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -498,13 +554,21 @@ impl NextChange {
 /// A message that could not be decoded, kept raw (`on_decode_error="dead_letter"`).
 #[pyclass(name = "DeadLetter", module = "changestream", frozen, get_all)]
 pub(crate) struct PyDeadLetter {
+    /// The Kafka topic of the message.
     topic: String,
+    /// The Kafka partition of the message.
     partition: i32,
+    /// The message's offset in its partition.
     offset: i64,
+    /// The Kafka message timestamp (timezone-aware, UTC), if it has one.
     timestamp: Option<Py<PyAny>>,
+    /// The raw key bytes.
     key: Option<Py<PyBytes>>,
+    /// The raw value bytes.
     value: Option<Py<PyBytes>>,
+    /// The message headers, raw.
     headers: Vec<(String, Option<Py<PyBytes>>)>,
+    /// Why the message could not be decoded.
     error: Py<PyAny>,
 }
 
@@ -542,7 +606,7 @@ impl PyDeadLetter {
     }
 }
 
-fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+pub(super) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value)
         .map_err(|_| config_error(format!("{name} must be a non-negative number of seconds")))
 }
@@ -644,7 +708,7 @@ fn reader_schemas(given: &Bound<'_, PyAny>) -> PyResult<ReaderSchemas> {
     })
 }
 
-fn topic_list(topics: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+pub(super) fn topic_list(topics: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     if let Ok(topic) = topics.cast::<PyString>() {
         return Ok(vec![topic.to_str()?.to_owned()]);
     }

@@ -1,7 +1,8 @@
 """``changestream capture``: PostgreSQL → Kafka, as Debezium's PostgreSQL connector writes it.
 
-``register(subparsers)`` adds the subcommand to the ``changestream`` command's parser;
-``run(args)`` runs it and returns the exit status.
+Runs until Ctrl-C or SIGTERM (both stop it after a flush, exit status 130), or with
+``--until now`` until everything committed before it started is in Kafka; then prints the
+counters as one JSON object. Progress (snapshot tables, rows, rate) is logged at INFO.
 """
 
 from __future__ import annotations
@@ -9,68 +10,53 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
-import sys
 from types import FrameType
+from typing import Any
 
-import changestream
-
-
-def _pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text.split('=')[0]!r}…")
-    return key, value
+from changestream._core import capture
+from changestream.cli.options import connection_options, stream_settings
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Any) -> None:
     """Add the ``capture`` subcommand."""
     parser = subparsers.add_parser(
         "capture",
+        parents=[connection_options()],
         help="capture PostgreSQL changes into Kafka (Debezium-compatible)",
         description="Stream a PostgreSQL database's committed changes into Kafka over logical "
         "replication (pgoutput), as Debezium's PostgreSQL connector writes them. An LSN is "
         "confirmed to PostgreSQL only after Kafka acknowledged it.",
     )
-    parser.add_argument("--dsn", required=True, help="PostgreSQL DSN (postgresql://user@host/db)")
     parser.add_argument(
-        "--bootstrap-servers",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
-        required="KAFKA_BOOTSTRAP_SERVERS" not in os.environ,
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS)",
-    )
-    parser.add_argument(
-        "--schema-registry-url",
-        default=os.environ.get("SCHEMA_REGISTRY_URL"),
-        required="SCHEMA_REGISTRY_URL" not in os.environ,
-        help="Confluent-compatible schema registry URL (default: $SCHEMA_REGISTRY_URL)",
+        "--dsn", required=True, help="the database, postgresql://user@host:port/dbname"
     )
     parser.add_argument(
         "--tables",
-        help="comma-separated schema.table names (default: every table of the publication)",
-    )
-    parser.add_argument("--topic-prefix", default="changestream", help="topic prefix")
-    parser.add_argument("--slot", default="changestream", help="replication slot")
-    parser.add_argument("--publication", default="changestream", help="publication")
-    parser.add_argument("--snapshot", choices=["initial", "never"], default="initial")
-    parser.add_argument("--format", choices=["debezium", "rows"], default="debezium")
-    parser.add_argument("--until", choices=["now"], help="stop once caught up with the start")
-    parser.add_argument(
-        "--kafka",
-        action="append",
-        type=_pair,
-        default=[],
-        metavar="KEY=VALUE",
-        help="librdkafka setting (repeatable)",
+        metavar="SCHEMA.TABLE,...",
+        help="the tables to capture (default: every table of the publication)",
     )
     parser.add_argument(
-        "--registry",
-        action="append",
-        type=_pair,
-        default=[],
-        metavar="KEY=VALUE",
-        help="schema registry client setting (repeatable)",
+        "--topic-prefix", default="changestream", help="topics are PREFIX.schema.table"
+    )
+    parser.add_argument("--slot", default="changestream", help="the replication slot")
+    parser.add_argument("--publication", default="changestream", help="the publication")
+    parser.add_argument(
+        "--snapshot",
+        choices=("initial", "never"),
+        default="initial",
+        help="read the tables' rows first when the slot is new (initial) or not (never)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("debezium", "rows"),
+        default="debezium",
+        help="Debezium's envelopes (default) or flat rows",
+    )
+    parser.add_argument(
+        "--until",
+        choices=("now",),
+        help="stop once everything committed before the start is in Kafka",
     )
     parser.set_defaults(func=run)
 
@@ -80,32 +66,23 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the capture; 0 when done, 130 after Ctrl-C / SIGTERM, 1 on an error."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    """Run the capture and print its counters; 0 when done."""
+    # Progress lines are INFO; the command's default level is WARNING.
+    if not args.debug:
+        logging.getLogger("changestream").setLevel(logging.INFO)
     # SIGTERM stops the capture the way Ctrl-C does: after a flush.
     signal.signal(signal.SIGTERM, _terminate)
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
-    try:
-        counters = changestream.capture(
-            dsn=args.dsn,
-            bootstrap_servers=args.bootstrap_servers,
-            schema_registry_url=args.schema_registry_url,
-            tables=tables,
-            topic_prefix=args.topic_prefix,
-            slot=args.slot,
-            publication=args.publication,
-            snapshot=args.snapshot,
-            format=args.format,
-            until=args.until,
-            kafka=dict(args.kafka),
-            registry=dict(args.registry),
-        )
-    except KeyboardInterrupt:
-        print("capture stopped", file=sys.stderr)
-        return 130
-    except changestream.ChangeStreamError as error:
-        print(f"capture failed: {error}", file=sys.stderr)
-        return 1
+    counters = capture(
+        dsn=args.dsn,
+        tables=tables,
+        topic_prefix=args.topic_prefix,
+        slot=args.slot,
+        publication=args.publication,
+        snapshot=args.snapshot,
+        format=args.format,
+        until=args.until,
+        **stream_settings(args),
+    )
     print(json.dumps(counters))
     return 0
