@@ -11,8 +11,8 @@ mod capture;
 mod change;
 mod convert;
 mod errors;
-mod progress;
 mod group;
+mod progress;
 mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
