@@ -41,11 +41,12 @@ STACK_ENV_FILE = REPO_ROOT / ".stack.env"
 STACK_KEYS = ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "stack: needs the real services started by tests/stack/stack.sh (Kafka, schema registry)",
-    )
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the ``stack`` fixture, directly or through another, is a stack test;
+    ``make test-fast`` runs the others."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
 
 
 def parse_env_file(path: Path) -> dict[str, str]:

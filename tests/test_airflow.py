@@ -21,7 +21,7 @@ from airflow_env import AIRFLOW_VERSION, airflow_venv
 from cdc import CdcProducer, Delivered
 from items_cdc import inserts
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(900, func_only=True)]
+pytestmark = [pytest.mark.timeout(900, func_only=True)]
 
 REPO = Path(__file__).resolve().parent.parent
 DAG_FILE = REPO / "examples" / "airflow_dag.py"

@@ -4,13 +4,13 @@ and cancellation that loses nothing."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Callable
 
 import changestream
 import pytest
 from cdc import CdcProducer, bottled_water_row_schema
-
-pytestmark = pytest.mark.stack
 
 Open = Callable[..., changestream.ChangeStream]
 ROW = bottled_water_row_schema("items", [("id", "long"), ("name", "string")])
@@ -76,3 +76,60 @@ def test_other_tasks_run_while_waiting(open_stream: Open, topic: str) -> None:
 
     # A wait that blocked the event loop would leave the ticker at next to nothing.
     assert asyncio.run(scenario()) > 20
+
+
+EXIT_WHILE_AWAITING = """
+import asyncio, sys
+from changestream import ChangeStream
+
+async def main(topic: str, kafka: str, registry: str, batches: bool) -> None:
+    stream = ChangeStream(topic, bootstrap_servers=kafka, schema_registry_url=registry)
+    reader = stream.batches(max_rows=7, max_wait=0.01) if batches else stream
+    got = 0
+    async for _ in reader:
+        got += 1
+        if got == 5:
+            break
+    # Leave with a wait running on a runtime thread and the stream unclosed.
+    try:
+        await asyncio.wait_for(reader.__anext__(), 0.001)
+    except asyncio.TimeoutError:
+        pass
+    print(got, flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "batches"))
+"""
+
+
+def test_the_interpreter_exits_cleanly_while_an_await_is_pending(
+    stack: dict[str, str], cdc: CdcProducer, topic: str
+) -> None:
+    """50 processes end while a wait runs on a runtime thread: none may crash or hang (the
+    wake-up reaches asyncio through a socket, so no Rust thread is in Python at exit)."""
+    produce(cdc, topic, range(40))
+    runs = 50
+    outcomes: list[tuple[int, str, str]] = []
+    for first in range(0, runs, 5):
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    EXIT_WHILE_AWAITING,
+                    topic,
+                    stack["KAFKA_BOOTSTRAP_SERVERS"],
+                    stack["SCHEMA_REGISTRY_URL"],
+                    "batches" if n % 2 else "changes",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for n in range(first, first + 5)
+        ]
+        for child in children:
+            out, err = child.communicate(timeout=60)
+            outcomes.append((child.returncode, out, err))
+    failed = [(code, err[-400:]) for code, _, err in outcomes if code != 0]
+    assert not failed, f"{len(failed)} of {runs} exits failed: {failed[:3]}"
+    assert all(out.strip() == "5" for _, out, _ in outcomes)

@@ -40,7 +40,6 @@ from hypothesis import HealthCheck, Phase, given, note, seed, settings
 from hypothesis import strategies as st
 
 pytestmark = [
-    pytest.mark.stack,
     pytest.mark.timeout(600, func_only=True),
     # A failing batch is large: let Hypothesis print it rather than fail on its size.
     pytest.mark.filterwarnings("ignore:Generating overly large repr"),

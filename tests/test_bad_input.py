@@ -23,7 +23,7 @@ from changestream import (
     SchemaRegistryError,
 )
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(120, func_only=True)]
+pytestmark = [pytest.mark.timeout(120, func_only=True)]
 
 OpenStream = Callable[..., ChangeStream]
 

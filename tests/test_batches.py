@@ -66,7 +66,7 @@ from test_types import (
     rows_of,
 )
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(120, func_only=True)]
+pytestmark = [pytest.mark.timeout(120, func_only=True)]
 
 OpenStream = Callable[..., ChangeStream]
 METADATA = ["_op", "_topic", "_partition", "_offset", "_timestamp"]

@@ -15,7 +15,7 @@ offset is delivered after the broker returns, and that ``stats()`` counted the
 disconnects. Run with ``pytest -s`` to see the figures (pause, repeats, resume time).
 
 The 120 s outage and topic deletion under librdkafka's default metadata settings are
-slow: they run only with ``CHANGESTREAM_SLOW_TESTS=1`` (``make soak`` sets it).
+slow: marked ``slow``, they run only with ``make soak``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import subprocess
 import sys
 import textwrap
@@ -45,10 +44,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from stack.instance import StackInstance
 
-pytestmark = pytest.mark.stack
-
-SLOW = os.environ.get("CHANGESTREAM_SLOW_TESTS") == "1"
-slow = pytest.mark.skipif(not SLOW, reason="slow: set CHANGESTREAM_SLOW_TESTS=1 (make soak)")
+slow = pytest.mark.slow
 
 ROW: Schema = bottled_water_row_schema(
     "fault_events", [("id", "long"), ("note", "string"), ("amount", "double")]

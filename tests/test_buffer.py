@@ -13,7 +13,7 @@ from cdc import BW_ORDERS_KEY_SCHEMA, BW_ORDERS_SCHEMA, CdcProducer, Delivered, 
 from changestream import ChangeStream, ConfigError
 from group_offsets import committed
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(180, func_only=True)]
+pytestmark = [pytest.mark.timeout(180, func_only=True)]
 
 OpenStream = Callable[..., ChangeStream]
 

@@ -21,7 +21,7 @@ import pytest
 from changestream import Change, ChangeStream, cli
 from pg_capture import CaptureSetup, read_independently
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(180, func_only=True)]
+pytestmark = [pytest.mark.timeout(180, func_only=True)]
 
 EPOCH = datetime(1970, 1, 1)
 

@@ -18,7 +18,7 @@ import pytest
 from changestream import ChangeStream
 from pg_capture import CaptureSetup
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(240, func_only=True)]
+pytestmark = [pytest.mark.timeout(240, func_only=True)]
 
 KILLS = 10
 TRANSACTIONS = 1500

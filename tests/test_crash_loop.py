@@ -25,8 +25,6 @@ import pytest
 from cdc import CdcProducer, bottled_water_key_schema, bottled_water_row_schema
 from confluent_kafka import Consumer, TopicPartition
 
-pytestmark = pytest.mark.stack
-
 CHANGES = 50_000
 PARTITIONS = 6
 CHUNK = 5_000

@@ -27,7 +27,7 @@ from cdc import (
 )
 from changestream import Change, ChangeStream
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(120, func_only=True)]
+pytestmark = [pytest.mark.timeout(120, func_only=True)]
 
 OpenStream = Callable[..., ChangeStream]
 

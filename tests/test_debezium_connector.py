@@ -43,7 +43,7 @@ from pg_types import (
     types_ddl,
 )
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(600, func_only=True)]
+pytestmark = [pytest.mark.timeout(600, func_only=True)]
 
 DEBEZIUM_METADATA = [
     "_op", "_topic", "_partition", "_offset", "_timestamp", "_lsn", "_txid", "_source_ts",
@@ -172,7 +172,8 @@ def _connector_configs(capture: Capture) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def capture() -> Iterator[Capture]:
+def capture(stack: dict[str, str]) -> Iterator[Capture]:
+    # `stack` (the shared services) first; Kafka Connect is added to them.
     stack = start_debezium()
     run = f"dbz{uuid4().hex[:8]}"
     capture = Capture(run=run, schema=run, stack=stack, dsn=stack["POSTGRES_DSN"])

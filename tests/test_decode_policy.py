@@ -15,7 +15,7 @@ from cdc import CdcProducer, Delivered, bottled_water_key_schema, bottled_water_
 from changestream import Change, ChangeStream, ChangeStreamError, DeadLetter, DecodeError
 from group_offsets import committed
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(120, func_only=True)]
+pytestmark = [pytest.mark.timeout(120, func_only=True)]
 
 OpenStream = Callable[..., ChangeStream]
 

@@ -16,8 +16,6 @@ from cdc import (
     debezium_source,
 )
 
-pytestmark = pytest.mark.stack
-
 Open = Callable[..., changestream.ChangeStream]
 PREFIX = "dbz"
 COLUMNS: list[dict[str, Any]] = [

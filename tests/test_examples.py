@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.stack
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

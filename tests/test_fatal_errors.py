@@ -52,8 +52,6 @@ from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
 from confluent_kafka.cimpl import NewTopic
 from stack.instance import StackInstance
 
-pytestmark = pytest.mark.stack
-
 ROW: Schema = bottled_water_row_schema("fatal_rows", [("id", "int"), ("name", "string")])
 ROWS: list[Row] = [{"id": i, "name": f"row {i}"} for i in range(10)]
 # How long a fatal error may take to surface. The broker's answers come within a fetch wait

@@ -36,8 +36,6 @@ from follow_support import (
     target_url,
 )
 
-pytestmark = pytest.mark.stack
-
 TARGETS = ["sqlite", "duckdb", "postgresql"]
 
 

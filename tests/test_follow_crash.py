@@ -24,8 +24,6 @@ from cdc import CdcProducer
 from confluent_kafka import Consumer, TopicPartition
 from follow_support import Workload, canonical_rows, read_positions, read_target, target_url
 
-pytestmark = pytest.mark.stack
-
 KILLS = 10
 ROUNDS = 40
 CHANGES_PER_ROUND = 150

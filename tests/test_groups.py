@@ -23,8 +23,6 @@ import pytest
 from cdc import CdcProducer, bottled_water_key_schema, bottled_water_row_schema
 from changestream import ChangeStream
 
-pytestmark = pytest.mark.stack
-
 PARTITIONS = 6
 BATCH = 60  # rows per produce call
 PAUSE = 0.1  # between produce calls: some 400 rows a second

@@ -33,8 +33,6 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from stack.instance import StackInstance
 
-pytestmark = pytest.mark.stack
-
 ROW: Schema = bottled_water_row_schema("secure_rows", [("id", "int"), ("name", "string")])
 ROWS: list[Row] = [{"id": i, "name": f"row {i}"} for i in range(6)]
 WRONG_PASSWORD = "wr0ng-kafka-pw-Q7Z"

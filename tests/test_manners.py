@@ -17,7 +17,7 @@ from cdc import CdcProducer
 from changestream import Change, ChangeBatch, ChangeStream
 from items_cdc import item, produce
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(60, func_only=True)]
+pytestmark = [pytest.mark.timeout(60, func_only=True)]
 
 OpenStream = Callable[..., ChangeStream]
 

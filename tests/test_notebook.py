@@ -14,7 +14,7 @@ from cdc import CdcProducer
 from items_cdc import item, produce
 from nbclient import NotebookClient
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(240, func_only=True)]
+pytestmark = [pytest.mark.timeout(240, func_only=True)]
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "changestream.ipynb"
 

@@ -28,7 +28,7 @@ from changestream import Change, ChangeStream
 from confluent_kafka import Consumer, Producer, TopicPartition
 from group_offsets import committed
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(120, func_only=True)]
+pytestmark = [pytest.mark.timeout(120, func_only=True)]
 
 OpenStream = Callable[..., ChangeStream]
 # (partition, offset) of one message in the test's topic.

@@ -12,8 +12,6 @@ import changestream
 import pytest
 from cdc import CdcProducer
 
-pytestmark = pytest.mark.stack
-
 Open = Callable[..., changestream.ChangeStream]
 
 V1: dict[str, Any] = {

@@ -34,7 +34,7 @@ from changestream import (
 )
 from registry_proxy import Pki, RegistryProxy, make_pki, server_tls
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(120, func_only=True)]
+pytestmark = [pytest.mark.timeout(120, func_only=True)]
 
 USER = "reader"
 PASSWORD = "s3cr3t-p4ss-XYZ"

@@ -43,8 +43,6 @@ from confluent_kafka.cimpl import NewTopic
 from registry_proxy import Pki, RegistryProxy, make_pki, server_tls
 from stack.instance import StackInstance
 
-pytestmark = pytest.mark.stack
-
 TAG = uuid4().hex[:10]
 REGISTRY_USER = "reader"
 WRONG_SASL_PASSWORD = f"wr0ng-sasl-pw-{TAG}"

@@ -15,8 +15,6 @@ import changestream
 import pytest
 from cdc import CdcProducer, bottled_water_row_schema
 
-pytestmark = pytest.mark.stack
-
 ROW = bottled_water_row_schema("items", [("id", "long"), ("name", "string")])
 
 

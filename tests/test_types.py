@@ -39,7 +39,7 @@ from cdc import (
 from changestream import UNAVAILABLE, Change, ChangeStream, DecodeError, Interval
 from confluent_kafka.schema_registry import Schema as RegistrySchema
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(120, func_only=True)]
+pytestmark = [pytest.mark.timeout(120, func_only=True)]
 
 OpenStream = Callable[..., ChangeStream]
 ENCODERS = ["confluent", "fastavro"]

@@ -12,6 +12,10 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.wheel
+
 WHEELS = Path(__file__).resolve().parent.parent / "target" / "wheels"
 
 

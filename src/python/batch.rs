@@ -138,6 +138,7 @@ impl PyBatchIterator {
         max_rows: usize,
         max_wait: Duration,
         progress: Progress,
+        waiters: Arc<Waiters>,
     ) -> PyBatchIterator {
         PyBatchIterator {
             batches: Arc::new(Batches {
@@ -147,7 +148,7 @@ impl PyBatchIterator {
                 state: Mutex::new(State::default()),
                 slice: Mutex::new(()),
             }),
-            waiters: Arc::default(),
+            waiters,
             progress,
         }
     }

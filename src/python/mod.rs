@@ -15,9 +15,6 @@ mod group;
 mod progress;
 mod stream;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-
 use pyo3::prelude::*;
 
 /// Changes are allocated on the fetch thread and freed on the Python thread; glibc's malloc
@@ -25,28 +22,13 @@ use pyo3::prelude::*;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Whether runtime threads may have been asked to hand results to asyncio.
-static ASYNC_USED: AtomicBool = AtomicBool::new(false);
-
-/// How long exit waits for runtime threads still handing a result to asyncio.
-const EXIT_GRACE: Duration = Duration::from_millis(100);
-
-/// Note that a runtime thread will enter Python to complete an asyncio future.
-pub(crate) fn note_async_use() {
-    ASYNC_USED.store(true, Ordering::Relaxed);
-}
-
-/// Run by `atexit`, before the interpreter finalizes. A Rust thread (the runtime's, a fetch
-/// thread, librdkafka's) that enters Python while it finalizes is ended mid-call by Python
-/// 3.11 and takes the process down with it. So logging stops reaching Python here, and
-/// runtime threads still handing a result to asyncio get a moment, with the GIL free, to
-/// finish.
+/// Run by `atexit`, before the interpreter finalizes. A Rust thread (a fetch thread,
+/// librdkafka's) that enters Python while it finalizes is ended mid-call by Python 3.11 and
+/// takes the process down with it; logging is the one way such threads reach Python (asyncio
+/// is woken through a socket, see `aio`), so it stops reaching Python here.
 #[pyfunction]
-fn _before_exit(py: Python<'_>) {
+fn _before_exit() {
     log::set_max_level(log::LevelFilter::Off);
-    if ASYNC_USED.load(Ordering::Relaxed) {
-        py.detach(|| std::thread::sleep(EXIT_GRACE));
-    }
 }
 
 #[pymodule(gil_used = false)]

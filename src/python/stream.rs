@@ -306,6 +306,7 @@ impl PyChangeStream {
             max_rows,
             max_wait,
             self.progress.clone(),
+            self.waiters.clone(),
         ))
     }
 
@@ -374,6 +375,13 @@ impl PyChangeStream {
     }
 }
 
+/// A stream dropped unclosed is no longer watched by its event loop either.
+impl Drop for PyChangeStream {
+    fn drop(&mut self) {
+        Python::attach(|py| self.waiters.detach(py));
+    }
+}
+
 impl PyChangeStream {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<ChangeConsumer>>> {
         self.consumer.lock().unwrap_or_else(|e| e.into_inner())
@@ -406,6 +414,7 @@ impl PyChangeStream {
         // Forked: the consumer is of the parent process; it stays open there.
         if !matches!(closed, Err(Error::Forked { .. })) {
             self.lock().take();
+            self.waiters.detach(py);
         }
         Ok(closed?)
     }
