@@ -133,9 +133,10 @@ mod tests {
         let writer = writer(UNWRAPPED);
         let value = record(
             &writer,
+            // The rewrite mode alone (no `add.fields=op`): only `__deleted` tells.
             vec![
                 Value::Int(1),
-                Value::String("d".into()),
+                Value::Null,
                 Value::Null,
                 Value::String("true".into()),
             ],

@@ -327,6 +327,29 @@ fn bottled_water_rows_are_upserts_and_null_is_a_delete() {
 }
 
 #[test]
+fn table_follows_the_latest_value_on_the_topic() {
+    // A topic routed from several tables: the source block names each change's table, and a
+    // tombstone belongs to the table of the value before it, not to the topic's name.
+    let mut decoder = decoder(DecoderOptions {
+        emit_tombstones: true,
+        ..DecoderOptions::default()
+    });
+    let topic = "shop.all_tables";
+    let key = key(1);
+    let delete = envelope("d", Some((1, "tea")), None);
+    let change = decoder
+        .decode(&message(topic, Some(&key), Some(&delete)))
+        .unwrap()
+        .expect("the delete");
+    assert_eq!(change.table.as_deref(), Some("orders"));
+    let tombstone = decoder
+        .decode(&message(topic, Some(&key), None))
+        .unwrap()
+        .expect("the tombstone");
+    assert_eq!(tombstone.table.as_deref(), Some("orders"));
+}
+
+#[test]
 fn tombstone_on_a_new_topic_is_a_delete_named_after_the_topic() {
     let mut decoder = decoder(DecoderOptions::default());
     let key = key(3);
