@@ -1,0 +1,227 @@
+//! The Debezium envelope as a [`Change`], read from an already decoded value: the `op` code
+//! (`c`, `u`, `d`, `r`, `t`, `m`), the `before` and `after` rows (a null row is absent), the
+//! `source` block, which names the table, and the `transaction` block. A logical decoding
+//! message carries its prefix and content in `message`, delivered as the change's `after`.
+//! Tombstones are not envelopes: the decoder handles them from what it knows of the topic.
+
+use std::sync::Arc;
+
+use super::{Change, Op, Position};
+use crate::avro::Value;
+use crate::error::{Error, Result};
+
+impl Op {
+    /// The operation of a Debezium `op` code (also the unwrap SMT's `__op` field).
+    pub(super) fn from_debezium(code: &str) -> Option<Op> {
+        Some(match code {
+            "c" => Op::Insert,
+            "u" => Op::Update,
+            "d" => Op::Delete,
+            "r" => Op::Read,
+            "t" => Op::Truncate,
+            "m" => Op::Message,
+            _ => return None,
+        })
+    }
+}
+
+/// The change a Debezium envelope describes. The table comes from `source.table`, when set.
+pub(super) fn change(value: Value, key: Option<Value>, position: Position) -> Result<Change> {
+    let Value::Record(mut envelope) = value else {
+        return Err(Error::decode(
+            "format=\"debezium\" but the value is not a record",
+        ));
+    };
+    let code = envelope.get("op").and_then(Value::as_str).unwrap_or("");
+    let op = Op::from_debezium(code)
+        .ok_or_else(|| Error::decode(format!("unknown Debezium op {code:?}")))?;
+    let non_null = |v: Option<Value>| v.filter(|v| *v != Value::Null);
+    let before = non_null(envelope.take("before"));
+    // A logical decoding message carries its prefix and content in `message`.
+    let after = match op {
+        Op::Message => non_null(envelope.take("message")),
+        _ => non_null(envelope.take("after")),
+    };
+    let source = non_null(envelope.take("source"));
+    let transaction = non_null(envelope.take("transaction"));
+    let table = match &source {
+        Some(Value::Record(source)) => source
+            .get("table")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(Arc::from),
+        _ => None,
+    };
+    Ok(Change {
+        op,
+        key,
+        before,
+        after,
+        table,
+        source,
+        transaction,
+        tombstone: false,
+        value_schema: None,
+        position,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::avro::Record;
+
+    fn record(name: &str, fields: Vec<(&str, Value)>) -> Value {
+        let (names, values): (Vec<_>, Vec<_>) = fields
+            .into_iter()
+            .map(|(n, v)| (Arc::<str>::from(n), v))
+            .unzip();
+        Value::Record(Record {
+            name: name.into(),
+            names: names.into(),
+            values,
+        })
+    }
+
+    fn position() -> Position {
+        Position {
+            topic: "shop.public.orders".into(),
+            partition: 0,
+            offset: 7,
+            timestamp_ms: None,
+        }
+    }
+
+    fn row(id: i32) -> Value {
+        record("Value", vec![("id", Value::Int(id))])
+    }
+
+    fn source(table: &str) -> Value {
+        record("Source", vec![("table", Value::String(table.into()))])
+    }
+
+    fn envelope(op: &str, before: Value, after: Value, source: Value) -> Value {
+        record(
+            "Envelope",
+            vec![
+                ("before", before),
+                ("after", after),
+                ("source", source),
+                ("op", Value::String(op.into())),
+                ("transaction", Value::Null),
+            ],
+        )
+    }
+
+    #[test]
+    fn op_codes_are_read() {
+        let expected = [
+            ("c", Op::Insert),
+            ("u", Op::Update),
+            ("d", Op::Delete),
+            ("r", Op::Read),
+            ("t", Op::Truncate),
+            ("m", Op::Message),
+        ];
+        for (code, op) in expected {
+            assert_eq!(Op::from_debezium(code), Some(op), "{code}");
+        }
+        assert_eq!(Op::from_debezium("x"), None);
+        assert_eq!(Op::from_debezium("C"), None);
+    }
+
+    #[test]
+    fn rows_source_and_table_are_taken() {
+        let value = envelope("u", row(1), row(2), source("orders"));
+        let change = change(value, Some(Value::Int(2)), position()).unwrap();
+        assert_eq!(change.op, Op::Update);
+        assert_eq!(change.before, Some(row(1)));
+        assert_eq!(change.after, Some(row(2)));
+        assert_eq!(change.source, Some(source("orders")));
+        assert_eq!(change.table.as_deref(), Some("orders"));
+        assert_eq!(change.key, Some(Value::Int(2)));
+        assert_eq!(change.transaction, None);
+        assert!(!change.tombstone);
+        assert_eq!(change.position, position());
+    }
+
+    #[test]
+    fn null_rows_and_empty_table_are_absent() {
+        let change = change(
+            envelope("t", Value::Null, Value::Null, source("")),
+            None,
+            position(),
+        )
+        .unwrap();
+        assert_eq!(change.op, Op::Truncate);
+        assert_eq!((change.before, change.after), (None, None));
+        assert_eq!(change.table, None);
+    }
+
+    #[test]
+    fn transaction_block_is_kept() {
+        let transaction = record(
+            "block",
+            vec![
+                ("id", Value::String("571:53195832".into())),
+                ("total_order", Value::Long(2)),
+                ("data_collection_order", Value::Long(1)),
+            ],
+        );
+        let mut value = envelope("c", Value::Null, row(1), source("orders"));
+        if let Value::Record(r) = &mut value {
+            r.values[4] = transaction.clone();
+        }
+        let change = change(value, None, position()).unwrap();
+        assert_eq!(change.op, Op::Insert);
+        assert_eq!(change.transaction, Some(transaction));
+    }
+
+    #[test]
+    fn logical_message_is_delivered_as_after() {
+        let message = record(
+            "Message",
+            vec![
+                ("prefix", Value::String("audit".into())),
+                ("content", Value::Bytes(b"hello".to_vec())),
+            ],
+        );
+        let value = record(
+            "MessageValue",
+            vec![
+                ("op", Value::String("m".into())),
+                ("source", source("")),
+                ("message", message.clone()),
+            ],
+        );
+        let change = change(value, None, position()).unwrap();
+        assert_eq!(change.op, Op::Message);
+        assert_eq!(change.after, Some(message));
+        assert_eq!(change.before, None);
+        assert_eq!(change.table, None);
+    }
+
+    #[test]
+    fn malformed_envelopes_are_decode_errors() {
+        let unknown = change(
+            envelope("z", Value::Null, row(1), Value::Null),
+            None,
+            position(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&unknown, Error::Decode { reason, .. } if reason.contains("unknown Debezium op \"z\"")),
+            "{unknown}"
+        );
+        let no_op = record("Envelope", vec![("after", row(1))]);
+        assert!(matches!(
+            change(no_op, None, position()),
+            Err(Error::Decode { .. })
+        ));
+        let not_a_record = change(Value::String("c".into()), None, position()).unwrap_err();
+        assert!(
+            matches!(&not_a_record, Error::Decode { reason, .. } if reason.contains("not a record")),
+            "{not_a_record}"
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! Change events: what happened to a row, and where in Kafka it was read.
+//!
+//! [`ChangeDecoder`] turns one Kafka message into a [`Change`], stage by stage: it splits the
+//! Confluent framing ([`crate::frame`]), gets the writer schema from a [`SchemaSource`] (the
+//! registry, or a fixed set of schemas in tests), decodes key and value, picks the envelope
+//! once per value schema (`format`), and reads the decoded value as a Debezium envelope
+//! (`debezium`) or a flat row (`row`: Bottled Water, Debezium's unwrapped rows, any keyed
+//! upsert topic, delivered as an `upsert`). A null value on a flat-row topic is the `delete` of
+//! its key. Debezium writes a null value after each delete event so that compaction can drop
+//! the key; that tombstone carries nothing new and is not delivered. When the value does not
+//! name its table, the table comes from the topic name (`table`).
+
+mod debezium;
+mod format;
+mod row;
+mod table;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use self::format::{Envelope, Writer};
+use self::table::table_from_topic;
+use crate::avro::{Schema, Value};
+use crate::error::{Error, Location, Result};
+use crate::frame;
+use crate::registry::Registry;
+
+/// Where the decoder gets writer schemas by id.
+pub trait SchemaSource: Send + Sync {
+    /// The schema with this id; [`Error::SchemaNotFound`] when there is none. May block.
+    fn schema(&self, id: u32) -> Result<Arc<Schema>>;
+}
+
+impl SchemaSource for Registry {
+    fn schema(&self, id: u32) -> Result<Arc<Schema>> {
+        Registry::schema(self, id)
+    }
+}
+
+/// What kind of change an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A new row.
+    Insert,
+    /// A changed row.
+    Update,
+    /// A removed row.
+    Delete,
+    /// A row read by an initial snapshot.
+    Read,
+    /// A row written, where the format cannot tell insert from update (flat rows).
+    Upsert,
+    /// A table emptied.
+    Truncate,
+    /// A logical decoding message.
+    Message,
+}
+
+impl Op {
+    /// The name Python sees.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+            Op::Read => "read",
+            Op::Upsert => "upsert",
+            Op::Truncate => "truncate",
+            Op::Message => "message",
+        }
+    }
+}
+
+/// Where a change was read: its Kafka message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The offset within the partition.
+    pub offset: i64,
+    /// The message timestamp in milliseconds since the epoch, if it has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Position {
+    /// The location, for error messages.
+    pub fn location(&self) -> Location {
+        Location {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
+}
+
+/// One change to one row.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// What happened.
+    pub op: Op,
+    /// The decoded message key, `None` for an unkeyed message.
+    pub key: Option<Value>,
+    /// The row before the change, when the format carries it.
+    pub before: Option<Value>,
+    /// The row after the change.
+    pub after: Option<Value>,
+    /// The table.
+    pub table: Option<Arc<str>>,
+    /// Source metadata (Debezium's `source` record), when the format carries it.
+    pub source: Option<Value>,
+    /// Debezium's `transaction` block (id, total_order, data_collection_order), when present.
+    pub transaction: Option<Value>,
+    /// Whether the message was a tombstone (a null value).
+    pub tombstone: bool,
+    /// The writer schema of the value and its id; for a tombstone, the topic's latest value
+    /// schema (so a delete can sit in the same column batch as the rows it deletes).
+    pub value_schema: Option<(u32, Arc<Schema>)>,
+    /// Where the change was read.
+    pub position: Position,
+}
+
+impl Change {
+    /// About how many bytes of memory the change holds (see [`Value::heap_bytes`]).
+    pub fn heap_bytes(&self) -> usize {
+        let values = [
+            &self.key,
+            &self.before,
+            &self.after,
+            &self.source,
+            &self.transaction,
+        ];
+        std::mem::size_of::<Change>()
+            + values
+                .into_iter()
+                .flatten()
+                .map(Value::heap_bytes)
+                .sum::<usize>()
+    }
+}
+
+/// Which envelope to read values as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Detect per value schema: `before`, `after` and `op` fields (or `op`, `source` and
+    /// `message`, a logical decoding message) make a Debezium envelope.
+    #[default]
+    Auto,
+    /// Every value is a Debezium envelope.
+    Debezium,
+    /// Every value is a flat row.
+    Row,
+}
+
+/// How a [`ChangeDecoder`] reads messages.
+#[derive(Debug, Clone, Default)]
+pub struct DecoderOptions {
+    /// Which envelope values are in.
+    pub format: Format,
+    /// Deliver the tombstone Debezium writes after each delete (as a `delete` with no rows).
+    pub emit_tombstones: bool,
+    /// Reader schemas for values: values are resolved into them (Avro schema resolution).
+    pub readers: ReaderSchemas,
+}
+
+/// Reader schemas for values, for every topic or per topic.
+#[derive(Debug, Clone, Default)]
+pub struct ReaderSchemas {
+    /// The reader schema of topics without one of their own.
+    pub all: Option<Arc<Schema>>,
+    /// Reader schemas by topic.
+    pub by_topic: HashMap<String, Arc<Schema>>,
+}
+
+impl ReaderSchemas {
+    fn of(&self, topic: &str) -> Option<&Arc<Schema>> {
+        self.by_topic.get(topic).or(self.all.as_ref())
+    }
+}
+
+/// A decoder is compiled once per writer schema id and reader schema (by identity).
+type WriterKey = (u32, usize);
+
+/// One Kafka message, as the decoder needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// The timestamp in milliseconds since the epoch, if any.
+    pub timestamp_ms: Option<i64>,
+    /// The key bytes, `None` for a null key.
+    pub key: Option<&'a [u8]>,
+    /// The value bytes, `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// The `__key_schema_id` header, if present.
+    pub key_schema_header: Option<&'a [u8]>,
+    /// The `__value_schema_id` header, if present.
+    pub value_schema_header: Option<&'a [u8]>,
+}
+
+/// Decodes Kafka messages into changes; one per stream (it remembers per-topic state).
+pub struct ChangeDecoder {
+    schemas: Arc<dyn SchemaSource>,
+    options: DecoderOptions,
+    writers: HashMap<WriterKey, Writer>,
+    topics: HashMap<String, TopicState>,
+}
+
+/// What the decoder has learnt about a topic from its earlier messages.
+struct TopicState {
+    name: Arc<str>,
+    /// The envelope of the latest value, which tells what a following tombstone means.
+    envelope: Option<Envelope>,
+    /// The table of the latest value.
+    table: Arc<str>,
+    /// The schema of the latest value.
+    value_schema: Option<(u32, Arc<Schema>)>,
+}
+
+impl ChangeDecoder {
+    /// A decoder that looks writer schemas up in `schemas` (the registry).
+    pub fn new(schemas: impl SchemaSource + 'static, options: DecoderOptions) -> ChangeDecoder {
+        ChangeDecoder {
+            schemas: Arc::new(schemas),
+            options,
+            writers: HashMap::new(),
+            topics: HashMap::new(),
+        }
+    }
+
+    /// Decode one message. `Ok(None)` means the message carries no change to deliver (the
+    /// tombstone after a Debezium delete). Errors carry the message's location.
+    pub fn decode(&mut self, message: &Message<'_>) -> Result<Option<Change>> {
+        let location = || Location {
+            topic: message.topic.to_owned(),
+            partition: message.partition,
+            offset: message.offset,
+        };
+        self.decode_unlocated(message).map_err(|e| e.at(location()))
+    }
+
+    fn decode_unlocated(&mut self, message: &Message<'_>) -> Result<Option<Change>> {
+        let key = match message.key {
+            Some(bytes) => Some(
+                self.value(bytes, message.key_schema_header, None)
+                    .map_err(|e| prefix(e, "key"))?
+                    .0,
+            ),
+            None => None,
+        };
+        let value = match message.value {
+            Some(bytes) => Some(
+                self.value(
+                    bytes,
+                    message.value_schema_header,
+                    self.options.readers.of(message.topic).cloned(),
+                )
+                .map_err(|e| prefix(e, "value"))?,
+            ),
+            None => None,
+        };
+        let topic = self
+            .topics
+            .entry(message.topic.to_owned())
+            .or_insert_with(|| TopicState {
+                name: message.topic.into(),
+                envelope: None,
+                table: table_from_topic(message.topic).into(),
+                value_schema: None,
+            });
+        let position = Position {
+            topic: topic.name.clone(),
+            partition: message.partition,
+            offset: message.offset,
+            timestamp_ms: message.timestamp_ms,
+        };
+        let Some((value, key_of_writer)) = value else {
+            let debezium = topic.envelope == Some(Envelope::Debezium);
+            if debezium && !self.options.emit_tombstones {
+                return Ok(None);
+            }
+            return Ok(Some(Change {
+                op: Op::Delete,
+                key,
+                before: None,
+                after: None,
+                table: Some(topic.table.clone()),
+                source: None,
+                transaction: None,
+                tombstone: true,
+                value_schema: topic.value_schema.clone(),
+                position,
+            }));
+        };
+        let writer = &self.writers[&key_of_writer];
+        let id = key_of_writer.0;
+        topic.envelope = Some(writer.envelope);
+        if topic
+            .value_schema
+            .as_ref()
+            .is_none_or(|(known, _)| *known != id)
+        {
+            topic.value_schema = Some((id, writer.schema.clone()));
+        }
+        let change = match writer.envelope {
+            Envelope::Row => row::change(writer, value, key, position)?,
+            Envelope::Debezium => debezium::change(value, key, position)?,
+        };
+        if let Some(table) = &change.table {
+            topic.table = table.clone();
+        }
+        Ok(Some(Change {
+            table: Some(topic.table.clone()),
+            value_schema: topic.value_schema.clone(),
+            ..change
+        }))
+    }
+
+    /// Decode a framed key or value, resolved into `reader` if given; returns the value and
+    /// the key of its compiled writer.
+    fn value(
+        &mut self,
+        bytes: &[u8],
+        header: Option<&[u8]>,
+        reader: Option<Arc<Schema>>,
+    ) -> Result<(Value, WriterKey)> {
+        let (id, body) = frame::split(bytes, header)?;
+        let key = (id, reader.as_ref().map_or(0, |r| Arc::as_ptr(r) as usize));
+        let writer = match self.writers.get(&key) {
+            Some(writer) => writer,
+            None => {
+                let writer = Writer::new(self.schemas.schema(id)?, reader, self.options.format)?;
+                self.writers.entry(key).or_insert(writer)
+            }
+        };
+        let value = match &writer.resolved {
+            Some(resolved) => resolved.decode(body)?,
+            None => writer.schema.decode(body)?,
+        };
+        Ok((value, key))
+    }
+}
+
+fn prefix(error: Error, part: &str) -> Error {
+    match error {
+        Error::Decode { reason, at } => Error::Decode {
+            reason: format!("{part}: {reason}"),
+            at,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;
