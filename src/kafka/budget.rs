@@ -66,3 +66,53 @@ impl ReadAhead {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn full_at_the_room_and_drained_at_half_of_it() {
+        let budget = ReadAhead::new(1000);
+        assert_eq!(budget.room, 500);
+        budget.add(499);
+        assert!(!budget.is_full());
+        budget.add(1);
+        assert!(budget.is_full());
+        budget.free(200);
+        assert!(!budget.is_full());
+        assert!(!budget.is_drained());
+        budget.free(50);
+        assert!(budget.is_drained());
+        assert_eq!(budget.waiting(), 250);
+    }
+
+    #[test]
+    fn a_full_budget_waits_until_the_application_frees_half() {
+        let budget = Arc::new(ReadAhead::new(1000));
+        budget.add(500);
+        // Nothing taken: the wait lasts its whole timeout.
+        let started = Instant::now();
+        budget.wait_drained(Duration::from_millis(200));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // Taken from another thread: the wait ends when half is free.
+        let application = {
+            let budget = budget.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                budget.free(100);
+                std::thread::sleep(Duration::from_millis(100));
+                budget.free(200);
+            })
+        };
+        let started = Instant::now();
+        budget.wait_drained(Duration::from_secs(20));
+        let waited = started.elapsed();
+        application.join().unwrap();
+        assert!(waited >= Duration::from_millis(150), "{waited:?}");
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        assert!(budget.is_drained());
+    }
+}

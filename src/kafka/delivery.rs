@@ -386,3 +386,295 @@ impl Delivery {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::Op;
+    use crate::positions::PartitionState;
+
+    const TOPIC: &str = "orders";
+
+    /// Positions owning `partitions` of [`TOPIC`], each read from offset `start`.
+    fn owning(partitions: &[i32], start: i64) -> Arc<Positions> {
+        let positions = Arc::new(Positions::default());
+        assign(&positions, partitions, start);
+        positions
+    }
+
+    fn assign(positions: &Positions, partitions: &[i32], start: i64) {
+        positions.assign(partitions.iter().map(|&partition| {
+            let state = PartitionState {
+                start: Some(start),
+                ..PartitionState::default()
+            };
+            (TOPIC.to_owned(), partition, state)
+        }));
+    }
+
+    fn delivery(positions: &Arc<Positions>, commit: CommitPolicy) -> Delivery {
+        let read_ahead = Arc::new(ReadAhead::new(1 << 20));
+        Delivery::new(positions.clone(), read_ahead, commit, false)
+    }
+
+    fn at(partition: i32, offset: i64) -> Position {
+        Position {
+            topic: TOPIC.into(),
+            partition,
+            offset,
+            timestamp_ms: None,
+        }
+    }
+
+    fn change(partition: i32, offset: i64) -> Item {
+        Item::Change(Change {
+            op: Op::Insert,
+            key: None,
+            before: None,
+            after: None,
+            table: Some("public.orders".into()),
+            source: None,
+            transaction: None,
+            tombstone: false,
+            value_schema: None,
+            position: at(partition, offset),
+        })
+    }
+
+    fn passed(partition: i32, offset: i64) -> Item {
+        Item::Passed(at(partition, offset))
+    }
+
+    /// What the fetch thread does: send items fetched in `generation`, counting their bytes.
+    fn send(delivery: &mut Delivery, generation: u64, items: Vec<Item>) {
+        let items = items.into_iter().map(Buffered::new).collect::<Vec<_>>();
+        delivery
+            .read_ahead
+            .add(items.iter().map(|b| b.bytes).sum::<usize>());
+        delivery.absorb(Some(Fetched::Items { generation, items }));
+    }
+
+    /// What `ChangeConsumer::next` does: finish (in auto mode), then take the next change.
+    fn next(delivery: &mut Delivery) -> Option<(i32, i64)> {
+        delivery.finish_on_next();
+        match delivery.take() {
+            Taken::Change(change) => Some((change.position.partition, change.position.offset)),
+            Taken::Empty => None,
+            Taken::End => panic!("unexpected end"),
+            Taken::Failed(error) => panic!("unexpected failure: {error}"),
+        }
+    }
+
+    /// What a commit would send now: partition → next offset.
+    fn to_commit(positions: &Positions) -> HashMap<i32, i64> {
+        positions
+            .uncommitted()
+            .into_iter()
+            .map(|(topic, partition, offset, _)| {
+                assert_eq!(topic, TOPIC);
+                (partition, offset)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_change_handed_out_holds_its_partition_back_until_the_next_is_asked_for() {
+        let positions = owning(&[0, 1], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        let generation = positions.generation();
+        send(
+            &mut delivery,
+            generation,
+            vec![change(0, 0), change(1, 0), change(0, 1)],
+        );
+        assert_eq!(next(&mut delivery), Some((0, 0)));
+        assert_eq!(to_commit(&positions), HashMap::new());
+        assert_eq!(next(&mut delivery), Some((1, 0)));
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 1)]));
+        assert_eq!(next(&mut delivery), Some((0, 1)));
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 1), (1, 1)]));
+        // Nothing more fetched: asking again finishes the last change handed out.
+        assert_eq!(next(&mut delivery), None);
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 2), (1, 1)]));
+    }
+
+    #[test]
+    fn manual_commits_finish_only_what_commit_covered() {
+        let positions = owning(&[0], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Manual);
+        let generation = positions.generation();
+        send(
+            &mut delivery,
+            generation,
+            vec![change(0, 0), change(0, 1), change(0, 2)],
+        );
+        assert_eq!(next(&mut delivery), Some((0, 0)));
+        assert_eq!(next(&mut delivery), Some((0, 1)));
+        assert_eq!(to_commit(&positions), HashMap::new());
+        delivery.finish_delivered();
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 2)]));
+        positions.committed(TOPIC, 0, 2, 2);
+        // Handed out after the commit, and asking for more finishes nothing.
+        assert_eq!(next(&mut delivery), Some((0, 2)));
+        assert_eq!(next(&mut delivery), None);
+        assert_eq!(to_commit(&positions), HashMap::new());
+        assert_eq!(
+            positions.finished(),
+            HashMap::from([((TOPIC.into(), 0), 2)])
+        );
+    }
+
+    #[test]
+    fn commit_of_a_change_finishes_through_it_and_what_was_handed_out_before() {
+        let positions = owning(&[0, 1], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Manual);
+        let generation = positions.generation();
+        send(
+            &mut delivery,
+            generation,
+            vec![
+                change(0, 0),
+                change(1, 0),
+                change(0, 1),
+                change(0, 2),
+                change(1, 1),
+            ],
+        );
+        for _ in 0..5 {
+            assert!(next(&mut delivery).is_some());
+        }
+        // Inside a run of partition 0: finishes 0@0..=1 and 1@0 (handed out before it).
+        delivery.finish_through(&at(0, 1));
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 2), (1, 1)]));
+        // What remains handed out is finished by the next commit.
+        delivery.finish_delivered();
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 3), (1, 2)]));
+    }
+
+    #[test]
+    fn passed_positions_wait_for_everything_before_them() {
+        let positions = owning(&[0, 1], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        let generation = positions.generation();
+        let dead = Item::DeadLetter(DeadLetter {
+            position: at(1, 0),
+            key: None,
+            value: Some(vec![0, 0, 0, 0, 9]),
+            headers: Vec::new(),
+            error: Error::Config("undecodable".into()),
+        });
+        // A change, a tombstone not delivered, a gap's last offset, a dead letter, a change.
+        send(
+            &mut delivery,
+            generation,
+            vec![change(0, 0), passed(0, 1), passed(0, 4), dead, change(0, 5)],
+        );
+        assert_eq!(next(&mut delivery), Some((0, 0)));
+        assert_eq!(to_commit(&positions), HashMap::new());
+        // Finishing 0@0 lets the passed offsets and the dead letter through, up to 0@5.
+        assert_eq!(next(&mut delivery), Some((0, 5)));
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 5), (1, 1)]));
+        assert_eq!(delivery.dead_letters.len(), 1);
+    }
+
+    #[test]
+    fn passed_positions_behind_an_unfinished_change_finish_with_it() {
+        let positions = owning(&[0, 1], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Manual);
+        let generation = positions.generation();
+        send(
+            &mut delivery,
+            generation,
+            vec![change(0, 0), passed(0, 1), passed(1, 7)],
+        );
+        assert_eq!(next(&mut delivery), Some((0, 0)));
+        assert_eq!(next(&mut delivery), None);
+        // Taken past, but 0@0 is not finished: neither partition moves.
+        assert_eq!(to_commit(&positions), HashMap::new());
+        delivery.finish_delivered();
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 2), (1, 8)]));
+    }
+
+    #[test]
+    fn revoked_partitions_are_dropped_and_never_committed() {
+        let positions = owning(&[0, 1], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        let generation = positions.generation();
+        send(
+            &mut delivery,
+            generation,
+            vec![change(1, 0), change(0, 0), change(1, 1), change(1, 2)],
+        );
+        assert_eq!(next(&mut delivery), Some((1, 0)));
+        // The rebalance callback revokes partition 1 while 1@0 is handed out, unfinished.
+        let uncommitted = positions.revoke([(TOPIC, 1)]);
+        assert_eq!(uncommitted, Vec::new());
+        // The late finish of 1@0 is ignored; what was fetched for partition 1 is dropped.
+        assert_eq!(next(&mut delivery), Some((0, 0)));
+        assert_eq!(next(&mut delivery), None);
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 1)]));
+        assert_eq!(
+            positions.counters.dropped_on_revoke.load(Ordering::Relaxed),
+            2
+        );
+        assert_eq!(delivery.read_ahead.waiting(), 0);
+    }
+
+    #[test]
+    fn a_change_from_before_a_rebalance_does_not_move_a_reassigned_partition() {
+        let positions = owning(&[0], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Manual);
+        let generation = positions.generation();
+        send(&mut delivery, generation, vec![change(0, 5), change(0, 6)]);
+        assert_eq!(next(&mut delivery), Some((0, 5)));
+        // Revoked and assigned back; another member committed up to 3 meanwhile.
+        positions.revoke([(TOPIC, 0)]);
+        assign(&positions, &[0], 3);
+        // Fetched before the rebalance: not handed out (reading restarts from 3).
+        assert_eq!(next(&mut delivery), None);
+        // commit(change) and commit() of the change handed out before are both ignored.
+        delivery.finish_through(&at(0, 5));
+        delivery.finish_delivered();
+        assert_eq!(to_commit(&positions), HashMap::new());
+        assert_eq!(
+            positions.finished(),
+            HashMap::from([((TOPIC.into(), 0), 3)])
+        );
+        // What the new assignment fetches counts.
+        send(&mut delivery, positions.generation(), vec![change(0, 3)]);
+        assert_eq!(next(&mut delivery), Some((0, 3)));
+        delivery.finish_delivered();
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 4)]));
+    }
+
+    #[test]
+    fn an_end_reached_before_a_rebalance_is_not_the_end() {
+        let positions = owning(&[0], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        delivery.absorb(Some(Fetched::End {
+            generation: positions.generation(),
+        }));
+        assign(&positions, &[1], 0);
+        assert!(matches!(delivery.take(), Taken::Empty));
+        delivery.absorb(Some(Fetched::End {
+            generation: positions.generation(),
+        }));
+        assert!(matches!(delivery.take(), Taken::End));
+        // Final once told.
+        assert!(matches!(delivery.take(), Taken::End));
+    }
+
+    #[test]
+    fn taking_an_item_frees_its_bytes_of_the_budget() {
+        let positions = owning(&[0], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        let generation = positions.generation();
+        send(&mut delivery, generation, vec![change(0, 0), change(0, 1)]);
+        let both = delivery.read_ahead.waiting();
+        assert!(both > 0);
+        assert_eq!(next(&mut delivery), Some((0, 0)));
+        assert_eq!(delivery.read_ahead.waiting(), both / 2);
+        assert_eq!(next(&mut delivery), Some((0, 1)));
+        assert_eq!(delivery.read_ahead.waiting(), 0);
+    }
+}
