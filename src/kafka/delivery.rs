@@ -427,12 +427,16 @@ mod tests {
     }
 
     fn change(partition: i32, offset: i64) -> Item {
+        change_in("public.orders", partition, offset)
+    }
+
+    fn change_in(table: &str, partition: i32, offset: i64) -> Item {
         Item::Change(Change {
             op: Op::Insert,
             key: None,
             before: None,
             after: None,
-            table: Some("public.orders".into()),
+            table: Some(table.into()),
             source: None,
             transaction: None,
             tombstone: false,
@@ -549,6 +553,38 @@ mod tests {
         // What remains handed out is finished by the next commit.
         delivery.finish_delivered();
         assert_eq!(to_commit(&positions), HashMap::from([(0, 3), (1, 2)]));
+    }
+
+    #[test]
+    fn a_batch_holds_its_partitions_back_until_the_next_batch_is_asked_for() {
+        let positions = owning(&[0, 1], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        let generation = positions.generation();
+        send(
+            &mut delivery,
+            generation,
+            vec![
+                change(0, 0),
+                change(1, 0),
+                passed(0, 1),
+                change(0, 2),
+                change_in("public.items", 0, 3),
+            ],
+        );
+        // Ready: the next change belongs to another table.
+        assert!(matches!(delivery.fill(100), Ok((true, false))));
+        let batch = std::mem::take(&mut delivery.filling)
+            .into_iter()
+            .map(|c| (c.position.partition, c.position.offset))
+            .collect::<Vec<_>>();
+        assert_eq!(batch, vec![(0, 0), (1, 0), (0, 2)]);
+        assert_eq!(to_commit(&positions), HashMap::new());
+        // Asking for the next batch finishes the whole batch, the passed offset with it.
+        delivery.finish_on_next();
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 3), (1, 1)]));
+        assert!(matches!(delivery.fill(100), Ok((false, false))));
+        assert_eq!(delivery.filling.len(), 1);
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 3), (1, 1)]));
     }
 
     #[test]
