@@ -1,0 +1,461 @@
+//! The fetch thread: polls librdkafka, decodes each message into an item, and sends items in
+//! batches to the application side, labelled with the assignment generation they were fetched
+//! in. It applies the decode-error policy, passes transaction markers and compacted gaps,
+//! pauses fetching while the read-ahead budget is full, commits finished positions every
+//! `commit_interval`, and ends a bounded read when every partition reached its end.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError as RdKafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::budget::ReadAhead;
+use super::config::OnDecodeError;
+use super::context::{commit, Kafka};
+use super::delivery::{Buffered, DeadLetter, Item};
+use crate::change::{ChangeDecoder, Message, Position};
+use crate::error::{Error, Result};
+use crate::positions::Positions;
+
+/// How long one poll of librdkafka may block; also bounds how fast the thread notices a stop.
+const POLL_SLICE: Duration = Duration::from_millis(100);
+/// Most items sent through the channel at once.
+const BATCH_SIZE: usize = 512;
+/// How long resuming waits for the request that wakes librdkafka's broker threads.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the fetch thread sends.
+pub(super) enum Fetched {
+    /// Items fetched while the assignment was at `generation`.
+    Items {
+        generation: u64,
+        items: Vec<Buffered>,
+    },
+    Failed(Error),
+    /// A bounded read reached its end with the assignment at `generation`.
+    End {
+        generation: u64,
+    },
+}
+
+/// The fetch thread's state.
+pub(super) struct Fetch {
+    pub(super) consumer: Arc<Kafka>,
+    pub(super) positions: Arc<Positions>,
+    pub(super) decoder: ChangeDecoder,
+    pub(super) sender: mpsc::UnboundedSender<Fetched>,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) bounded: bool,
+    pub(super) auto_commit: bool,
+    pub(super) commit_interval: Duration,
+    pub(super) on_decode_error: OnDecodeError,
+    pub(super) read_ahead: Arc<ReadAhead>,
+    /// Bytes of the batch being filled.
+    pub(super) batch_bytes: usize,
+    /// Whether fetching is paused because the application has a full read-ahead waiting.
+    pub(super) paused_for_room: bool,
+    /// Next offset after the last message taken from each partition in this generation.
+    pub(super) fetched_to: HashMap<String, HashMap<i32, i64>>,
+}
+
+impl Fetch {
+    pub(super) fn run(mut self) {
+        let consumer = self.consumer.clone();
+        let mut batch = Vec::new();
+        let mut generation = self.positions.generation();
+        let mut last_commit = Instant::now();
+        let mut ended = false;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if let Some(error) = consumer.context().take_failure() {
+                self.fail(&mut batch, generation, error);
+                return;
+            }
+            if self.positions.generation() != generation {
+                // A rebalance ran inside the last poll: drop what was fetched for partitions
+                // revoked since, and label the rest with the new generation.
+                batch.retain(|buffered: &Buffered| {
+                    let p = buffered.item.position();
+                    self.positions.is_current(&p.topic, p.partition, generation)
+                });
+                self.batch_bytes = batch.iter().map(|b| b.bytes).sum();
+                generation = self.positions.generation();
+                self.fetched_to.clear();
+                // An end sent before is for the assignment before (the application side
+                // drops it now): read what the new assignment holds, then end again.
+                ended = false;
+                if self.paused_for_room {
+                    // Partitions assigned by the rebalance start unpaused.
+                    pause_all(&consumer);
+                } else {
+                    // librdkafka keeps a partition paused across its revocation and a later
+                    // assignment: one paused when this member had read everything may come
+                    // back with more to read.
+                    self.resume_remaining();
+                }
+            }
+            if !ended {
+                self.apply_backpressure();
+            }
+            if self.bounded && !ended && self.positions.all_done() {
+                if !self.send(&mut batch, generation)
+                    || self.sender.send(Fetched::End { generation }).is_err()
+                {
+                    return;
+                }
+                // The read is over, but the stream is still a group member until it is
+                // closed: keep serving rebalances and committing what the application
+                // finishes, with nothing fetched.
+                ended = true;
+                pause_all(&consumer);
+            }
+            if self.auto_commit && last_commit.elapsed() >= self.commit_interval {
+                last_commit = Instant::now();
+                match commit(&consumer, &self.positions, self.positions.uncommitted()) {
+                    Ok(()) => {}
+                    // Refused for good (the group's authorization revoked, say).
+                    Err(error) if !error.is_retriable() => {
+                        self.fail(&mut batch, generation, error);
+                        return;
+                    }
+                    Err(error) => {
+                        log::warn!("periodic commit failed (retried at the next interval): {error}")
+                    }
+                }
+            }
+            let wait = if self.paused_for_room {
+                // Only librdkafka's events to serve: wait for room instead.
+                self.read_ahead.wait_drained(POLL_SLICE);
+                Duration::ZERO
+            } else if batch.is_empty() {
+                POLL_SLICE
+            } else {
+                Duration::ZERO
+            };
+            match consumer.poll(wait) {
+                None => {
+                    if !ended {
+                        self.pass_gaps(&mut batch);
+                    }
+                    if !self.send(&mut batch, generation) {
+                        return;
+                    }
+                    self.check_positions();
+                }
+                Some(Ok(_)) if ended => {}
+                Some(Ok(message)) => {
+                    if let Err(error) = self.take(&message, &mut batch) {
+                        self.fail(&mut batch, generation, error);
+                        return;
+                    }
+                }
+                Some(Err(RdKafkaError::PartitionEOF(_))) => {
+                    if !ended {
+                        self.pass_gaps(&mut batch);
+                    }
+                    self.check_positions();
+                }
+                Some(Err(error)) if consumer.context().refuses_unused_group(&error) => {}
+                Some(Err(error)) => {
+                    // The context's error callback logged connection failures already.
+                    let reported_by_context = matches!(
+                        error.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::BrokerTransportFailure
+                                | RDKafkaErrorCode::AllBrokersDown
+                        )
+                    );
+                    let context = consumer.context();
+                    // librdkafka reports an error both to the context (with its reason) and
+                    // here (without): prefer the one with the reason. A fatal error, whatever
+                    // its code, leaves the client unusable.
+                    let error = context
+                        .take_failure()
+                        .or_else(|| {
+                            consumer
+                                .client()
+                                .fatal_error()
+                                .map(|(code, reason)| Error::Kafka {
+                                    reason: format!("fatal: {code}: {reason}"),
+                                    retriable: false,
+                                })
+                        })
+                        .unwrap_or_else(|| Error::from(error));
+                    if !error.is_retriable() {
+                        self.fail(&mut batch, generation, error);
+                        return;
+                    }
+                    if reported_by_context {
+                        log::debug!("{error}");
+                    } else {
+                        log::warn!("{error}");
+                    }
+                }
+            }
+            let full = batch.len() >= BATCH_SIZE || self.batch_bytes >= self.read_ahead.room / 4;
+            if full && !self.send(&mut batch, generation) {
+                return;
+            }
+        }
+    }
+
+    /// Pause fetching while the application has `room` bytes of changes waiting, and resume
+    /// once it has taken half of them. Paused partitions keep their place: librdkafka drops
+    /// what it prefetched for them and fetches it again on resume.
+    fn apply_backpressure(&mut self) {
+        if !self.paused_for_room && self.read_ahead.is_full() {
+            pause_all(&self.consumer);
+            self.paused_for_room = true;
+            self.read_ahead.pauses.fetch_add(1, Ordering::Relaxed);
+        } else if self.paused_for_room && self.read_ahead.is_drained() {
+            self.paused_for_room = false;
+            self.resume_remaining();
+        }
+    }
+
+    /// Resume fetching the assigned partitions, except those a bounded read is done with.
+    fn resume_remaining(&self) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let remaining = self.positions.remaining();
+        let mut resume = TopicPartitionList::new();
+        for element in assignment.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            if !self.bounded
+                || remaining
+                    .iter()
+                    .any(|(t, p, _)| t == topic && *p == partition)
+            {
+                resume.add_partition(topic, partition);
+            }
+        }
+        if resume.count() == 0 {
+            return;
+        }
+        if let Err(error) = self.consumer.resume(&resume) {
+            log::warn!("resuming fetching: {error}");
+        }
+        // A broker thread with nothing to fetch looks at its partitions again only after up
+        // to a second; any request to the partitions' leaders wakes it now.
+        if resume.set_all_offsets(Offset::End).is_ok() {
+            let _ = self.consumer.offsets_for_times(resume, WAKE_TIMEOUT);
+        }
+    }
+
+    fn push(&mut self, batch: &mut Vec<Buffered>, item: Item) {
+        let buffered = Buffered::new(item);
+        self.batch_bytes += buffered.bytes;
+        batch.push(buffered);
+    }
+
+    /// Decode one message into the batch, applying the decode-error policy.
+    fn take(&mut self, message: &BorrowedMessage<'_>, batch: &mut Vec<Buffered>) -> Result<()> {
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        if self.bounded && self.positions.past_end(topic, partition, offset) {
+            // Written after the end was fixed: not part of this read.
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, partition);
+            let _ = self.consumer.pause(&tpl);
+            return Ok(());
+        }
+        self.note_fetched(topic, partition, offset + 1);
+        let position = || Position {
+            topic: topic.into(),
+            partition,
+            offset,
+            timestamp_ms: message.timestamp().to_millis(),
+        };
+        let (key_schema_header, value_schema_header) = schema_id_headers(message);
+        let decoded = self.decoder.decode(&Message {
+            topic,
+            partition,
+            offset,
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key(),
+            value: message.payload(),
+            key_schema_header,
+            value_schema_header,
+        });
+        match decoded {
+            Ok(Some(change)) => self.push(batch, Item::Change(change)),
+            // A tombstone not delivered: passed like any message, so positions move past it.
+            Ok(None) => self.push(batch, Item::Passed(position())),
+            Err(error) => match self.on_decode_error {
+                OnDecodeError::Raise => return Err(error),
+                OnDecodeError::Skip => {
+                    log::warn!("skipping: {error}");
+                    self.positions
+                        .counters
+                        .skipped
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.push(batch, Item::Passed(position()));
+                }
+                OnDecodeError::DeadLetter => {
+                    self.positions
+                        .counters
+                        .dead_lettered
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.push(batch, Item::DeadLetter(dead_letter(message, error)));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Deliver what came before a failure, then the failure; fetching stops, since going on
+    /// would skip the message that failed.
+    fn fail(&mut self, batch: &mut Vec<Buffered>, generation: u64, error: Error) {
+        if self.send(batch, generation) {
+            let _ = self.sender.send(Fetched::Failed(error));
+        }
+    }
+
+    /// Send the batch (if any), counting its bytes as waiting. False once the channel is
+    /// closed.
+    fn send(&mut self, batch: &mut Vec<Buffered>, generation: u64) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let items = std::mem::take(batch);
+        self.read_ahead.add(std::mem::take(&mut self.batch_bytes));
+        self.sender
+            .send(Fetched::Items { generation, items })
+            .is_ok()
+    }
+
+    /// Where the consumer's position is past the last message taken from a partition —
+    /// transaction markers, aborted transactions or a compacted gap — pass those offsets, so
+    /// positions and `lag()` reach the end. Never past a bounded read's end: messages there
+    /// were dropped, not passed.
+    fn pass_gaps(&mut self, batch: &mut Vec<Buffered>) {
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        let mut gaps = Vec::new();
+        {
+            let table = self.positions.lock();
+            for element in positions.elements() {
+                let Offset::Offset(mut at) = element.offset() else {
+                    continue;
+                };
+                let (topic, partition) = (element.topic(), element.partition());
+                let Some(state) = table.get(topic).and_then(|t| t.get(&partition)) else {
+                    continue;
+                };
+                if let Some(end) = state.end {
+                    at = at.min(end);
+                }
+                let from = self
+                    .fetched_to
+                    .get(topic)
+                    .and_then(|t| t.get(&partition))
+                    .copied()
+                    .or(state.start);
+                if from.is_some_and(|from| at > from) {
+                    gaps.push((topic.to_owned(), partition, at));
+                }
+            }
+        }
+        for (topic, partition, at) in gaps {
+            self.note_fetched(&topic, partition, at);
+            let position = Position {
+                topic: topic.into(),
+                partition,
+                offset: at - 1,
+                timestamp_ms: None,
+            };
+            self.push(batch, Item::Passed(position));
+        }
+    }
+
+    /// Note how far a partition was taken (next offset); allocates only for a new topic.
+    fn note_fetched(&mut self, topic: &str, partition: i32, next: i64) {
+        match self.fetched_to.get_mut(topic) {
+            Some(partitions) => partitions.insert(partition, next),
+            None => self
+                .fetched_to
+                .entry(topic.to_owned())
+                .or_default()
+                .insert(partition, next),
+        };
+    }
+
+    /// Bounded reads: ask librdkafka for the positions of partitions not yet at their end; a
+    /// transaction marker or a compacted gap can put the end past the last message.
+    fn check_positions(&self) {
+        if !self.bounded {
+            return;
+        }
+        let remaining = self.positions.remaining();
+        if remaining.is_empty() {
+            return;
+        }
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        for (topic, partition, _) in remaining {
+            if let Some(Offset::Offset(position)) = positions
+                .find_partition(&topic, partition)
+                .map(|e| e.offset())
+            {
+                self.positions.reached(&topic, partition, position);
+            }
+        }
+    }
+}
+
+/// Stop fetching every assigned partition.
+fn pause_all(consumer: &Kafka) {
+    if let Ok(assignment) = consumer.assignment() {
+        let _ = consumer.pause(&assignment);
+    }
+}
+
+fn dead_letter(message: &BorrowedMessage<'_>, error: Error) -> DeadLetter {
+    DeadLetter {
+        position: Position {
+            topic: message.topic().into(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+        },
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        error,
+    }
+}
+
+/// The `__key_schema_id` and `__value_schema_id` headers, found in one pass (librdkafka
+/// parses the headers on every call to `headers()`).
+fn schema_id_headers<'a>(message: &'a BorrowedMessage<'_>) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
+    let (mut key, mut value) = (None, None);
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            match header.key {
+                "__key_schema_id" => key = header.value,
+                "__value_schema_id" => value = header.value,
+                _ => {}
+            }
+        }
+    }
+    (key, value)
+}
