@@ -1,8 +1,9 @@
 //! Fetching from Kafka: one consumer per stream, polled on its own thread.
 //!
 //! The fetch thread polls an rdkafka `BaseConsumer`, decodes each message into a [`Change`] and
-//! sends them in batches through a bounded channel, so decoding runs beside the application and
-//! a slow application makes the thread wait rather than memory grow. [`ChangeConsumer::next`]
+//! sends them in batches through a channel whose bytes the read-ahead budget bounds, so decoding
+//! runs beside the application and a slow application makes the thread wait rather than
+//! memory grow. [`ChangeConsumer::next`]
 //! hands changes out one at a time.
 //!
 //! Positions follow the application, never the fetcher: a change is *finished* when the
