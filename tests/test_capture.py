@@ -467,6 +467,21 @@ def test_missing_table_is_a_config_error(setup: CaptureSetup) -> None:
         setup.capture(["absent"])
 
 
+@pytest.mark.parametrize(
+    ("argument", "value"), [("snapshot", "sometimes"), ("format", "xml"), ("until", "later")]
+)
+def test_a_wrong_argument_is_a_config_error(
+    stack: dict[str, str], argument: str, value: str
+) -> None:
+    with pytest.raises(changestream.ConfigError, match=f"{argument} must be"):
+        changestream.capture(
+            dsn="postgresql://postgres@127.0.0.1:1/postgres",
+            bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"],
+            schema_registry_url=stack["SCHEMA_REGISTRY_URL"],
+            **{argument: value},
+        )
+
+
 def test_unreachable_postgres_is_a_postgres_error_without_the_password(setup: CaptureSetup) -> None:
     with pytest.raises(changestream.PostgresError) as raised:
         setup.capture(

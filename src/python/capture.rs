@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::capture::types::Flavor;
 use crate::capture::{run, CaptureConfig, Counters, SnapshotMode};
+use crate::error::Error;
 use crate::python::stream::settings;
 
 /// How long one wait lasts before signals are checked.
@@ -56,25 +57,17 @@ pub(crate) fn capture<'py>(
     let snapshot = match snapshot {
         "initial" => SnapshotMode::Initial,
         "never" => SnapshotMode::Never,
-        _ => {
-            return Err(PyValueError::new_err(
-                "snapshot must be \"initial\" or \"never\"",
-            ))
-        }
+        _ => return Err(Error::Config("snapshot must be \"initial\" or \"never\"".into()).into()),
     };
     let flavor = match format {
         "debezium" => Flavor::Debezium,
         "rows" => Flavor::Rows,
-        _ => {
-            return Err(PyValueError::new_err(
-                "format must be \"debezium\" or \"rows\"",
-            ))
-        }
+        _ => return Err(Error::Config("format must be \"debezium\" or \"rows\"".into()).into()),
     };
     let until_now = match until {
         None => false,
         Some("now") => true,
-        Some(_) => return Err(PyValueError::new_err("until must be None or \"now\"")),
+        Some(_) => return Err(Error::Config("until must be None or \"now\"".into()).into()),
     };
     let config = CaptureConfig {
         dsn,
@@ -98,8 +91,7 @@ pub(crate) fn capture<'py>(
         .name("changestream-capture".into())
         .spawn(move || {
             let _ = sender.send(run(&config, &flag));
-        })
-        .map_err(|e| PyValueError::new_err(format!("cannot start the capture thread: {e}")))?;
+        })?; // an OSError: the process cannot start a thread
     let mut interrupted = None;
     let mut receiver = receiver;
     let result = loop {
@@ -113,9 +105,10 @@ pub(crate) fn capture<'py>(
             Ok(result) => break result,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(PyValueError::new_err(
+                // The thread panicked: a bug of ours, not a condition of the database.
+                return Err(PyRuntimeError::new_err(
                     "the capture thread ended without a result",
-                ))
+                ));
             }
         }
         if interrupted.is_none() {
