@@ -23,8 +23,6 @@ from cdc import (
     CUSTOMER_COLUMNS,
     CdcProducer,
     Delivered,
-    bottled_water_key_schema,
-    bottled_water_row_schema,
     debezium_envelope_schema,
     debezium_event,
     debezium_key_schema,
@@ -33,24 +31,11 @@ from cdc import (
 from changestream import Change, ChangeStream
 from confluent_kafka import Producer
 from group_offsets import committed
+from items_rows import KEY, ROW, produce
 
 pytestmark = [pytest.mark.timeout(120, func_only=True)]
 
 OpenStream = Callable[..., ChangeStream]
-
-KEY = bottled_water_key_schema("items", [("id", "long")])
-ROW = bottled_water_row_schema("items", [("id", "long"), ("name", "string")])
-
-
-def produce(cdc: CdcProducer, topic: str, ids: Iterable[int], partitions: int) -> list[Delivered]:
-    """Rows ``ids``, each to partition ``id % partitions``."""
-    return cdc.produce(
-        topic,
-        KEY,
-        ROW,
-        [({"id": i}, {"id": i, "name": f"item {i}"}) for i in ids],
-        partition=lambda key: key["id"] % partitions,
-    )
 
 
 def ends(delivered: Iterable[Delivered]) -> dict[int, int]:

@@ -21,36 +21,17 @@ import pytest
 from cdc import (
     CdcProducer,
     Delivered,
-    bottled_water_key_schema,
-    bottled_water_row_schema,
 )
 from changestream import Change, ChangeStream
 from confluent_kafka import Consumer, Producer, TopicPartition
 from group_offsets import committed
+from items_rows import KEY, ROW, produce, row
 
 pytestmark = [pytest.mark.timeout(120, func_only=True)]
 
 OpenStream = Callable[..., ChangeStream]
 # (partition, offset) of one message in the test's topic.
 Pos = tuple[int, int]
-
-KEY = bottled_water_key_schema("items", [("id", "long")])
-ROW = bottled_water_row_schema("items", [("id", "long"), ("name", "string")])
-
-
-def row(i: int) -> dict[str, Any]:
-    return {"id": i, "name": f"item {i}"}
-
-
-def produce(cdc: CdcProducer, topic: str, ids: Iterable[int], partitions: int) -> list[Delivered]:
-    """Produce rows ``ids`` to partition ``id % partitions`` each."""
-    return cdc.produce(
-        topic,
-        KEY,
-        ROW,
-        [({"id": i}, row(i)) for i in ids],
-        partition=lambda key: key["id"] % partitions,
-    )
 
 
 def pos(items: Iterable[Change | Delivered]) -> list[Pos]:
