@@ -325,14 +325,29 @@ impl Registry {
             .base
             .join(&format!("schemas/ids/{id}"))
             .expect("a relative path joins onto an http(s) base URL");
+        let url = &url;
+        self.with_retries(
+            &format!("schema registry lookup of id {id}"),
+            |timeout| async move { parse(id, self.request(url, id, timeout).await?) },
+        )
+        .await
+    }
+
+    /// Run `attempt` (given its request timeout) until it succeeds, fails for good, or the
+    /// deadline passes; `what` names it in the warnings logged before each retry.
+    async fn with_retries<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let started = Instant::now();
         let mut attempts = 0u32;
         loop {
             attempts += 1;
             let left = self.deadline.saturating_sub(started.elapsed());
             let timeout = left.clamp(MIN_REQUEST_TIMEOUT, REQUEST_TIMEOUT);
-            let error = match self.request(&url, id, timeout).await {
-                Ok(response) => return parse(id, response),
+            let error = match attempt(timeout).await {
+                Ok(value) => return Ok(value),
                 Err(error) => self.redact(error),
             };
             let left = self.deadline.saturating_sub(started.elapsed());
@@ -343,10 +358,7 @@ impl Registry {
                 return Err(gave_up(error, attempts, started.elapsed()));
             }
             let pause = jitter(backoff(attempts)).min(left);
-            log::warn!(
-                "schema registry lookup of id {id} failed (attempt {attempts}), retrying in \
-                 {pause:.1?}: {error}"
-            );
+            log::warn!("{what} failed (attempt {attempts}), retrying in {pause:.1?}: {error}");
             tokio::time::sleep(pause).await;
         }
     }
@@ -400,12 +412,7 @@ impl Registry {
             .pop_if_empty()
             .extend(["subjects", subject, "versions"]);
         let body = serde_json::json!({ "schema": schema }).to_string();
-        let started = Instant::now();
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            let left = self.deadline.saturating_sub(started.elapsed());
-            let timeout = left.clamp(MIN_REQUEST_TIMEOUT, REQUEST_TIMEOUT);
+        self.with_retries(&format!("schema registration of {subject:?}"), |timeout| {
             let request = self
                 .http
                 .post(url.clone())
@@ -419,7 +426,7 @@ impl Registry {
                     "application/vnd.schemaregistry.v1+json",
                 )
                 .body(body.clone());
-            let outcome = async {
+            async move {
                 let mut response = self
                     .authorize(request)
                     .send()
@@ -448,24 +455,8 @@ impl Registry {
                     &format!("register schemas under subject {subject:?}"),
                 ))
             }
-            .await;
-            let error = match outcome {
-                Ok(id) => return Ok(id),
-                Err(error) => self.redact(error),
-            };
-            let left = self.deadline.saturating_sub(started.elapsed());
-            if !error.is_retriable() {
-                return Err(error);
-            }
-            if left.is_zero() {
-                return Err(gave_up(error, attempts, started.elapsed()));
-            }
-            let pause = jitter(backoff(attempts)).min(left);
-            log::warn!(
-                "schema registration of {subject:?} failed (attempt {attempts}), retrying in                  {pause:.1?}: {error}"
-            );
-            tokio::time::sleep(pause).await;
-        }
+        })
+        .await
     }
 
     /// The request with this client's credentials.

@@ -78,10 +78,15 @@ impl ClientContext for StreamContext {
                 | Code::TopicAuthorizationFailed
                 | Code::GroupAuthorizationFailed
                 | Code::ClusterAuthorizationFailed,
-            ) => self.fail(Error::Kafka {
-                reason: format!("{error}: {reason}"),
-                retriable: false,
-            }),
+            ) => {
+                // The application gets it as an exception at its next call; the log says when
+                // it happened.
+                log::warn!("kafka: {error}: {reason}");
+                self.fail(Error::Kafka {
+                    reason: format!("{error}: {reason}"),
+                    retriable: false,
+                })
+            }
             _ => log::warn!("kafka: {error}: {reason}"),
         }
     }
