@@ -7,14 +7,18 @@
 
 For each variant in turn, a producer (confluent-kafka, values encoded with fastavro's
 ``schemaless_writer``, never by changestream) sends Debezium envelopes of the benchmark's
-``orders`` table at RATE events/s for SECONDS to a topic of 3 partitions made for this run.
+``orders`` table (ops c/u/d as in datagen.py) at RATE events/s for SECONDS to a topic of 3
+partitions made for this run (one topic for every variant; each reads only what is sent for it).
 Each event carries its send time: the row's ``created_at`` (a Debezium ``MicroTimestamp``) is
 set to the wall clock, in microseconds, just before the event is encoded and produced. The
 variant runs in a process of its own, reads from the topic's end offsets taken before the
 producer starts, with its library's default settings, and for each event takes the wall
 clock again once the decoded event is in Python. Producer and consumer run on the same
 machine, so both readings come from the same clock. Events sent in the first WARMUP seconds
-are left out; p50, p99 and max of the rest are reported, in milliseconds.
+are left out; p50, p99 and max of the rest are reported, in milliseconds. The topic's
+message timestamps are the broker's append times (``LogAppendTime``): the p99 from there to
+Python is the consumer's part. A probe process sleeping 1 ms at a time runs alongside and
+reports how late it woke up, the wait for a CPU on a shared machine.
 
 The producer sends each event at once (``linger.ms=0``; librdkafka's default waits 5 ms to
 batch), so the figures are the broker-to-Python path plus one produce request, not the
