@@ -32,6 +32,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import datagen  # noqa: E402
+import latency  # noqa: E402
 import report  # noqa: E402
 from variants import VARIANTS  # noqa: E402
 
@@ -149,9 +150,22 @@ def main() -> int:
     parser.add_argument(
         "--from-json", type=Path, help="run nothing: redo the outputs from a --json file"
     )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="measure only the latency (latency.py); rewrite only its section of results.md",
+    )
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     args = parser.parse_args()
     if args.from_json:
-        outputs(json.loads(args.from_json.read_text()), write=not args.no_write)
+        saved = json.loads(args.from_json.read_text())
+        if "runs" in saved:
+            outputs(saved, write=not args.no_write)
+        else:  # written by --latency-only
+            print(report.latency_terminal_table(saved["latency"]))
+            if not args.no_write:
+                results = HERE / "results.md"
+                results.write_text(report.replace_latency(results.read_text(), saved["latency"]))
         return 0
 
     variants = [v.strip() for v in args.only.split(",") if v.strip()]
@@ -162,9 +176,14 @@ def main() -> int:
     if "g" in variants and not batches_available():
         print("(g) skipped: this changestream has no ChangeStream.batches()", file=sys.stderr)
         variants.remove("g")
+    latency_variants = (
+        [] if args.no_latency else [v for v in latency.LATENCY_VARIANTS if v in variants]
+    )
 
     bootstrap, registry = stack_addresses()
     started = datetime.datetime.now(datetime.timezone.utc)
+    if args.latency_only:
+        return latency_only(args, latency_variants, bootstrap, registry, started)
     load_start = os.getloadavg()
     print(
         f"{args.events:,} events per dataset; load average {load_start[0]:.2f} "
@@ -207,13 +226,20 @@ def main() -> int:
                     f"({time.monotonic() - t0:.0f} s, load {result['load_1m']:.2f})",
                     file=sys.stderr,
                 )
-    load_end = os.getloadavg()
-    loads = [r["load_1m"] for by_v in runs.values() for rs in by_v.values() for r in rs]
     command = "make bench" if os.environ.get("MAKELEVEL") else "benches/bench.py"
     if args.events != 1_000_000:
         command += f" --events {args.events}"
     if args.repeat > 1:
         command += f" --repeat {args.repeat}"
+    latency_record = None
+    if latency_variants:
+        print("latency", file=sys.stderr)
+        latency_record = latency.measure(
+            latency_variants, bootstrap, registry, repeat=args.repeat, env=env
+        )
+        latency_record.update(command=command, date=started.strftime("%Y-%m-%d %H:%M UTC"))
+    load_end = os.getloadavg()
+    loads = [r["load_1m"] for by_v in runs.values() for rs in by_v.values() for r in rs]
     record = {
         "events": args.events,
         "repeat": args.repeat,
@@ -227,10 +253,38 @@ def main() -> int:
         },
         "max_load": max(loads),
         "runs": runs,
+        "latency": latency_record,
     }
     if args.json:
         args.json.write_text(json.dumps(record, indent=1))
     outputs(record, write=not args.no_write)
+    return 0
+
+
+def latency_only(
+    args: argparse.Namespace,
+    variants: list[str],
+    bootstrap: str,
+    registry: str,
+    started: datetime.datetime,
+) -> int:
+    """``--latency-only``: measure the latency, print it, and (unless ``--no-write``) replace
+    the latency section of results.md, leaving the rest of it as it was."""
+    record = latency.measure(variants, bootstrap, registry, repeat=args.repeat)
+    command = "benches/bench.py --latency-only"
+    if args.repeat > 1:
+        command += f" --repeat {args.repeat}"
+    record.update(command=command, date=started.strftime("%Y-%m-%d %H:%M UTC"))
+    if args.json:
+        args.json.write_text(json.dumps({"latency": record}, indent=1))
+    print()
+    print(report.latency_terminal_table(record))
+    for line in report.latency_targets(record):
+        print(line.removeprefix("- "))
+    results = HERE / "results.md"
+    if not args.no_write and results.exists():
+        results.write_text(report.replace_latency(results.read_text(), record))
+        print(f"\nwrote the latency section of {results}", file=sys.stderr)
     return 0
 
 
@@ -244,7 +298,14 @@ def outputs(record: dict[str, Any], *, write: bool) -> None:
     for dataset, by_variant in results.items():
         print(report.terminal_table(dataset, by_variant))
         print()
-    for line in report.targets(results):
+    latency_record = record.get("latency")
+    if latency_record:
+        print(report.latency_terminal_table(latency_record))
+        print()
+    targets = report.targets(results)
+    if latency_record:
+        targets += report.latency_targets(latency_record)
+    for line in targets:
         print(line.removeprefix("- "))
     cores = os.cpu_count() or 1
     busy = record["max_load"] > cores
@@ -266,6 +327,7 @@ def outputs(record: dict[str, Any], *, write: bool) -> None:
             load=record["load"],
             command=record["command"],
             busy=busy,
+            latency=latency_record,
         )
     )
     subtitle = (

@@ -327,7 +327,7 @@ def events(
 # ---------------------------------------------------------------------------
 
 
-def _encoder(schema: Schema, schema_id: int) -> Callable[[Any], bytes]:
+def encoder(schema: Schema, schema_id: int) -> Callable[[Any], bytes]:
     parsed = parse_schema(schema)
     header = struct.pack(">bI", 0, schema_id)
 
@@ -425,8 +425,8 @@ def ensure(dataset: str, events_wanted: int, bootstrap: str, registry_url: str) 
     value_id = registry.register_schema(
         f"{topic}-value", SRSchema(json.dumps(value_schema), "AVRO")
     )
-    encode_key = _encoder(key_schema, key_id)
-    encode_value = _encoder(value_schema, value_id)
+    encode_key = encoder(key_schema, key_id)
+    encode_value = encoder(value_schema, value_id)
 
     producer = Producer(
         {

@@ -177,6 +177,7 @@ def markdown(
     load: dict[str, str],
     command: str,
     busy: bool,
+    latency: dict[str, Any] | None = None,
 ) -> str:
     parts = [
         "# Benchmark results",
@@ -208,7 +209,12 @@ def markdown(
                 cells[1] = row[5]
             parts.append("| " + " | ".join(cells) + " |")
         parts.append("")
-    parts += ["## Targets (issue 5)", "", *targets(all_results), ""]
+    if latency is not None:
+        parts += latency_markdown(latency)
+    parts += ["## Targets (issue 5)", "", *targets(all_results)]
+    if latency is not None:
+        parts += latency_targets(latency)
+    parts.append("")
     parts += ["## Machine", ""]
     parts += [f"- {key}: {value}" for key, value in info.items()]
     parts += [f"- {key}: {value}" for key, value in load.items()]
@@ -283,3 +289,163 @@ def _wrap(text: str, width: int = 18) -> str:
             line = f"{line} {word}".strip()
     lines.append(line)
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Latency (latency.py)
+# ---------------------------------------------------------------------------
+
+LATENCY_HEADER = [
+    "variant",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "p99 ms from the broker's append",
+    "p99 ms of each run",
+]
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def latency_rows(record: dict[str, Any]) -> list[list[str]]:
+    """One row per variant: the medians over its runs of p50, p99 and max, and each run's p99."""
+    from latency import LATENCY_VARIANTS
+
+    out = []
+    for variant, runs in record["runs"].items():
+        name = f"({variant}) {LATENCY_VARIANTS[variant]}"
+        good = [r for r in runs if "error" not in r]
+        if not good:
+            error = runs[-1]["error"] if runs else "not run"
+            out.append([name, f"failed: {error}", "-", "-", "-", "-"])
+            continue
+        out.append(
+            [
+                name,
+                f"{_median([r['p50_ms'] for r in good]):.1f}",
+                f"{_median([r['p99_ms'] for r in good]):.1f}",
+                f"{_median([r['max_ms'] for r in good]):.1f}",
+                f"{_median([r['from_append']['p99_ms'] for r in good]):.1f}",
+                ", ".join(f"{r['p99_ms']:.1f}" for r in good),
+            ]
+        )
+    return out
+
+
+def scheduler_delay(record: dict[str, Any]) -> str | None:
+    """How late a process sleeping 1 ms at a time woke up during the runs."""
+    probes = [
+        r["scheduler_delay"]
+        for runs in record["runs"].values()
+        for r in runs
+        if "scheduler_delay" in r
+    ]
+    if not probes:
+        return None
+    p99 = _median([p["p99_ms"] for p in probes])
+    worst = max(p["max_ms"] for p in probes)
+    return (
+        "Meanwhile a process that only sleeps 1 ms at a time woke up late by"
+        f" {p99:.1f} ms at p99 (median over runs) and by up to {worst:.0f} ms: the wait for a"
+        " CPU that every process of the pipeline (producer, broker, consumer) pays."
+    )
+
+
+def latency_method(record: dict[str, Any]) -> str:
+    runs = record["repeat"]
+    return (
+        f"{record['rate']:,.0f} events/s for {record['seconds']:.0f} s into a new topic of"
+        f" {record['partitions']} partitions (Debezium envelopes of the `orders` table, encoded"
+        " with fastavro, produced by confluent-kafka with `linger.ms=0`); each event carries its"
+        " send time, and each consumer, in a process of its own with its library's defaults,"
+        " takes the time again once the decoded event is in Python (the same clock)."
+        f" The first {record['warmup_s']:.0f} s are left out. The broker stamps each message"
+        " with its append time (`LogAppendTime`, in ms): the part of the latency after it is"
+        " the consumer's (plus the fetch round trip)."
+        + (f" Median of {runs} runs per variant." if runs > 1 else " One run per variant.")
+    )
+
+
+def latency_targets(record: dict[str, Any]) -> list[str]:
+    """Issue 14's latency target, checked against this run: one markdown bullet."""
+    runs = [r for r in record["runs"].get("e", []) if "error" not in r]
+    if not runs:
+        return ["- latency: iterator (e) p99 < 20 ms: not measured"]
+    p99 = _median([r["p99_ms"] for r in runs])
+    verdict = "met" if p99 < 20 else "missed"
+    rate = f"{record['rate']:,.0f} events/s"
+    return [f"- latency: iterator (e) p99 < 20 ms at {rate}: {p99:.1f} ms, {verdict}"]
+
+
+def latency_terminal_table(record: dict[str, Any]) -> str:
+    table = [LATENCY_HEADER, *latency_rows(record)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(LATENCY_HEADER))]
+    lines = [f"Latency, produce -> Python, {record['rate']:,.0f} events/s"]
+    for index, row in enumerate(table):
+        cells = [
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ]
+        lines.append("  " + "  ".join(cells).rstrip())
+        if index == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    delay = scheduler_delay(record)
+    if delay:
+        lines.append(delay)
+    return "\n".join(lines)
+
+
+LATENCY_TITLE = "## Latency, produce -> Python"
+
+
+def latency_markdown(record: dict[str, Any]) -> list[str]:
+    """The latency section of results.md: its title, method, table and the load it ran under."""
+    loads = [r["load_1m"] for runs in record["runs"].values() for r in runs]
+    parts = [
+        f"{LATENCY_TITLE} ({record['rate']:,.0f} events/s)",
+        "",
+        latency_method(record),
+        "",
+        "| " + " | ".join(LATENCY_HEADER) + " |",
+        "|" + "|".join([":---", *["---:"] * (len(LATENCY_HEADER) - 1)]) + "|",
+    ]
+    parts += ["| " + " | ".join(row) + " |" for row in latency_rows(record)]
+    parts.append("")
+    delay = scheduler_delay(record)
+    if delay:
+        parts += [delay, ""]
+    if loads and max(loads) > (os.cpu_count() or 1):
+        parts += [
+            "**The machine was shared and busy during these runs** (the load average rose above"
+            " the number of cores): the tails (p99, max) include waits for a CPU, in the"
+            " consumers and in the producer and broker alike.",
+            "",
+        ]
+    if loads:
+        parts += [
+            f"Written by `{record.get('command', 'benches/bench.py')}` on"
+            f" {record.get('date', 'an unrecorded date')}; 1-min load average when each run"
+            f" started: {min(loads):.2f} to {max(loads):.2f} on {os.cpu_count()} cores.",
+            "",
+        ]
+    return parts
+
+
+def replace_latency(text: str, record: dict[str, Any]) -> str:
+    """``text`` (a results.md) with its latency section replaced by ``record``'s, or the
+    section added before the targets when it has none."""
+    section = "\n".join(latency_markdown(record))
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith(LATENCY_TITLE)), None)
+    if start is None:
+        anchor = next(
+            (i for i, line in enumerate(lines) if line.startswith("## Targets")), len(lines)
+        )
+        return "".join(lines[:anchor]) + section + "\n" + "".join(lines[anchor:])
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "".join(lines[:start]) + section + "\n" + "".join(lines[end:])
