@@ -182,11 +182,25 @@ impl Delivery {
         self.delivered.push((position.clone(), generation));
     }
 
-    /// Take the front item out of the buffer, freeing its bytes of the read-ahead budget.
+    /// Take the front item of a current assignment out of the buffer, freeing its bytes of the
+    /// read-ahead budget; items of partitions revoked since they were fetched are dropped (and
+    /// counted) on the way.
     fn pop_buffered(&mut self) -> Option<(Item, u64)> {
-        let (buffered, generation) = self.buffered.pop_front()?;
-        self.read_ahead.free(buffered.bytes);
-        Some((buffered.item, generation))
+        loop {
+            let (buffered, generation) = self.buffered.pop_front()?;
+            self.read_ahead.free(buffered.bytes);
+            let position = buffered.item.position();
+            if self
+                .positions
+                .is_current(&position.topic, position.partition, generation)
+            {
+                return Some((buffered.item, generation));
+            }
+            self.positions
+                .counters
+                .dropped_on_revoke
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(super) fn finish_on_next(&mut self) {
@@ -198,17 +212,6 @@ impl Delivery {
     /// Hand out the next buffered change (dropping stale ones, setting dead letters aside).
     pub(super) fn take(&mut self) -> Taken {
         while let Some((item, generation)) = self.pop_buffered() {
-            let position = item.position();
-            if !self
-                .positions
-                .is_current(&position.topic, position.partition, generation)
-            {
-                self.positions
-                    .counters
-                    .dropped_on_revoke
-                    .fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
             match item {
                 Item::Change(change) => {
                     self.hand_out(&change.position, generation);
@@ -326,17 +329,6 @@ impl Delivery {
                     None => Ok((false, false)),
                 };
             };
-            let position = item.position();
-            if !self
-                .positions
-                .is_current(&position.topic, position.partition, generation)
-            {
-                self.positions
-                    .counters
-                    .dropped_on_revoke
-                    .fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
             match item {
                 Item::Change(change) => {
                     self.hand_out(&change.position, generation);
