@@ -46,6 +46,13 @@ Partition = int | Callable[[Any], int] | None
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+def registry_conf(url: str) -> dict[str, Any]:
+    """confluent-kafka's schema registry client settings for the tests: a request that gets no
+    answer within 20 s is retried (the client retries transport errors, timeouts included)
+    instead of waiting forever on a stalled connection."""
+    return {"url": url, "timeout": 20}
+
+
 @dataclass(frozen=True)
 class Delivered:
     """One produced message, where the broker put it, and what went in."""
@@ -71,7 +78,7 @@ class CdcProducer:
     """Produce Avro change events (or raw bytes) and report where they landed."""
 
     def __init__(self, bootstrap_servers: str, schema_registry_url: str) -> None:
-        self.registry = SchemaRegistryClient({"url": schema_registry_url})
+        self.registry = SchemaRegistryClient(registry_conf(schema_registry_url))
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap_servers,

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import uuid4
 
 import changestream
+from cdc import registry_conf
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
@@ -120,7 +121,7 @@ class CaptureSetup:
 
 def read_independently(stack: dict[str, str], topic: str) -> list[tuple[Any, Any]]:
     """Every (key, value) of ``topic``, decoded by confluent-kafka's AvroDeserializer."""
-    with SchemaRegistryClient({"url": stack["SCHEMA_REGISTRY_URL"]}) as registry:
+    with SchemaRegistryClient(registry_conf(stack["SCHEMA_REGISTRY_URL"])) as registry:
         return _read(stack, topic, AvroDeserializer(registry))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import changestream
 import pytest
+from cdc import registry_conf
 from changestream import Change, ChangeStream, cli
 from pg_capture import CaptureSetup, read_independently
 
@@ -263,7 +264,7 @@ def test_schemas_carry_debezium_names(setup: CaptureSetup, stack: dict[str, str]
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
     topic = setup.topic("items")
-    with SchemaRegistryClient({"url": stack["SCHEMA_REGISTRY_URL"]}) as registry:
+    with SchemaRegistryClient(registry_conf(stack["SCHEMA_REGISTRY_URL"])) as registry:
         value = json.loads(registry.get_latest_version(f"{topic}-value").schema.schema_str)
         key = json.loads(registry.get_latest_version(f"{topic}-key").schema.schema_str)
     assert (value["name"], value["namespace"]) == ("Envelope", topic)
