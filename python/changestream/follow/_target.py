@@ -74,10 +74,16 @@ class Target(ABC):
     def rollback(self) -> None: ...
 
     @abstractmethod
-    def create_table(self, table: str, columns: Mapping[str, str], key: list[str]) -> None: ...
+    def execute(self, statement: str) -> None:
+        """Run one SQL statement without parameters in the open transaction."""
 
-    @abstractmethod
-    def add_column(self, table: str, column: str, sql_type: str) -> None: ...
+    def create_table(self, table: str, columns: Mapping[str, str], key: list[str]) -> None:
+        definitions = ", ".join(f"{quote(c)} {t}" for c, t in columns.items())
+        primary = ", ".join(quote(c) for c in key)
+        self.execute(f"CREATE TABLE {quote(table)} ({definitions}, PRIMARY KEY ({primary}))")
+
+    def add_column(self, table: str, column: str, sql_type: str) -> None:
+        self.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {sql_type}")
 
     @abstractmethod
     def truncate(self, table: str) -> None: ...

@@ -112,13 +112,8 @@ class SqliteTarget(Target):
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
-    def create_table(self, table: str, columns: Mapping[str, str], key: list[str]) -> None:
-        definitions = ", ".join(f"{quote(c)} {t}" for c, t in columns.items())
-        primary = ", ".join(quote(c) for c in key)
-        self._db.execute(f"CREATE TABLE {quote(table)} ({definitions}, PRIMARY KEY ({primary}))")
-
-    def add_column(self, table: str, column: str, sql_type: str) -> None:
-        self._db.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {sql_type}")
+    def execute(self, statement: str) -> None:
+        self._db.execute(statement)
 
     def truncate(self, table: str) -> None:
         self._db.execute(f"DELETE FROM {quote(table)}")
