@@ -19,7 +19,7 @@ mod decode;
 mod logical;
 mod resolve;
 mod schema;
-mod temporal;
+pub(crate) mod temporal;
 mod value;
 
 pub use logical::{InfinitySentinels, Logical, TimeUnit, UNAVAILABLE_PLACEHOLDER};
