@@ -203,7 +203,7 @@ fn flatten_envelopes(batch: &RecordBatch) -> RecordBatch {
                     .iter()
                     .map(
                         |text| match crate::avro::temporal::parse_zoned_timestamp(text?) {
-                            Ok(crate::avro::Value::Timestamp(at)) => super::micros(&at),
+                            Ok(crate::avro::Value::Timestamp(at)) => super::column::micros(&at),
                             _ => None,
                         },
                     )

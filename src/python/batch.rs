@@ -17,10 +17,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal256Type, DecimalType, IntervalMonthDayNanoType};
-use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, StructArray};
-use arrow_schema::{ArrowError, DataType, Field, Fields, IntervalUnit, Schema};
+use arrow_array::{ArrayRef, RecordBatch, StructArray};
+use arrow_schema::{ArrowError, Field};
 use pyo3::exceptions::{PyImportError, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict, PyTuple};
@@ -228,57 +226,6 @@ impl PyNextBatch {
     }
 }
 
-/// The batch with the top-level columns polars cannot import replaced: a `month_day_nano`
-/// interval by a struct of its parts, a `decimal256` by its text.
-fn polars_compatible(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let schema = batch.schema();
-    let mut fields = Vec::with_capacity(schema.fields().len());
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        let replaced: ArrayRef = match column.data_type() {
-            DataType::Interval(IntervalUnit::MonthDayNano) => {
-                let intervals = column.as_primitive::<IntervalMonthDayNanoType>();
-                let part = |name: &str, data_type: DataType| Field::new(name, data_type, true);
-                let parts = Fields::from(vec![
-                    part("months", DataType::Int32),
-                    part("days", DataType::Int32),
-                    part("nanoseconds", DataType::Int64),
-                ]);
-                let months: Int32Array = intervals.iter().map(|v| v.map(|v| v.months)).collect();
-                let days: Int32Array = intervals.iter().map(|v| v.map(|v| v.days)).collect();
-                let nanos: Int64Array =
-                    intervals.iter().map(|v| v.map(|v| v.nanoseconds)).collect();
-                Arc::new(StructArray::try_new(
-                    parts,
-                    vec![Arc::new(months), Arc::new(days), Arc::new(nanos)],
-                    intervals.nulls().cloned(),
-                )?)
-            }
-            DataType::Decimal256(precision, scale) => {
-                let decimals = column.as_primitive::<Decimal256Type>();
-                let text: StringArray = decimals
-                    .iter()
-                    .map(|v| v.map(|v| Decimal256Type::format_decimal(v, *precision, *scale)))
-                    .collect();
-                Arc::new(text)
-            }
-            _ => {
-                fields.push(field.clone());
-                columns.push(column.clone());
-                continue;
-            }
-        };
-        fields.push(Arc::new(Field::new(
-            field.name(),
-            replaced.data_type().clone(),
-            true,
-        )));
-        columns.push(replaced);
-    }
-    let schema = Schema::new_with_metadata(fields, schema.metadata().clone());
-    RecordBatch::try_new(Arc::new(schema), columns)
-}
-
 /// Changes of one table under one schema as an Arrow record batch.
 #[pyclass(name = "ChangeBatch", module = "changestream", frozen)]
 pub(crate) struct PyChangeBatch {
@@ -387,7 +334,7 @@ impl PyChangeBatch {
         let polars = needs(py, "polars", "polars", "to_polars")?;
         let this = slf.get();
         let batch = py
-            .detach(|| polars_compatible(&this.batch))
+            .detach(|| crate::arrow::polars_compatible(&this.batch))
             .map_err(pyo3_arrow::error::PyArrowError::from)?;
         if batch.schema() == this.batch.schema() {
             return polars.call_method1("DataFrame", (slf,));
