@@ -585,6 +585,10 @@ impl<'a> Capture<'a> {
                     }
                     PgOutput::Relation(relation) => self.relation(relation).await?,
                     change => {
+                        // A message outside a transaction is its own commit (as in Debezium).
+                        if transaction.is_none() && matches!(change, PgOutput::Message { .. }) {
+                            last_commit = start;
+                        }
                         let (xid, commit_time) = transaction.unwrap_or((0, 0));
                         self.change(
                             change,
@@ -674,7 +678,11 @@ impl<'a> Capture<'a> {
         last_commit: Lsn,
     ) -> Result<()> {
         let flavor = self.config.flavor;
-        let sequence = format!("[\"{last_commit}\",\"{lsn}\"]");
+        // Debezium's `["<last commit LSN>","<this LSN>"]`, null before the first commit seen.
+        let sequence = match last_commit {
+            0 => format!("[null,\"{lsn}\"]"),
+            last => format!("[\"{last}\",\"{lsn}\"]"),
+        };
         let ts = if in_transaction {
             commit_time + PG_EPOCH_OFFSET_MICROS
         } else {
