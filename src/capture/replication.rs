@@ -148,8 +148,10 @@ impl ReplicationConnection {
         self.flush().await?;
         let mut scram: Option<ScramSha256> = None;
         loop {
-            let message = self.receive().await?;
+            let message = self.receive_any().await?;
             match message.tag {
+                b'E' => return Err(startup_error(&message.body, &target.user)),
+                b'N' => log::info!("PostgreSQL: {}", fields(&message.body).message),
                 b'R' => {
                     let mut body = message.body;
                     let kind = body.get_i32();
@@ -457,6 +459,20 @@ fn fields(body: &[u8]) -> Fields {
         rest = tail.get(end + 1..).unwrap_or(&[]);
     }
     out
+}
+
+/// The server's refusal of the replication connection: a role without the REPLICATION
+/// attribute (insufficient privilege) is a configuration error and says what to change.
+fn startup_error(body: &[u8], user: &str) -> Error {
+    let Fields { code, message } = fields(body);
+    if code == "42501" {
+        return Error::Config(format!(
+            "PostgreSQL refuses role {user:?} a replication connection ({message}): capture \
+             needs a role with the REPLICATION attribute (ALTER ROLE … REPLICATION) or a \
+             superuser"
+        ));
+    }
+    server_error(body)
 }
 
 /// The server's error as ours: a connection-level failure (admin shutdown, too many
