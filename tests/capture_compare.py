@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+from uuid import uuid4
 
 from cdc import registry_conf
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 # `source` fields that depend on the writer, not on the change: the connector's version and
@@ -73,3 +75,27 @@ def _nan_spelled(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return "NaN"
     return value
+
+
+def message_headers(bootstrap_servers: str, topic: str) -> list[dict[str, bytes]]:
+    """The headers of every message of ``topic`` (one partition), in order."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"headers-{uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partition = TopicPartition(topic, 0, 0)
+        _, end = consumer.get_watermark_offsets(partition, timeout=30)
+        consumer.assign([partition])
+        out: list[dict[str, bytes]] = []
+        while len(out) < end:
+            message = consumer.poll(10)
+            assert message is not None, f"timed out reading {topic}"
+            assert message.error() is None, message.error()
+            out.append({name: value or b"" for name, value in message.headers() or []})
+        return out
+    finally:
+        consumer.close()

@@ -23,7 +23,7 @@ from uuid import uuid4
 import changestream
 import psycopg
 import pytest
-from capture_compare import comparable, registered_schema, with_prefix
+from capture_compare import comparable, message_headers, registered_schema, with_prefix
 from debezium import Connect, connectors, postgres_connector, start_debezium
 from pg_capture import read_independently
 from pg_types import TYPE_COLUMNS, TYPE_ROWS
@@ -270,3 +270,30 @@ def test_logical_messages_equal_debeziums(side_by_side: SideBySide) -> None:
     ]
     captured = [comparable(e) for e in side_by_side.events(capture_topic)]
     assert captured == debezium
+
+
+def test_headers_are_a_documented_difference(side_by_side: SideBySide) -> None:
+    """README: capture writes no headers. Debezium marks the delete and tombstone of a key
+    change with ``__debezium.newkey`` and the create with ``__debezium.oldkey`` (the key as
+    JSON), and every event with ``__debezium.context.*`` (its name, task and run)."""
+    debezium_topic, capture_topic = side_by_side.topics("pk")
+    bootstrap = side_by_side.stack["KAFKA_BOOTSTRAP_SERVERS"]
+    theirs = message_headers(bootstrap, debezium_topic)
+    assert message_headers(bootstrap, capture_topic) == [{}] * len(theirs)
+    key_change = [
+        {
+            name: value
+            for name, value in headers.items()
+            if not name.startswith("__debezium.context")
+        }
+        for headers in theirs
+    ]
+    assert key_change == [
+        {},
+        {"__debezium.newkey": b'{"id":2}'},
+        {"__debezium.newkey": b'{"id":2}'},
+        {"__debezium.oldkey": b'{"id":1}'},
+        {},
+    ]
+    logical_names = {headers["__debezium.context.connectorLogicalName"] for headers in theirs}
+    assert logical_names == {side_by_side.debezium.encode()}
