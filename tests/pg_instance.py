@@ -4,7 +4,9 @@
 binaries the stack uses (``STACK_PG_BIN``, else the newest ``/usr/lib/postgresql/<ver>/bin``,
 as tests/stack/stack.sh finds them), starts the server on a free 127.0.0.1 port with the given
 ``-c`` settings, yields its DSN (user ``postgres``, trust authentication) and deletes it all at
-the end. As root the binaries run as the ``postgres`` user, as in the stack.
+the end. ``files`` (name → content) are written beside the data directory, readable by the
+server only (a TLS key, an ``hba_file``); ``{root}`` in a setting is their directory. As root
+the binaries run as the ``postgres`` user, as in the stack.
 """
 
 from __future__ import annotations
@@ -44,17 +46,25 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 
 @contextmanager
-def throwaway_postgres(settings: Mapping[str, str]) -> Iterator[str]:
-    """A running cluster with ``settings``; yields its DSN."""
+def throwaway_postgres(
+    settings: Mapping[str, str], files: Mapping[str, bytes] | None = None
+) -> Iterator[str]:
+    """A running cluster with ``settings`` (and ``files``); yields its DSN."""
     binaries = pg_bin()
     root = Path(tempfile.mkdtemp(prefix="changestream-pg-"))
     data = root / "data"
+    for name, content in (files or {}).items():
+        path = root / name
+        path.write_bytes(content)
+        path.chmod(0o600)
+        if os.geteuid() == 0:
+            shutil.chown(path, "postgres", "postgres")
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     port = _free_port()
     options = " ".join(
         [f"-c listen_addresses=127.0.0.1 -p {port} -k {data}"]
-        + [f"-c {name}={value}" for name, value in settings.items()]
+        + [f"-c {name}={value.format(root=root)}" for name, value in settings.items()]
     )
     pg_ctl = str(binaries / "pg_ctl")
     try:
