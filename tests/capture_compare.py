@@ -95,7 +95,15 @@ def message_headers(bootstrap_servers: str, topic: str) -> list[dict[str, bytes]
             message = consumer.poll(10)
             assert message is not None, f"timed out reading {topic}"
             assert message.error() is None, message.error()
-            out.append({name: value or b"" for name, value in message.headers() or []})
+            raw = message.headers() or []
+            pairs = list(raw.items()) if isinstance(raw, dict) else raw
+            out.append({name: _as_bytes(value) for name, value in pairs})
         return out
     finally:
         consumer.close()
+
+
+def _as_bytes(value: str | bytes | None) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    return value or b""
