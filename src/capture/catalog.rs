@@ -1,11 +1,13 @@
 //! Ordinary SQL over tokio-postgres: preconditions, the publication, and what the catalog says
 //! about a table (columns, types, nullability, primary key).
 
-use tokio_postgres::{Client, NoTls};
+use postgres_native_tls::MakeTlsConnector;
+use tokio_postgres::Client;
 
 use crate::capture::postgres_error;
 use crate::capture::replication::quote_ident;
 use crate::capture::table::{Column, Table};
+use crate::capture::tls::Tls;
 use crate::capture::types::{Flavor, Kind};
 use crate::error::{Error, Result};
 
@@ -34,14 +36,22 @@ pub fn sql_error(error: tokio_postgres::Error) -> Error {
     let text = match (error.as_db_error(), network) {
         (Some(db), _) => format!("PostgreSQL error {}: {}", db.code().code(), db.message()),
         (None, Some(cause)) => format!("PostgreSQL: {error}: {cause}"),
-        (None, None) => format!("PostgreSQL: {error}"),
+        // tokio-postgres's text leaves out the cause (a TLS handshake's, for one).
+        (None, None) => match error.source() {
+            Some(cause) => format!("PostgreSQL: {error}: {cause}"),
+            None => format!("PostgreSQL: {error}"),
+        },
     };
     postgres_error(text, retriable)
 }
 
-/// A connection for ordinary queries, its driver task spawned on the current runtime.
-pub async fn connect(config: &tokio_postgres::Config) -> Result<Client> {
-    let (client, connection) = config.connect(NoTls).await.map_err(sql_error)?;
+/// A connection for ordinary queries (TLS as the DSN asks), its driver task spawned on the
+/// current runtime.
+pub async fn connect(config: &tokio_postgres::Config, tls: &Tls) -> Result<Client> {
+    let (client, connection) = config
+        .connect(MakeTlsConnector::new(tls.connector.clone()))
+        .await
+        .map_err(sql_error)?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             log::debug!("PostgreSQL connection ended: {error}");

@@ -15,6 +15,7 @@ pub mod producer;
 pub mod replication;
 pub mod snapshot;
 pub mod table;
+pub mod tls;
 pub mod types;
 
 use std::collections::{HashMap, VecDeque};
@@ -23,7 +24,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 use tokio_postgres::Client;
 
 use crate::capture::pgoutput::{Datum, PgOutput, Relation};
@@ -202,11 +203,6 @@ fn framed(id: u32, body: &[u8]) -> Vec<u8> {
 
 /// The DSN's connection target for the replication connection.
 fn target(config: &tokio_postgres::Config) -> Result<Target> {
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(Error::Config(
-            "sslmode=require is not supported by capture yet; connect without TLS".into(),
-        ));
-    }
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(host)) => host.clone(),
         None => "localhost".to_owned(),
@@ -237,6 +233,8 @@ struct Capture<'a> {
     config: &'a CaptureConfig,
     stop: &'a AtomicBool,
     client: Client,
+    /// TLS for the snapshot's connection, as for the others.
+    tls: tls::Tls,
     producer: Producer,
     registry: Registry,
     db: Rc<str>,
@@ -256,7 +254,8 @@ impl<'a> Capture<'a> {
         stop: &'a AtomicBool,
         streamed: &AtomicBool,
     ) -> Result<Counters> {
-        let pg = tokio_postgres::Config::from_str(&config.dsn).map_err(|_| {
+        let (dsn, tls) = tls::split_dsn(&config.dsn)?;
+        let pg = tokio_postgres::Config::from_str(&dsn).map_err(|_| {
             Error::Config(
                 "the DSN cannot be parsed (expected postgresql://user@host:port/db or \
                  host=… user=… dbname=…)"
@@ -265,8 +264,9 @@ impl<'a> Capture<'a> {
         })?;
         let mut pg = pg;
         pg.connect_timeout(CONNECT_TIMEOUT);
+        pg.ssl_mode(tls.mode.for_tokio_postgres());
         let target = target(&pg)?;
-        let client = catalog::connect(&pg).await?;
+        let client = catalog::connect(&pg, &tls).await?;
         catalog::check_wal_level(&client).await?;
         let version: i32 = client
             .query_one("SELECT current_setting('server_version_num')::int", &[])
@@ -291,6 +291,7 @@ impl<'a> Capture<'a> {
             config,
             stop,
             client,
+            tls: tls.clone(),
             producer,
             registry,
             db: db.into(),
@@ -300,7 +301,7 @@ impl<'a> Capture<'a> {
             pending: VecDeque::new(),
             confirmed: 0,
         };
-        let mut connection = ReplicationConnection::connect(&target, CONNECT_TIMEOUT).await?;
+        let mut connection = ReplicationConnection::connect(&target, &tls, CONNECT_TIMEOUT).await?;
         let exists = catalog::slot_exists(&capture.client, &config.slot).await?;
         if !exists {
             let created = connection.create_slot(&config.slot).await?;
@@ -398,7 +399,7 @@ impl<'a> Capture<'a> {
         name: &str,
         lsn: Lsn,
     ) -> Result<bool> {
-        let reader = catalog::connect(pg).await?;
+        let reader = catalog::connect(pg, &self.tls).await?;
         reader
             .batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
@@ -585,6 +586,10 @@ impl<'a> Capture<'a> {
                     }
                     PgOutput::Relation(relation) => self.relation(relation).await?,
                     change => {
+                        // A message outside a transaction is its own commit (as in Debezium).
+                        if transaction.is_none() && matches!(change, PgOutput::Message { .. }) {
+                            last_commit = start;
+                        }
                         let (xid, commit_time) = transaction.unwrap_or((0, 0));
                         self.change(
                             change,
@@ -674,7 +679,11 @@ impl<'a> Capture<'a> {
         last_commit: Lsn,
     ) -> Result<()> {
         let flavor = self.config.flavor;
-        let sequence = format!("[\"{last_commit}\",\"{lsn}\"]");
+        // Debezium's `["<last commit LSN>","<this LSN>"]`, null before the first commit seen.
+        let sequence = match last_commit {
+            0 => format!("[null,\"{lsn}\"]"),
+            last => format!("[\"{last}\",\"{lsn}\"]"),
+        };
         let ts = if in_transaction {
             commit_time + PG_EPOCH_OFFSET_MICROS
         } else {

@@ -4,16 +4,18 @@
 //! snapshot, which stays valid while this connection stays idle), then streams the slot's
 //! pgoutput messages and sends standby status updates that confirm what Kafka holds. Messages
 //! are framed here by hand (a tag byte and a length); SCRAM and MD5 come from
-//! `postgres-protocol`. TLS is not spoken on this connection: `sslmode=require` is refused.
+//! `postgres-protocol`; TLS (SSLRequest, then native-tls) as the DSN's `sslmode` asks
+//! ([`super::tls`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::capture::postgres_error;
+use crate::capture::tls::Tls;
 use crate::error::{Error, Result};
 
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
@@ -88,16 +90,21 @@ pub struct CreatedSlot {
     pub snapshot: String,
 }
 
+/// A byte stream to PostgreSQL: plain TCP or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// A connection in replication mode.
 pub struct ReplicationConnection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     read: BytesMut,
     write: BytesMut,
 }
 
 impl ReplicationConnection {
-    /// Connect, authenticate and wait until the server is ready for a query.
-    pub async fn connect(target: &Target, timeout: Duration) -> Result<Self> {
+    /// Connect (with TLS as `tls` asks), authenticate and wait until the server is ready for
+    /// a query.
+    pub async fn connect(target: &Target, tls: &Tls, timeout: Duration) -> Result<Self> {
         let address = format!("{}:{}", target.host, target.port);
         let stream = tokio::time::timeout(timeout, TcpStream::connect(&address))
             .await
@@ -114,6 +121,11 @@ impl ReplicationConnection {
                 )
             })?;
         stream.set_nodelay(true).ok();
+        let stream = if tls.mode == crate::capture::tls::Mode::Disable {
+            Box::new(stream)
+        } else {
+            negotiate_tls(stream, &target.host, tls, &address).await?
+        };
         let mut connection = ReplicationConnection {
             stream,
             read: BytesMut::with_capacity(1 << 16),
@@ -148,8 +160,10 @@ impl ReplicationConnection {
         self.flush().await?;
         let mut scram: Option<ScramSha256> = None;
         loop {
-            let message = self.receive().await?;
+            let message = self.receive_any().await?;
             match message.tag {
+                b'E' => return Err(startup_error(&message.body, &target.user)),
+                b'N' => log::info!("PostgreSQL: {}", fields(&message.body).message),
                 b'R' => {
                     let mut body = message.body;
                     let kind = body.get_i32();
@@ -457,6 +471,58 @@ fn fields(body: &[u8]) -> Fields {
         rest = tail.get(end + 1..).unwrap_or(&[]);
     }
     out
+}
+
+/// Ask the server for TLS (SSLRequest) and do the handshake; a server that declines is
+/// refused unless `sslmode` is `prefer`.
+async fn negotiate_tls(
+    mut tcp: TcpStream,
+    host: &str,
+    tls: &Tls,
+    address: &str,
+) -> Result<Box<dyn Stream>> {
+    let lost = |e: std::io::Error| {
+        postgres_error(
+            format!("lost the PostgreSQL connection at {address}: {e}"),
+            true,
+        )
+    };
+    // Length 8, request code 1234 5679.
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .await
+        .map_err(lost)?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.map_err(lost)?;
+    match answer[0] {
+        b'S' => {
+            let connector = tokio_native_tls::TlsConnector::from(tls.connector.clone());
+            let stream = connector.connect(host, tcp).await.map_err(|e| {
+                postgres_error(
+                    format!("TLS with PostgreSQL at {address} failed: {e}"),
+                    false,
+                )
+            })?;
+            Ok(Box::new(stream))
+        }
+        b'N' if !tls.mode.required() => Ok(Box::new(tcp)),
+        _ => Err(Error::Config(format!(
+            "PostgreSQL at {address} does not accept TLS, which the DSN's sslmode requires"
+        ))),
+    }
+}
+
+/// The server's refusal of the replication connection: a role without the REPLICATION
+/// attribute (insufficient privilege) is a configuration error and says what to change.
+fn startup_error(body: &[u8], user: &str) -> Error {
+    let Fields { code, message } = fields(body);
+    if code == "42501" {
+        return Error::Config(format!(
+            "PostgreSQL refuses role {user:?} a replication connection ({message}): capture \
+             needs a role with the REPLICATION attribute (ALTER ROLE … REPLICATION) or a \
+             superuser"
+        ));
+    }
+    server_error(body)
 }
 
 /// The server's error as ours: a connection-level failure (admin shutdown, too many

@@ -164,6 +164,16 @@ impl Table {
     ) -> Result<()> {
         let column = &self.columns[i];
         let text = match datum {
+            // Debezium writes NaN and ±Infinity of a numeric as null (no Avro decimal holds
+            // them); a NOT NULL column cannot, and the encoder refuses it below.
+            Datum::Text(text)
+                if column.optional
+                    && flavor == Flavor::Debezium
+                    && matches!(column.kind, Kind::Decimal { .. } | Kind::VariableDecimal)
+                    && matches!(text.as_str(), "NaN" | "Infinity" | "-Infinity") =>
+            {
+                None
+            }
             Datum::Text(text) => Some(text.as_str()),
             Datum::Unchanged if carries_placeholder(&column.kind) => Some(UNAVAILABLE),
             Datum::Null | Datum::Unchanged => None,
@@ -254,7 +264,7 @@ fn zero(kind: &Kind, out: &mut Vec<u8>) {
         | Kind::Enum { .. }
         | Kind::Bytes
         | Kind::ZonedTime
-        | Kind::ZonedTimestamp
+        | Kind::ZonedTimestamp { .. }
         | Kind::Array(_) => put_long(out, 0),
     }
 }
@@ -284,8 +294,19 @@ fn source_schema() -> Json {
             {"name": "table", "type": string},
             {"name": "txId", "type": optional(long.clone()), "default": null},
             {"name": "lsn", "type": optional(long.clone()), "default": null},
-            {"name": "xmin", "type": optional(long), "default": null}],
-        "connect.name": "io.debezium.connector.postgresql.Source"})
+            {"name": "xmin", "type": optional(long.clone()), "default": null},
+            {"name": "origin", "type": optional(string), "default": null},
+            {"name": "origin_lsn", "type": optional(long), "default": null}],
+        "connect.version": 1, "connect.name": "io.debezium.connector.postgresql.Source"})
+}
+
+/// The `transaction` block (always null: `provide.transaction.metadata` is not offered).
+fn transaction_schema() -> Json {
+    json!({"type": "record", "name": "block", "namespace": "event", "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "total_order", "type": "long"},
+            {"name": "data_collection_order", "type": "long"}],
+        "connect.version": 1, "connect.name": "event.block"})
 }
 
 fn envelope_schema(namespace: &str, row: Json) -> Json {
@@ -294,12 +315,7 @@ fn envelope_schema(namespace: &str, row: Json) -> Json {
         {"name": "before", "type": ["null", row], "default": null},
         {"name": "after", "type": ["null", "Value"], "default": null},
         {"name": "source", "type": source_schema()},
-        {"name": "transaction", "type": ["null", {"type": "record", "name": "block",
-            "namespace": "event", "fields": [
-                {"name": "id", "type": "string"},
-                {"name": "total_order", "type": "long"},
-                {"name": "data_collection_order", "type": "long"}],
-            "connect.version": 1, "connect.name": "event.block"}], "default": null},
+        {"name": "transaction", "type": ["null", transaction_schema()], "default": null},
         {"name": "op", "type": "string"},
         {"name": "ts_ms", "type": long(), "default": null},
         {"name": "ts_us", "type": long(), "default": null},
@@ -335,7 +351,9 @@ fn encode_source(out: &mut Vec<u8>, source: &Source<'_>, schema: &str, table: &s
     put_bytes(out, table.as_bytes());
     optional_long(out, source.tx_id);
     optional_long(out, source.lsn);
-    optional_long(out, None);
+    optional_long(out, None); // xmin
+    put_long(out, 0); // origin: replication origins are not followed
+    optional_long(out, None); // origin_lsn
 }
 
 /// The value schema of `<prefix>.message` (logical decoding messages, op `m`), and its key's.
@@ -343,20 +361,18 @@ pub fn message_schemas() -> (String, String) {
     let key = json!({"type": "record", "name": "MessageKey",
         "namespace": "io.debezium.connector.postgresql",
         "fields": [{"name": "prefix", "type": ["null", "string"], "default": null}],
-        "connect.name": "io.debezium.connector.postgresql.MessageKey"});
-    let long = || json!(["null", "long"]);
+        "connect.version": 1, "connect.name": "io.debezium.connector.postgresql.MessageKey"});
     let value = json!({"type": "record", "name": "MessageValue",
         "namespace": "io.debezium.connector.postgresql", "fields": [
             {"name": "op", "type": "string"},
-            {"name": "ts_ms", "type": long(), "default": null},
-            {"name": "ts_us", "type": long(), "default": null},
-            {"name": "ts_ns", "type": long(), "default": null},
+            {"name": "ts_ms", "type": ["null", "long"], "default": null},
             {"name": "source", "type": source_schema()},
+            {"name": "transaction", "type": ["null", transaction_schema()], "default": null},
             {"name": "message", "type": {"type": "record", "name": "Message", "fields": [
-                {"name": "prefix", "type": "string"},
-                {"name": "content", "type": "bytes"}],
-                "connect.name": "io.debezium.connector.postgresql.Message"}}],
-        "connect.name": "io.debezium.connector.postgresql.MessageValue"});
+                {"name": "prefix", "type": ["null", "string"], "default": null},
+                {"name": "content", "type": ["null", "bytes"], "default": null}],
+                "connect.version": 1, "connect.name": "io.debezium.connector.postgresql.Message"}}],
+        "connect.version": 1, "connect.name": "io.debezium.connector.postgresql.MessageValue"});
     (key.to_string(), value.to_string())
 }
 
@@ -372,16 +388,13 @@ pub fn encode_message(
     put_bytes(&mut key, prefix.as_bytes());
     let mut value = Vec::new();
     put_bytes(&mut value, b"m");
-    for scale in [
-        now_micros / 1000,
-        now_micros,
-        now_micros.saturating_mul(1000),
-    ] {
-        put_long(&mut value, 1);
-        put_long(&mut value, scale);
-    }
+    put_long(&mut value, 1);
+    put_long(&mut value, now_micros / 1000);
     encode_source(&mut value, source, "", "");
+    put_long(&mut value, 0); // transaction
+    put_long(&mut value, 1);
     put_bytes(&mut value, prefix.as_bytes());
+    put_long(&mut value, 1);
     put_bytes(&mut value, content);
     (key, value)
 }

@@ -78,8 +78,11 @@ pub enum Kind {
         /// Fractional digits.
         precision: i32,
     },
-    /// `timestamptz`.
-    ZonedTimestamp,
+    /// `timestamptz(p)`.
+    ZonedTimestamp {
+        /// Fractional digits (6 when unconstrained): Debezium writes exactly this many.
+        precision: i32,
+    },
     /// `interval`.
     Interval,
     /// One-dimensional array.
@@ -123,7 +126,7 @@ impl Kind {
             1083 => Kind::Time { precision },
             1266 => Kind::ZonedTime,
             1114 => Kind::Timestamp { precision },
-            1184 => Kind::ZonedTimestamp,
+            1184 => Kind::ZonedTimestamp { precision },
             1186 => Kind::Interval,
             _ => return None,
         })
@@ -140,13 +143,19 @@ impl Kind {
             Kind::Float32 => json!("float"),
             Kind::Float64 => json!("double"),
             Kind::Decimal {
-                precision, scale, ..
+                precision,
+                scale,
+                money,
             } => {
                 if debezium {
+                    // Debezium gives money no precision parameter; the converter writes
+                    // Avro's precision 64 for it.
+                    let mut parameters = json!({"scale": scale.to_string()});
+                    if !money {
+                        parameters["connect.decimal.precision"] = json!(precision.to_string());
+                    }
                     json!({"type": "bytes", "scale": scale, "precision": precision,
-                        "connect.version": 1,
-                        "connect.parameters": {"scale": scale.to_string(),
-                            "connect.decimal.precision": precision.to_string()},
+                        "connect.version": 1, "connect.parameters": parameters,
                         "connect.name": "org.apache.kafka.connect.data.Decimal",
                         "logicalType": "decimal"})
                 } else {
@@ -201,10 +210,12 @@ impl Kind {
             Kind::Timestamp { .. } => {
                 json!({"type": "long", "logicalType": "local-timestamp-micros"})
             }
-            Kind::ZonedTimestamp if debezium => {
+            Kind::ZonedTimestamp { .. } if debezium => {
                 json!({"type": "string", "connect.version": 1, "connect.name": "io.debezium.time.ZonedTimestamp"})
             }
-            Kind::ZonedTimestamp => json!({"type": "long", "logicalType": "timestamp-micros"}),
+            Kind::ZonedTimestamp { .. } => {
+                json!({"type": "long", "logicalType": "timestamp-micros"})
+            }
             Kind::Interval if debezium => {
                 json!({"type": "long", "connect.version": 1, "connect.name": "io.debezium.time.MicroDuration"})
             }
@@ -242,7 +253,16 @@ impl Kind {
                 put_bytes(out, &unscaled);
             }
             Kind::VariableDecimal if debezium => {
-                let (unscaled, scale) = unscaled(text, None)?;
+                // Debezium strips trailing fractional zeros (BigDecimal.stripTrailingZeros,
+                // never below scale 0): 1.500 is {scale 1, 15}.
+                let text = match text.split_once('.') {
+                    Some((whole, fraction)) => match fraction.trim_end_matches('0') {
+                        "" => whole.to_owned(),
+                        kept => format!("{whole}.{kept}"),
+                    },
+                    None => text.to_owned(),
+                };
+                let (unscaled, scale) = unscaled(&text, None)?;
                 put_long(out, scale as i64);
                 put_bytes(out, &unscaled);
             }
@@ -265,31 +285,29 @@ impl Kind {
                 );
             }
             Kind::Timestamp { precision } => {
-                let value = match text {
+                let micros = match text {
                     "infinity" => TIMESTAMP_INFINITY,
                     "-infinity" => TIMESTAMP_MINUS_INFINITY,
-                    _ => {
-                        let (micros, _) = timestamp_micros(text)?;
-                        if debezium && *precision <= 3 {
-                            micros.div_euclid(1000)
-                        } else {
-                            micros
-                        }
-                    }
+                    _ => timestamp_micros(text)?.0,
+                };
+                let value = if debezium && *precision <= 3 {
+                    micros.div_euclid(1000)
+                } else {
+                    micros
                 };
                 put_long(out, value);
             }
-            Kind::ZonedTimestamp if debezium => {
+            Kind::ZonedTimestamp { precision } if debezium => {
                 let value = match text {
                     "infinity" | "-infinity" => text.to_owned(),
                     _ => {
                         let (micros, _) = timestamp_micros(text)?;
-                        iso_utc(micros)
+                        iso_utc(micros, *precision)
                     }
                 };
                 put_bytes(out, value.as_bytes());
             }
-            Kind::ZonedTimestamp => {
+            Kind::ZonedTimestamp { .. } => {
                 let value = match text {
                     "infinity" => i64::MAX,
                     "-infinity" => i64::MIN,
@@ -562,14 +580,21 @@ fn clock_text(micros_of_day: i64) -> String {
     text
 }
 
-/// Debezium's `ZonedTimestamp`: ISO 8601 in UTC.
-fn iso_utc(micros: i64) -> String {
+/// Debezium's `ZonedTimestamp`: ISO 8601 in UTC, with exactly `precision` fractional digits
+/// (the column's; none at precision 0).
+fn iso_utc(micros: i64, precision: i32) -> String {
     let days = micros.div_euclid(MICROS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{}Z",
-        clock_text(micros.rem_euclid(MICROS_PER_DAY))
-    )
+    let of_day = micros.rem_euclid(MICROS_PER_DAY);
+    let clock = match usize::try_from(precision) {
+        Ok(width @ 1..=6) => {
+            let seconds = of_day / 1_000_000;
+            let fraction = format!("{:06}", of_day % 1_000_000);
+            format!("{}.{}", clock_text(seconds * 1_000_000), &fraction[..width])
+        }
+        _ => clock_text(of_day),
+    };
+    format!("{year:04}-{month:02}-{day:02}T{clock}Z")
 }
 
 /// Debezium's `ZonedTime`: the time in UTC.
@@ -682,6 +707,10 @@ mod tests {
         assert_eq!(decimal("-1.29", 2), vec![0xff, 0x7f]);
         assert_eq!(decimal("12.5", 3), vec![0x30, 0xd4]);
         assert_eq!(unscaled("-0.001", None).unwrap(), (vec![0xff], 3));
+        // Variable scale: trailing fractional zeros stripped, as Debezium does ({scale, value}).
+        assert_eq!(encode(Kind::VariableDecimal, "1.500"), vec![2, 2, 15]);
+        assert_eq!(encode(Kind::VariableDecimal, "100.00"), vec![0, 2, 100]);
+        assert_eq!(encode(Kind::VariableDecimal, "0.000"), vec![0, 2, 0]);
     }
 
     #[test]
@@ -692,7 +721,13 @@ mod tests {
             timestamp_micros("2000-01-01 00:00:00.5").unwrap().0,
             946_684_800_500_000
         );
-        assert_eq!(iso_utc(946_684_800_500_000), "2000-01-01T00:00:00.5Z");
+        // Exactly the column's fractional digits, as Debezium writes them.
+        assert_eq!(
+            iso_utc(946_684_800_500_000, 6),
+            "2000-01-01T00:00:00.500000Z"
+        );
+        assert_eq!(iso_utc(946_684_800_000_000, 3), "2000-01-01T00:00:00.000Z");
+        assert_eq!(iso_utc(946_684_800_000_000, 0), "2000-01-01T00:00:00Z");
         assert_eq!(
             timestamp_micros("2000-01-01 01:00:00+01").unwrap().0,
             946_684_800_000_000
