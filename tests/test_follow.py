@@ -427,7 +427,7 @@ def test_utc_instants_become_iso_text_with_z(unit: str) -> None:
     """The text SQLite and PostgreSQL get for an aware timestamp: the instant in UTC, ISO
     8601 with "Z", the digits of the column's unit; nulls stay null; a column in another
     zone keeps that zone's offset."""
-    import pyarrow as pa
+    import pyarrow as pa  # type: ignore[import-untyped]
     from changestream.follow._types import to_text_column
 
     instants = [
