@@ -15,6 +15,7 @@ import sqlite3
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -419,3 +420,33 @@ def test_cli_follows_into_sqlite(
     )
     assert bad == 1
     assert "ConfigError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_utc_instants_become_iso_text_with_z(unit: str) -> None:
+    """The text SQLite and PostgreSQL get for an aware timestamp: the instant in UTC, ISO
+    8601 with "Z", the digits of the column's unit; nulls stay null; a column in another
+    zone keeps that zone's offset."""
+    import pyarrow as pa  # type: ignore[import-untyped]
+    from changestream.follow._types import to_text_column
+
+    instants = [
+        datetime(2024, 1, 31, 23, 45, 6, 789000, tzinfo=timezone.utc),
+        None,
+        datetime(1969, 7, 20, 20, 17, 40, tzinfo=timezone(timedelta(hours=-4))),
+    ]
+    digits = {"s": 0, "ms": 3, "us": 6, "ns": 9}[unit]
+
+    def iso(value: datetime) -> str:
+        utc = value.astimezone(timezone.utc)
+        fraction = f"{utc.microsecond:06d}000"[:digits]
+        return utc.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if digits else "") + "Z"
+
+    column = pa.array(instants, pa.timestamp(unit, tz="UTC"))
+    chunked = pa.chunked_array([column, column])
+    expected = [None if v is None else iso(v) for v in instants]
+    assert to_text_column(column, "timestamptz").to_pylist() == expected
+    assert to_text_column(chunked, "timestamptz").to_pylist() == expected * 2
+    paris = to_text_column(column.cast(pa.timestamp(unit, tz="Europe/Paris")), "timestamptz")
+    assert paris.to_pylist()[0].startswith("2024-02-01T00:45:06")
+    assert paris.to_pylist()[0].endswith("+0100")

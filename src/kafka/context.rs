@@ -372,3 +372,171 @@ pub(super) fn all_partitions(consumer: &Kafka, topics: &[String]) -> Result<Topi
     }
     Ok(assignment)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The rebalance callbacks against rdkafka's `MockCluster` (librdkafka's in-process
+    //! broker), so a group rebalance runs without a Kafka.
+
+    use std::collections::HashMap;
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    use super::{Kafka, StreamContext};
+    use crate::kafka::config::{Start, Until};
+    use crate::positions::Positions;
+
+    const TOPIC: &str = "orders";
+    const GROUP: &str = "followers";
+    const MESSAGES: i32 = 10;
+
+    fn member_config(bootstrap: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", GROUP)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            // Eager: a member joining revokes every partition of the members before it.
+            .set("partition.assignment.strategy", "range")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "100");
+        config
+    }
+
+    /// A topic of two partitions holding `MESSAGES` messages each.
+    fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic(TOPIC, 2, 1).expect("topic");
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .expect("producer");
+        for partition in 0..2 {
+            for n in 0..MESSAGES {
+                let payload = n.to_string();
+                producer
+                    .send(
+                        BaseRecord::<(), _>::to(TOPIC)
+                            .partition(partition)
+                            .payload(&payload),
+                    )
+                    .expect("send");
+            }
+        }
+        producer.flush(Duration::from_secs(10)).expect("flush");
+        cluster
+    }
+
+    /// Poll both members until `done` holds (the rebalance callbacks run inside `poll`).
+    fn poll_until(members: &[&dyn Fn()], done: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the group did not settle"
+            );
+            for poll_member in members {
+                poll_member();
+            }
+        }
+    }
+
+    fn committed(consumer: &BaseConsumer) -> HashMap<i32, Option<i64>> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(TOPIC, 0);
+        tpl.add_partition(TOPIC, 1);
+        consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets")
+            .elements()
+            .iter()
+            .map(|e| {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                (e.partition(), offset)
+            })
+            .collect()
+    }
+
+    /// A group member with the stream's context, owning both partitions, which finished
+    /// partition 0 through offset 4 (5..9 handed out, unfinished) and nothing of partition 1.
+    fn member_with_finished_work(bootstrap: &str) -> (Kafka, Arc<Positions>) {
+        let positions = Arc::new(Positions::default());
+        let context = StreamContext {
+            positions: positions.clone(),
+            start: Start::Committed,
+            until: Until::Forever,
+            uses_group: true,
+            reset_to_latest: false,
+            failure: Mutex::new(None),
+        };
+        let member: Kafka = member_config(bootstrap)
+            .create_with_context(context)
+            .expect("member");
+        member.subscribe(&[TOPIC]).expect("subscribe");
+        poll_until(&[&|| poll(&member)], || positions.finished().len() == 2);
+        positions.finish(TOPIC, 0, 4, positions.generation());
+        (member, positions)
+    }
+
+    fn poll<C: ConsumerContext>(consumer: &BaseConsumer<C>) {
+        let _ = consumer.poll(Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_revoke_commits_what_was_finished_and_nothing_unfinished_before_letting_go() {
+        let cluster = cluster();
+        let bootstrap = cluster.bootstrap_servers();
+        let (member, positions) = member_with_finished_work(&bootstrap);
+        // Leaving the group revokes both partitions; the callback runs inside poll.
+        member.unsubscribe();
+        poll_until(&[&|| poll(&member)], || {
+            member.assignment().map_or(1, |a| a.count()) == 0
+        });
+        let observer: BaseConsumer = member_config(&bootstrap).create().expect("observer");
+        assert_eq!(
+            committed(&observer),
+            HashMap::from([(0, Some(5)), (1, None)])
+        );
+        assert_eq!(positions.counters.committed.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            positions.counters.commit_failures.load(Ordering::Relaxed),
+            0
+        );
+        assert!(positions.finished().is_empty());
+        assert!(member.context().take_failure().is_none());
+    }
+
+    #[test]
+    fn a_commit_refused_during_a_rebalance_is_counted_not_fatal() {
+        let cluster = cluster();
+        let bootstrap = cluster.bootstrap_servers();
+        let (first, positions) = member_with_finished_work(&bootstrap);
+        // A second member joins: the eager rebalance revokes both partitions of the first.
+        // The mock broker refuses commits while the group is joining (a real broker takes
+        // them from the current generation): the changes will be delivered again.
+        let second: BaseConsumer = member_config(&bootstrap).create().expect("second member");
+        second.subscribe(&[TOPIC]).expect("subscribe");
+        poll_until(&[&|| poll(&first), &|| poll(&second)], || {
+            second.assignment().map_or(0, |a| a.count()) > 0
+        });
+        assert_eq!(
+            positions.counters.commit_failures.load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(positions.counters.committed.load(Ordering::Relaxed), 0);
+        assert_eq!(committed(&second), HashMap::from([(0, None), (1, None)]));
+        // Not a failure of the stream: it reads on from the group's positions.
+        assert!(first.context().take_failure().is_none());
+    }
+}

@@ -60,7 +60,7 @@ def follow(
     kafka: Mapping[str, str | int | float | bool] | None = None,
     registry: Mapping[str, str] | None = None,
     registry_timeout: float = 30.0,
-    max_buffer_bytes: int = 64 * 1024 * 1024,
+    max_buffer_bytes: int = 16 * 1024 * 1024,
     progress: bool = False,
     batch_rows: int = 20_000,
     batch_wait: float = 0.5,
@@ -77,7 +77,9 @@ def follow(
     positions stored there (``_changestream_positions``), so a crash repeats and skips
     nothing; with a ``group_id`` too (the group only shares the partitions out), each
     partition the target has no position for starts at the beginning. The other options
-    are :class:`changestream.ChangeStream`'s.
+    are :class:`changestream.ChangeStream`'s; ``max_buffer_bytes`` defaults to 16 MiB
+    here, since a database applies changes slower than Kafka hands them out and more
+    read-ahead only takes memory.
 
     Returns :class:`FollowCounters`. Raises :class:`TargetError` when the database refuses
     a batch (locked, read-only, full) and :class:`SchemaChangeError` when a column changes

@@ -135,12 +135,17 @@ def to_text_column(column: pa.ChunkedArray | pa.Array, kind: str) -> pa.Array:
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
+    if kind == "timestamptz" and column.type.tz == "UTC":
+        # Arrow keeps instants in UTC: formatted as zone-less timestamps they are the UTC
+        # wall time, an order of magnitude faster than pyarrow's cast with a zone (which
+        # looks the zone up per value); "Z" marks UTC, as that cast writes it for "UTC".
+        wall = column.view(pa.int64()).view(pa.timestamp(column.type.unit))
+        text = pc.cast(wall, pa.string())
+        return pc.replace_substring_regex(text, r"^(\S+) (.*)$", r"\1T\2Z")
     if kind in ("decimal", "date", "time", "timestamp", "timestamptz"):
         text = pc.cast(column, pa.string())
-        if kind == "timestamptz":
-            # pyarrow writes "2024-01-02 03:04:05.000000Z": make it ISO 8601 with a "T".
-            text = pc.replace_substring(text, " ", "T", max_replacements=1)
-        elif kind == "timestamp":
+        if kind in ("timestamp", "timestamptz"):
+            # pyarrow writes "2024-01-02 03:04:05.000000[+0100]": ISO 8601 has a "T".
             text = pc.replace_substring(text, " ", "T", max_replacements=1)
         return text
     if kind == "uuid":

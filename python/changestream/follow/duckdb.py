@@ -76,6 +76,9 @@ class DuckdbTarget(Target):
     def __init__(self, connection: Any, *, owned: bool) -> None:
         self._db = connection
         self._owned = owned
+        # Each table's declared types, for the casts of every batch: DuckDB answers
+        # information_schema slowly. Forgotten on any statement that may change a table.
+        self._declared: dict[str, dict[str, str]] = {}
 
     def sql_type(self, kind: str, field: pa.Field) -> str:
         if kind == "decimal":
@@ -119,11 +122,19 @@ class DuckdbTarget(Target):
         self._db.commit()
 
     def rollback(self) -> None:
+        self._declared.clear()
         with contextlib.suppress(duckdb.TransactionException):  # none was open
             self._db.rollback()
 
     def execute(self, statement: str) -> None:
+        self._declared.clear()
         self._db.execute(statement)
+
+    def _declared_types(self, table: str) -> dict[str, str]:
+        declared = self._declared.get(table)
+        if declared is None:
+            declared = self._declared[table] = self.columns(table) or {}
+        return declared
 
     def truncate(self, table: str) -> None:
         self._db.execute(f"DELETE FROM {quote(table)}")
@@ -144,7 +155,7 @@ class DuckdbTarget(Target):
     def delete(self, table: str, keys: pa.Table, kinds: Mapping[str, str]) -> None:
         view = self._register(keys, kinds)
         try:
-            stored = self.columns(table) or {}
+            stored = self._declared_types(table)
             where = " AND ".join(
                 f"{quote(table)}.{quote(c)} = CAST(k.{quote(c)} AS {stored[c]})"
                 for c in keys.column_names
@@ -161,7 +172,7 @@ class DuckdbTarget(Target):
         keep: frozenset[str],
         kinds: Mapping[str, str],
     ) -> None:
-        stored = self.columns(table) or {}
+        stored = self._declared_types(table)
         inserted = [c for c in rows.column_names if c not in keep or c in key]
         view = self._register(rows.select(inserted), kinds)
         try:
@@ -179,10 +190,15 @@ class DuckdbTarget(Target):
             self._db.unregister(view)
 
     def save_positions(self, positions: Mapping[tuple[str, int], int]) -> None:
-        self._db.executemany(
-            f'INSERT INTO {POSITIONS_TABLE} (topic, "partition", next_offset) VALUES (?, ?, ?) '
+        if not positions:
+            return
+        # One statement: DuckDB's executemany runs one statement per row.
+        rows = ", ".join("(?, ?, ?)" for _ in positions)
+        values = [v for (topic, partition), at in positions.items() for v in (topic, partition, at)]
+        self._db.execute(
+            f'INSERT INTO {POSITIONS_TABLE} (topic, "partition", next_offset) VALUES {rows} '
             'ON CONFLICT (topic, "partition") DO UPDATE SET next_offset = excluded.next_offset',
-            [[topic, partition, offset] for (topic, partition), offset in positions.items()],
+            values,
         )
 
     def is_failure(self, error: BaseException) -> bool:
