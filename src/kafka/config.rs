@@ -130,7 +130,9 @@ pub(super) fn client_config(config: &StreamConfig) -> ClientConfig {
         // read-ahead is bounded in bytes anyway, so refill at once.
         .set("fetch.queue.backoff.ms", "10")
         // Half the read-ahead budget for raw messages (librdkafka also keeps a single fetch
-        // response within it, unless `fetch.max.bytes` is set).
+        // response within it, unless `fetch.max.bytes` is set). librdkafka applies it to the
+        // group's one queue, but to each partition's queue when partitions are assigned
+        // without a group.
         .set(
             "queued.max.messages.kbytes",
             (config.max_buffer_bytes / 2 / 1024).max(1).to_string(),
