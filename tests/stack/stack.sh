@@ -355,9 +355,8 @@ group.initial.rebalance.delay.ms=0
 EOF
   if [[ -n "$KAFKA_OAUTHBEARER_PORT" ]]; then
     # No server callback handler: Kafka validates tokens with its unsecured JWT validator
-    # (alg "none", principal from "sub", "exp" enforced when a connection authenticates).
-    # No connections.max.reauth.ms: librdkafka 2.12's re-authentication with 2-3 s tokens
-    # fails with "Request not valid in current SASL state".
+    # (alg "none", principal from "sub", "exp" enforced). A session lasts as long as its
+    # token, so clients re-authenticate with a fresh one (KIP-368).
     cat >>"$d/server.properties" <<EOF
 listener.name.oauthbearer.sasl.enabled.mechanisms=OAUTHBEARER
 listener.name.oauthbearer.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
