@@ -39,9 +39,10 @@ wheel: venv ## Build the self-contained abi3 wheel (manylinux, x86-64) into targ
 # target/wheels, whose newest wheel the tests install on this machine.
 .PHONY: wheel-aarch64
 wheel-aarch64: venv ## Cross-build the aarch64 manylinux wheel into target/wheels-aarch64
-	PATH="$(abspath $(VENV))/bin:$$PATH" CARGO_TARGET_DIR=target/zig $(VENV)/bin/maturin build \
-		--release --zig --target aarch64-unknown-linux-gnu --compatibility $(MANYLINUX) \
-		--out target/wheels-aarch64
+	PATH="$(abspath $(VENV))/bin:$$PATH" CARGO_TARGET_DIR=target/zig \
+		CC="$(abspath tools/zig-cc-aarch64)" CXX="$(abspath tools/zig-cxx-aarch64)" HOST_CC=cc HOST_CXX=c++ \
+		$(VENV)/bin/maturin build --release --zig --target aarch64-unknown-linux-gnu \
+		--compatibility $(MANYLINUX) --out target/wheels-aarch64
 
 .PHONY: sdist
 sdist: venv ## Build the source distribution into target/wheels
