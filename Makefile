@@ -33,6 +33,17 @@ wheel: venv ## Build the self-contained abi3 wheel (manylinux, x86-64) into targ
 	PATH="$(abspath $(VENV))/bin:$$PATH" CARGO_TARGET_DIR=target/zig $(VENV)/bin/maturin build \
 		--release --zig --compatibility $(MANYLINUX) --out target/wheels
 
+# The same wheel for 64-bit ARM Linux (Graviton, Ampere, Raspberry Pi OS 64-bit), cross-built:
+# zig compiles OpenSSL, librdkafka, zlib and zstd for aarch64 and links against glibc 2.28.
+# Needs the Rust target (`rustup target add aarch64-unknown-linux-gnu`). Kept apart from
+# target/wheels, whose newest wheel the tests install on this machine.
+.PHONY: wheel-aarch64
+wheel-aarch64: venv ## Cross-build the aarch64 manylinux wheel into target/wheels-aarch64
+	PATH="$(abspath $(VENV))/bin:$$PATH" CARGO_TARGET_DIR=target/zig \
+		CC="$(abspath tools/zig-cc-aarch64)" CXX="$(abspath tools/zig-cxx-aarch64)" HOST_CC=cc HOST_CXX=c++ \
+		$(VENV)/bin/maturin build --release --zig --target aarch64-unknown-linux-gnu \
+		--compatibility $(MANYLINUX) --out target/wheels-aarch64
+
 .PHONY: sdist
 sdist: venv ## Build the source distribution into target/wheels
 	$(VENV)/bin/maturin sdist --out target/wheels

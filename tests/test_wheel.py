@@ -4,6 +4,7 @@ glibc (auditwheel agrees), and carries its licenses and the metadata a package i
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from trove_classifiers import classifiers as known_classifiers
 
 pytestmark = pytest.mark.wheel
 
@@ -101,3 +103,46 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     for library in ("librdkafka", "libssl", "libcrypto", "libz.so", "libzstd", "libpython"):
         assert library not in linked, f"{extension.name} links {library}:\n{linked}"
     assert sys.version_info >= (3, 10)
+
+
+def test_wheel_metadata_is_what_pyproject_declares_and_an_index_accepts() -> None:
+    """The core metadata pip and a package index read: PEP 639 licensing (an SPDX expression
+    and no license classifiers beside it), known trove classifiers that match the Python
+    versions the wheel installs on, and only links that work away from the repository. The
+    declared values are compared with the development install's (same pyproject.toml)."""
+    declared = importlib.metadata.metadata("changestream")
+    with zipfile.ZipFile(newest_wheel()) as wheel:
+        info = next(n.split("/")[0] for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(wheel.read(f"{info}/METADATA").decode())
+    major, minor = (int(part) for part in metadata["Metadata-Version"].split("."))
+    assert (major, minor) >= (2, 4), "License-Expression needs core metadata 2.4"
+    for field in ("Name", "Version", "Summary", "License-Expression", "Requires-Python"):
+        assert metadata[field] == declared[field], field
+    assert metadata["Description-Content-Type"].startswith("text/markdown")
+    assert sorted(metadata.get_all("License-File") or []) == [
+        "LICENSE",
+        "THIRD-PARTY-NOTICES.md",
+    ]
+    assert set(metadata.get_all("Provides-Extra") or []) == set(
+        declared.get_all("Provides-Extra") or []
+    )
+
+    classifiers = metadata.get_all("Classifier") or []
+    assert classifiers == declared.get_all("Classifier")
+    unknown = [c for c in classifiers if c not in known_classifiers]
+    assert not unknown, f"not trove classifiers: {unknown}"
+    # PEP 639: with a License-Expression, license classifiers are an error on upload.
+    assert not [c for c in classifiers if c.startswith("License ::")]
+    # abi3 from the oldest Python allowed: the versions named are that one and the next ones.
+    oldest = int(metadata["Requires-Python"].removeprefix(">=3."))
+    versions = [
+        int(c.rsplit(".", 1)[1])
+        for c in classifiers
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
+    assert versions == list(range(oldest, oldest + len(versions))), versions
+    assert len(versions) >= 4, versions
+
+    # No home page or repository is public yet; whatever is declared must be absolute.
+    for url in metadata.get_all("Project-URL") or []:
+        assert url.split(", ", 1)[1].startswith("https://"), url

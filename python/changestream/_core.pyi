@@ -4,10 +4,16 @@ Checked against the compiled module by ``make lint`` (``mypy.stubtest``).
 """
 
 import datetime
-from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, Final, Literal, final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, Literal, TypeAlias, final
 
 from changestream._types import Op
+
+# What ``oauth_cb`` returns: ``(token, expiry_seconds_since_epoch[, principal[, extensions]])``
+# (extensions must be empty: they cannot be sent).
+_OAuthToken: TypeAlias = (
+    tuple[str, float] | tuple[str, float, str] | tuple[str, float, str, Mapping[str, str] | None]
+)
 
 __all__ = [
     "UNAVAILABLE",
@@ -256,6 +262,11 @@ class ChangeStream:
     - ``registry_timeout``: seconds a schema lookup may retry before it fails.
     - ``max_buffer_bytes``: the most memory read-ahead may take (at least 1 MiB).
     - ``progress``: show a progress bar for bounded reads (tqdm when installed).
+    - ``oauth_cb``: for ``sasl.mechanism=OAUTHBEARER``, a callable taking the
+      ``sasl.oauthbearer.config`` setting (a str) and returning ``(token, expiry)``, the
+      expiry in seconds since the epoch (optionally also a principal), as confluent-kafka's.
+      It runs when the stream opens and whenever the token is due for a refresh, on the
+      thread that reads the stream; if it raises, the stream raises :class:`KafkaError`.
     """
 
     def __new__(
@@ -281,6 +292,7 @@ class ChangeStream:
         registry_timeout: float = 30.0,
         max_buffer_bytes: int = 67108864,
         progress: bool = False,
+        oauth_cb: Callable[[str], _OAuthToken] | None = None,
     ) -> ChangeStream: ...
     def __repr__(self) -> str: ...
     def __iter__(self) -> ChangeStream: ...

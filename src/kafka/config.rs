@@ -2,10 +2,12 @@
 //! to undecodable messages, and the librdkafka client settings built from it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 
+use super::oauth::OAuthTokens;
 use crate::change::DecoderOptions;
 
 /// The default of [`StreamConfig::max_buffer_bytes`].
@@ -95,6 +97,8 @@ pub struct StreamConfig {
     pub max_buffer_bytes: usize,
     /// Keep what [`ChangeConsumer::progress`] needs (one map update per change handed out).
     pub track_progress: bool,
+    /// SASL/OAUTHBEARER tokens from the application (`oauth_cb`), primed with the first one.
+    pub oauth: Option<Arc<OAuthTokens>>,
 }
 
 impl std::fmt::Debug for StreamConfig {
@@ -115,8 +119,45 @@ impl std::fmt::Debug for StreamConfig {
             .field("max_buffer_bytes", &self.max_buffer_bytes)
             .field("kafka_keys", &keys(&self.kafka))
             .field("registry_keys", &keys(&self.registry))
+            .field("oauth", &self.oauth.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// The value of a librdkafka setting the application gave (the last one wins, as there).
+fn setting<'a>(config: &'a StreamConfig, keys: &[&str]) -> Option<&'a str> {
+    config
+        .kafka
+        .iter()
+        .rev()
+        .find(|(key, _)| keys.contains(&key.as_str()))
+        .map(|(_, value)| value.as_str())
+}
+
+/// Whether the SASL settings and `oauth_cb` fit together: OAUTHBEARER takes its tokens from
+/// exactly one place (the callback, librdkafka's OIDC client, or its unsecured test token).
+pub(super) fn check_oauth(config: &StreamConfig) -> crate::Result<()> {
+    let oauthbearer = setting(config, &["sasl.mechanism", "sasl.mechanisms"])
+        .is_some_and(|mechanism| mechanism.trim().eq_ignore_ascii_case("OAUTHBEARER"));
+    let oidc = setting(config, &["sasl.oauthbearer.method"])
+        .is_some_and(|method| method.trim().eq_ignore_ascii_case("oidc"));
+    let unsecured = setting(config, &["enable.sasl.oauthbearer.unsecure.jwt"])
+        .is_some_and(|flag| flag.trim() == "true");
+    let problem = match (config.oauth.is_some(), oauthbearer) {
+        (true, false) => "oauth_cb needs the kafka setting sasl.mechanism=OAUTHBEARER",
+        (true, true) if oidc => {
+            "oauth_cb and sasl.oauthbearer.method=oidc both supply tokens; give one of them"
+        }
+        (true, true) if unsecured => {
+            "oauth_cb and enable.sasl.oauthbearer.unsecure.jwt both supply tokens; give one of them"
+        }
+        (false, true) if !oidc && !unsecured => {
+            "sasl.mechanism=OAUTHBEARER needs oauth_cb= (a callable returning a token and its \
+             expiry) or sasl.oauthbearer.method=oidc"
+        }
+        _ => return Ok(()),
+    };
+    Err(crate::Error::Config(problem.into()))
 }
 
 /// The librdkafka client settings of a stream: ours first, then the application's.

@@ -17,6 +17,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::config::{Start, Until};
+use super::oauth::{OAuthTokens, NO_TOKEN_CALLBACK, TOKEN_PENDING};
 use crate::error::{Error, Result};
 use crate::positions::{PartitionState, Positions};
 
@@ -35,11 +36,15 @@ pub(super) struct StreamContext {
     pub(super) reset_to_latest: bool,
     /// An error raised inside a callback, for the fetch thread to report.
     pub(super) failure: Mutex<Option<Error>>,
+    /// Where SASL/OAUTHBEARER tokens come from, with `oauth_cb`.
+    pub(super) oauth: Option<Arc<OAuthTokens>>,
 }
 
 pub(super) type Kafka = BaseConsumer<StreamContext>;
 
 impl ClientContext for StreamContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         log_librdkafka(level, facility, message);
     }
@@ -70,6 +75,12 @@ impl ClientContext for StreamContext {
             }
             // Follows a transport failure, already logged.
             Some(Code::AllBrokersDown) => log::debug!("kafka: {reason}"),
+            // A token request that was not answered yet, or one librdkafka answers itself.
+            Some(Code::Authentication)
+                if reason.contains(TOKEN_PENDING) || reason.contains(NO_TOKEN_CALLBACK) =>
+            {
+                log::debug!("kafka: {reason}");
+            }
             Some(
                 Code::Authentication
                 | Code::SaslAuthenticationFailed
@@ -89,6 +100,23 @@ impl ClientContext for StreamContext {
             }
             _ => log::warn!("kafka: {error}: {reason}"),
         }
+    }
+
+    /// Called on the polling thread, which never enters Python: the token comes from the
+    /// application's thread through [`OAuthTokens`].
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> std::result::Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        let Some(tokens) = &self.oauth else {
+            return Err(NO_TOKEN_CALLBACK.into());
+        };
+        let token = tokens.take()?;
+        Ok(rdkafka::client::OAuthToken {
+            token: token.token,
+            principal_name: token.principal,
+            lifetime_ms: token.expires_ms,
+        })
     }
 }
 
@@ -343,14 +371,15 @@ pub(super) fn all_partitions(consumer: &Kafka, topics: &[String]) -> Result<Topi
     for topic in topics {
         let started = Instant::now();
         let metadata = loop {
+            // Serve librdkafka's events: the first OAUTHBEARER token is set here, and the
+            // context learns why we cannot connect.
+            let _ = consumer.poll(Duration::ZERO);
+            if let Some(failure) = consumer.context().take_failure() {
+                return Err(failure);
+            }
             match consumer.fetch_metadata(Some(topic), METADATA_SLICE) {
                 Ok(metadata) => break metadata,
                 Err(error) => {
-                    // Serve librdkafka's events, so the context learns why we cannot connect.
-                    let _ = consumer.poll(Duration::ZERO);
-                    if let Some(failure) = consumer.context().take_failure() {
-                        return Err(failure);
-                    }
                     if started.elapsed() >= REQUEST_TIMEOUT {
                         return Err(error.into());
                     }

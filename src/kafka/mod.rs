@@ -26,6 +26,7 @@ mod config;
 mod context;
 mod delivery;
 mod fetch;
+mod oauth;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +39,7 @@ use rdkafka::Offset;
 use tokio::sync::mpsc;
 
 use self::budget::ReadAhead;
-use self::config::client_config;
+use self::config::{check_oauth, client_config};
 use self::context::{all_partitions, commit, Kafka, StreamContext, REQUEST_TIMEOUT};
 use self::delivery::{Delivery, Taken, Terminal};
 use self::fetch::{Fetch, Fetched};
@@ -53,6 +54,7 @@ pub use self::config::{
 };
 pub(crate) use self::context::log_librdkafka;
 pub use self::delivery::DeadLetter;
+pub use self::oauth::{OAuthToken, OAuthTokens};
 
 /// How long closing waits for the watermarks that `lag()` after `close()` reports.
 const CLOSE_LAG_TIMEOUT: Duration = Duration::from_secs(2);
@@ -113,6 +115,7 @@ impl ChangeConsumer {
                     .into(),
             ));
         }
+        check_oauth(&config)?;
         let registry = Registry::new(
             &config.schema_registry_url,
             &config.registry,
@@ -128,6 +131,7 @@ impl ChangeConsumer {
                 key == "auto.offset.reset" && matches!(value.as_str(), "latest" | "largest" | "end")
             }),
             failure: Mutex::new(None),
+            oauth: config.oauth.clone(),
         };
         let consumer: Arc<Kafka> = Arc::new(client_config(&config).create_with_context(context)?);
         if config.group_id.is_some() {
@@ -463,6 +467,10 @@ impl ChangeConsumer {
             return Ok(());
         };
         self.stop.store(true, Ordering::Relaxed);
+        // A token request waiting for the application would hold the fetch thread.
+        if let Some(tokens) = &self.config.oauth {
+            tokens.close();
+        }
         // The fetch thread stops within a poll slice, which also ends any pending receive.
         runtime().block_on(async { self.receiver.lock().await.close() });
         let _ = thread.join();

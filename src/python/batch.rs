@@ -27,6 +27,7 @@ use pyo3_arrow::ffi::{
 };
 
 use super::aio::Waiters;
+use super::oauth::{self, TokenCallback};
 use super::progress::Progress;
 use crate::kafka::{ChangeConsumer, NextBatch};
 
@@ -128,6 +129,8 @@ pub(crate) struct PyBatchIterator {
     batches: Arc<Batches>,
     waiters: Arc<Waiters>,
     progress: Progress,
+    /// The stream's `oauth_cb`, run when librdkafka asks for a token.
+    oauth: Option<Arc<TokenCallback>>,
 }
 
 impl PyBatchIterator {
@@ -137,6 +140,7 @@ impl PyBatchIterator {
         max_wait: Duration,
         progress: Progress,
         waiters: Arc<Waiters>,
+        oauth: Option<Arc<TokenCallback>>,
     ) -> PyBatchIterator {
         PyBatchIterator {
             batches: Arc::new(Batches {
@@ -148,11 +152,13 @@ impl PyBatchIterator {
             }),
             waiters,
             progress,
+            oauth,
         }
     }
 
     /// What the slices left: a batch (progress shown), the end (progress closed), or nothing.
     fn take(&self, py: Python<'_>) -> PyResult<Option<Taken>> {
+        oauth::serve(py, self.oauth.as_deref())?;
         let taken = Batches::take(&mut self.batches.state())?;
         if let Some(taken) = &taken {
             let ended = matches!(taken, Taken::End);

@@ -12,6 +12,7 @@ mod change;
 mod convert;
 mod errors;
 mod group;
+mod oauth;
 mod progress;
 mod stream;
 

@@ -15,6 +15,7 @@ use super::aio::Waiters;
 use super::batch::PyBatchIterator;
 use super::change::PyChange;
 use super::convert::utc_datetime;
+use super::oauth::{self, TokenCallback};
 use super::progress::Progress;
 use crate::avro::Schema;
 use crate::change::{DecoderOptions, Format, ReaderSchemas};
@@ -62,6 +63,11 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// - ``registry_timeout``: seconds a schema lookup may retry before it fails.
 /// - ``max_buffer_bytes``: the most memory read-ahead may take (at least 1 MiB).
 /// - ``progress``: show a progress bar for bounded reads (tqdm when installed).
+/// - ``oauth_cb``: for ``sasl.mechanism=OAUTHBEARER``, a callable taking the
+///   ``sasl.oauthbearer.config`` setting (a str) and returning ``(token, expiry)``, the
+///   expiry in seconds since the epoch (optionally also a principal), as confluent-kafka's.
+///   It runs when the stream opens and whenever the token is due for a refresh, on the
+///   thread that reads the stream; if it raises, the stream raises :class:`KafkaError`.
 #[pyclass(name = "ChangeStream", module = "changestream", frozen)]
 pub(crate) struct PyChangeStream {
     /// The open consumer; `None` once closed.
@@ -73,6 +79,8 @@ pub(crate) struct PyChangeStream {
     group_id: Option<String>,
     progress: Progress,
     waiters: Arc<Waiters>,
+    /// `oauth_cb`, run when librdkafka asks for a token.
+    oauth: Option<Arc<TokenCallback>>,
 }
 
 /// What a closed stream still tells.
@@ -102,7 +110,7 @@ impl PyChangeStream {
         topics, *, bootstrap_servers, schema_registry_url, group_id = None, start = None,
         until = None, commit = "auto", commit_interval = 5.0, on_decode_error = "raise",
         format = "auto", emit_tombstones = false, reader_schema = None, kafka = None, registry = None, registry_timeout = 30.0,
-        max_buffer_bytes = 67_108_864, progress = false
+        max_buffer_bytes = 67_108_864, progress = false, oauth_cb = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -124,6 +132,7 @@ impl PyChangeStream {
         registry_timeout: f64,
         max_buffer_bytes: usize,
         progress: bool,
+        oauth_cb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if max_buffer_bytes < MIN_BUFFER_BYTES {
             return Err(config_error(format!(
@@ -179,8 +188,23 @@ impl PyChangeStream {
             kafka: kafka.map(settings).transpose()?.unwrap_or_default(),
             max_buffer_bytes,
             track_progress: false,
+            oauth: None,
         };
         let mut config = config;
+        // The first token before the client exists, so its first connection has one.
+        let oauth = oauth_cb
+            .map(|callback| {
+                let oauthbearer_config = config
+                    .kafka
+                    .iter()
+                    .rev()
+                    .find(|(key, _)| key == "sasl.oauthbearer.config")
+                    .map(|(_, value)| value.clone())
+                    .unwrap_or_default();
+                TokenCallback::start(py, callback, oauthbearer_config).map(Arc::new)
+            })
+            .transpose()?;
+        config.oauth = oauth.as_ref().map(|callback| callback.tokens());
         config.track_progress = progress && config.until != Until::Forever;
         let progress = match config.track_progress {
             true => Progress::shown(py)?,
@@ -196,6 +220,7 @@ impl PyChangeStream {
             group_id,
             progress,
             waiters: Arc::default(),
+            oauth,
         })
     }
 
@@ -263,6 +288,7 @@ impl PyChangeStream {
         let deadline = Instant::now() + ASSIGNMENT_WAIT;
         while !py.detach(|| consumer.wait_assigned(WAIT_SLICE)) && Instant::now() < deadline {
             py.check_signals()?;
+            oauth::serve(py, self.oauth.as_deref())?;
         }
         Ok(py.detach(|| consumer.lag())?)
     }
@@ -307,6 +333,7 @@ impl PyChangeStream {
             max_wait,
             self.progress.clone(),
             self.waiters.clone(),
+            self.oauth.clone(),
         ))
     }
 
@@ -422,6 +449,7 @@ impl PyChangeStream {
     /// A change already fetched (`Some(Some)`), the end (`Some(None)`), or nothing yet.
     fn take_ready(&self, py: Python<'_>) -> PyResult<Option<Option<PyChange>>> {
         let consumer = self.consumer()?;
+        oauth::serve(py, self.oauth.as_deref())?;
         match consumer.next_ready()? {
             Some(Next::Change(change)) => {
                 self.progress.show(py, &consumer, false)?;
@@ -472,6 +500,7 @@ impl PyChangeStream {
                 }
                 Next::Pending => {
                     py.check_signals()?;
+                    oauth::serve(py, self.oauth.as_deref())?;
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(None);
                     }

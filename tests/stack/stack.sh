@@ -53,7 +53,7 @@ UTIL=("python3" "$SCRIPT_DIR/stackutil.py")
 STACK_DIR=""
 KAFKA_PORT="" KAFKA_CONTROLLER_PORT="" APICURIO_PORT="" APICURIO_MGMT_PORT="" POSTGRES_PORT=""
 DEBEZIUM_CONNECT_PORT=""
-KAFKA_SSL_PORT="" KAFKA_SASL_SSL_PORT="" KAFKA_SASL_PLAINTEXT_PORT=""
+KAFKA_SSL_PORT="" KAFKA_SASL_SSL_PORT="" KAFKA_SASL_PLAINTEXT_PORT="" KAFKA_OAUTHBEARER_PORT=""
 JAVA21="" PG_BIN=""
 # What this instance runs: from the environment at `up`, afterwards from $STACK_DIR/state.env
 DEFAULT_SERVICES="kafka,registry,postgres"
@@ -319,6 +319,11 @@ kafka_prepare() {  # write server.properties and format the storage (once per st
   mkdir -p "$d/data"
   local listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT"
   local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  # SASL/OAUTHBEARER on every stack (no secret to keep: Kafka's unsecured JWT validator)
+  if [[ -n "$KAFKA_OAUTHBEARER_PORT" ]]; then
+    listeners+=",OAUTHBEARER://127.0.0.1:$KAFKA_OAUTHBEARER_PORT"
+    protocols+=",OAUTHBEARER:SASL_PLAINTEXT"
+  fi
   if [[ "$SECURITY" == 1 ]]; then
     listeners+=",SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT"
     listeners+=",SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT"
@@ -348,6 +353,15 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 EOF
+  if [[ -n "$KAFKA_OAUTHBEARER_PORT" ]]; then
+    # No server callback handler: Kafka validates tokens with its unsecured JWT validator
+    # (alg "none", principal from "sub", "exp" enforced). A session lasts as long as its
+    # token, so clients re-authenticate with a fresh one (KIP-368).
+    cat >>"$d/server.properties" <<EOF
+listener.name.oauthbearer.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.oauthbearer.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
+EOF
+  fi
   local scram=()
   if [[ "$SECURITY" == 1 ]]; then
     kafka_certs
@@ -497,7 +511,8 @@ load_env() {
   while IFS='=' read -r k v; do
     case "$k" in
       STACK_DIR | KAFKA_PORT | KAFKA_CONTROLLER_PORT | APICURIO_PORT | APICURIO_MGMT_PORT | POSTGRES_PORT | \
-        DEBEZIUM_CONNECT_PORT | KAFKA_SSL_PORT | KAFKA_SASL_SSL_PORT | KAFKA_SASL_PLAINTEXT_PORT)
+        DEBEZIUM_CONNECT_PORT | KAFKA_SSL_PORT | KAFKA_SASL_SSL_PORT | KAFKA_SASL_PLAINTEXT_PORT | \
+        KAFKA_OAUTHBEARER_PORT)
         printf -v "$k" '%s' "$v" ;;
     esac
   done <"$ENV_FILE"
@@ -531,6 +546,10 @@ write_env() {  # the keys of the services this instance runs (all three: the ori
     if has debezium; then echo "DEBEZIUM_CONNECT_URL=http://127.0.0.1:$DEBEZIUM_CONNECT_PORT"; fi
     echo "STACK_DIR=$STACK_DIR"
     if has kafka; then printf 'KAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; fi
+    if has kafka && [[ -n "$KAFKA_OAUTHBEARER_PORT" ]]; then
+      printf 'KAFKA_OAUTHBEARER_BOOTSTRAP_SERVERS=127.0.0.1:%s\nKAFKA_OAUTHBEARER_PORT=%s\n' \
+        "$KAFKA_OAUTHBEARER_PORT" "$KAFKA_OAUTHBEARER_PORT"
+    fi
     if has registry; then printf 'APICURIO_PORT=%s\nAPICURIO_MGMT_PORT=%s\n' "$APICURIO_PORT" "$APICURIO_MGMT_PORT"; fi
     if has postgres; then echo "POSTGRES_PORT=$POSTGRES_PORT"; fi
     if has debezium; then echo "DEBEZIUM_CONNECT_PORT=$DEBEZIUM_CONNECT_PORT"; fi
@@ -703,7 +722,8 @@ cmd_up() {
 
   local t0; t0=$(now_ms)
   read -r KAFKA_PORT KAFKA_CONTROLLER_PORT APICURIO_PORT APICURIO_MGMT_PORT POSTGRES_PORT \
-    KAFKA_SSL_PORT KAFKA_SASL_SSL_PORT KAFKA_SASL_PLAINTEXT_PORT DEBEZIUM_CONNECT_PORT < <("${UTIL[@]}" free-ports 9)
+    KAFKA_SSL_PORT KAFKA_SASL_SSL_PORT KAFKA_SASL_PLAINTEXT_PORT DEBEZIUM_CONNECT_PORT \
+    KAFKA_OAUTHBEARER_PORT < <("${UTIL[@]}" free-ports 10)
   if [[ "$SECURITY" == 1 ]]; then
     SCRAM_PASSWORD="scram-pw-$(openssl rand -hex 12)" PLAIN_PASSWORD="plain-pw-$(openssl rand -hex 12)"
   fi
@@ -729,7 +749,9 @@ cmd_up() {
   write_env
   trap - EXIT INT TERM
   UP_MODE=""
-  if has kafka; then log "kafka     127.0.0.1:$KAFKA_PORT  ready in ${READY_AT[kafka]}"; fi
+  if has kafka; then
+    log "kafka     127.0.0.1:$KAFKA_PORT  ready in ${READY_AT[kafka]}; SASL_PLAINTEXT (OAUTHBEARER) 127.0.0.1:$KAFKA_OAUTHBEARER_PORT"
+  fi
   if [[ "$SECURITY" == 1 ]]; then
     log "kafka     SSL 127.0.0.1:$KAFKA_SSL_PORT, SASL_SSL 127.0.0.1:$KAFKA_SASL_SSL_PORT (SCRAM-SHA-512, PLAIN), SASL_PLAINTEXT 127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT (PLAIN); CA $(kafka_tls_dir)/ca.pem"
   fi
