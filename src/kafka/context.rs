@@ -508,6 +508,7 @@ mod tests {
             uses_group: true,
             reset_to_latest: false,
             failure: Mutex::new(None),
+            oauth: None,
         };
         let member: Kafka = member_config(bootstrap)
             .create_with_context(context)
