@@ -11,14 +11,16 @@ stream at once with a typed error that never contains the token.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cdc import CdcProducer, Row, Schema, bottled_water_row_schema
-from changestream import ChangeStream, ConfigError, KafkaError
+from changestream import ChangeStream, ConfigError, KafkaError, follow, read_table
 from oauth_support import TokenIssuer, oauthbearer_settings
 
 ROW: Schema = bottled_water_row_schema("oauth_rows", [("id", "int"), ("name", "string")])
@@ -59,6 +61,30 @@ def oauth_stream(stack: dict[str, str]) -> Callable[..., ChangeStream]:
         )
 
     return open_
+
+
+def test_follow_and_read_table_take_oauth_cb(
+    stack: dict[str, str], cdc: CdcProducer, topic: str, tmp_path: Path
+) -> None:
+    produce(cdc, topic, rows(0, 5))
+    issuer = TokenIssuer()
+    options: dict[str, Any] = {
+        "bootstrap_servers": stack["KAFKA_OAUTHBEARER_BOOTSTRAP_SERVERS"],
+        "schema_registry_url": stack["SCHEMA_REGISTRY_URL"],
+        "kafka": oauthbearer_settings(),
+        "oauth_cb": issuer,
+    }
+    database = tmp_path / "copy.db"
+    follow(
+        topic, f"sqlite:///{database}", until="end", primary_keys={"oauth_rows": ["id"]}, **options
+    )
+    with sqlite3.connect(database) as copy:
+        assert copy.execute("SELECT id, name FROM oauth_rows ORDER BY id").fetchall() == [
+            (row["id"], row["name"]) for row in rows(0, 5)
+        ]
+    table = read_table(topic, primary_key=["id"], **options)
+    assert table.select(["id", "name"]).to_pylist() == rows(0, 5)
+    assert issuer.calls >= 2  # each opened its own stream through the OAUTHBEARER listener
 
 
 @pytest.mark.parametrize("group", [False, True], ids=["assigned", "group"])

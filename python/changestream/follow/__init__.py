@@ -23,6 +23,7 @@ from changestream.follow._target import POSITIONS_TABLE, SchemaChangeError, Targ
 if TYPE_CHECKING:
     import pyarrow as pa  # type: ignore[import-untyped]
 
+    from changestream._core import _OAuthToken
     from changestream.follow._apply import FollowCounters
 
 __all__ = [
@@ -62,6 +63,7 @@ def follow(
     registry_timeout: float = 30.0,
     max_buffer_bytes: int = 16 * 1024 * 1024,
     progress: bool = False,
+    oauth_cb: Callable[[str], _OAuthToken] | None = None,
     batch_rows: int = 20_000,
     batch_wait: float = 0.5,
 ) -> FollowCounters:
@@ -101,6 +103,7 @@ def follow(
             "registry_timeout": registry_timeout,
             "max_buffer_bytes": max_buffer_bytes,
             "progress": progress,
+            "oauth_cb": oauth_cb,
         },
         tables=tables,
         primary_keys=primary_keys,
@@ -124,6 +127,7 @@ def read_table(
     registry_timeout: float = 30.0,
     max_buffer_bytes: int = 64 * 1024 * 1024,
     progress: bool = False,
+    oauth_cb: Callable[[str], _OAuthToken] | None = None,
 ) -> pa.Table:
     """The current state of ``topic``'s table, read from the earliest message to the end:
     one row per key, deletes removed, truncates honoured, unchanged TOASTed values taken
@@ -146,6 +150,7 @@ def read_table(
             "registry_timeout": registry_timeout,
             "max_buffer_bytes": max_buffer_bytes,
             "progress": progress,
+            "oauth_cb": oauth_cb,
         },
         table=table,
         primary_key=primary_key,
