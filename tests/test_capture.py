@@ -398,6 +398,18 @@ def test_idle_captured_tables_still_advance_the_slot(setup: CaptureSetup) -> Non
     assert setup.confirmed_flush_lsn() >= written > before
 
 
+def test_until_now_includes_a_message_written_just_before(setup: CaptureSetup) -> None:
+    """A non-transactional ``pg_logical_emit_message`` is not flushed at once (no commit), yet
+    it was written before the capture started: ``until="now"`` must wait for it."""
+    setup.sql(f"CREATE TABLE {setup.schema}.quiet (id integer PRIMARY KEY)")
+    setup.capture(["quiet"])
+    seen = []
+    for _ in range(6):
+        setup.sql(f"SELECT pg_logical_emit_message(false, '{setup.name}', 'x')")
+        seen.append(setup.capture(["quiet"])["messages"])
+    assert seen == [1] * 6
+
+
 def test_key_change_truncate_message_and_toast(setup: CaptureSetup, stack: dict[str, str]) -> None:
     table = f"{setup.schema}.docs"
     setup.sql(f"CREATE TABLE {table} (id integer PRIMARY KEY, title text, body text)")

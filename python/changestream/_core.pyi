@@ -395,8 +395,8 @@ def capture(
     Creates the publication and the replication slot when absent, snapshots the tables when
     the slot is new (``snapshot="initial"``), then streams. An LSN is confirmed to PostgreSQL
     only after Kafka acknowledged everything up to its transaction's commit. ``until="now"``
-    returns once everything committed before the call is in Kafka; otherwise it runs until
-    Ctrl-C, which stops it after a flush and re-raises ``KeyboardInterrupt``. Returns counters:
-    snapshot_rows, inserts, updates, deletes, truncates, messages, transactions, produced,
+    returns once everything written before the call (commits and messages) is in Kafka;
+    otherwise it runs until Ctrl-C, which stops it after a flush and re-raises
+    ``KeyboardInterrupt``. Returns counters: snapshot_rows, inserts, updates, deletes, truncates, messages, transactions, produced,
     confirmed_lsn (the LSN last confirmed to PostgreSQL, as an integer).
     """

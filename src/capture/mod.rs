@@ -342,9 +342,12 @@ impl<'a> Capture<'a> {
             capture.counters.confirmed_lsn = capture.confirmed;
         }
         let until = if config.until_now {
+            // The insert position, not the flush position: a non-transactional
+            // `pg_logical_emit_message` is not flushed at once (no commit), yet it happened
+            // before the start; the stream reaches it once the WAL writer flushes it.
             let row = capture
                 .client
-                .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+                .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
                 .await
                 .map_err(catalog::sql_error)?;
             Some(parse_lsn(&row.get::<_, String>(0))?)

@@ -1,7 +1,7 @@
 """``changestream capture``: PostgreSQL → Kafka, as Debezium's PostgreSQL connector writes it.
 
 Runs until Ctrl-C or SIGTERM (both stop it after a flush, exit status 130), or with
-``--until now`` until everything committed before it started is in Kafka; then prints the
+``--until now`` until everything written before it started is in Kafka; then prints the
 counters as one JSON object. Progress (snapshot tables, rows, rate) is logged at INFO.
 """
 
@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--until",
         choices=("now",),
-        help="stop once everything committed before the start is in Kafka",
+        help="stop once everything written before the start is in Kafka",
     )
     parser.set_defaults(func=run)
 
