@@ -65,28 +65,23 @@ def test_capture_over_tls(stack: dict[str, str], tls_dsn: str, pki: Pki, query: 
         f"CREATE TABLE {name} (id integer PRIMARY KEY, v text); INSERT INTO {name} VALUES (1, 'a')",
     )
     dsn = f"{tls_dsn}?{query.format(ca=pki.ca)}"
-    counters = changestream.capture(
-        dsn=dsn,
-        bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"],
-        schema_registry_url=stack["SCHEMA_REGISTRY_URL"],
-        tables=[f"public.{name}"],
-        topic_prefix=name,
-        slot=name,
-        publication=name,
-        until="now",
-    )
+
+    def capture_until_now() -> dict[str, int]:
+        return changestream.capture(
+            dsn=dsn,
+            bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"],
+            schema_registry_url=stack["SCHEMA_REGISTRY_URL"],
+            tables=[f"public.{name}"],
+            topic_prefix=name,
+            slot=name,
+            publication=name,
+            until="now",
+        )
+
+    counters = capture_until_now()
     assert counters["snapshot_rows"] == 1
     psql(f"{tls_dsn}?sslmode=require", f"INSERT INTO {name} VALUES (2, 'b')")
-    changestream.capture(
-        dsn=dsn,
-        bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"],
-        schema_registry_url=stack["SCHEMA_REGISTRY_URL"],
-        tables=[f"public.{name}"],
-        topic_prefix=name,
-        slot=name,
-        publication=name,
-        until="now",
-    )
+    capture_until_now()
     events = read_independently(stack, f"{name}.public.{name}")
     assert [(v["op"], v["after"]) for _, v in events] == [
         ("r", {"id": 1, "v": "a"}),
