@@ -134,11 +134,15 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn string(&mut self) -> Result<String> {
+        self.text().map(str::to_owned)
+    }
+
+    /// A string's text, borrowed from the message.
+    pub(super) fn text(&mut self) -> Result<&'a str> {
         let start = self.pos;
         let length = self.length("string")?;
         let raw = self.take(length, "string")?;
         std::str::from_utf8(raw)
-            .map(str::to_owned)
             .map_err(|e| Error::decode(format!("string at byte {start} is not valid UTF-8: {e}")))
     }
 
@@ -242,6 +246,12 @@ impl<'a> Reader<'a> {
                     }
                 }
                 Value::Map(entries)
+            }
+            // Parsed from the text in place: no `String` to allocate and drop.
+            Node::Logical(logical)
+                if matches!(logical.base, Node::String) && logical.logical.reads_text() =>
+            {
+                logical.logical.apply_text(self.text()?)?
             }
             Node::Logical(logical) => {
                 let raw = self.value(schema, &logical.base, depth + 1)?;
