@@ -86,6 +86,13 @@ impl<'a> Reader<'a> {
 
     /// A zig-zag varint of at most 10 bytes.
     pub(super) fn long(&mut self) -> Result<i64> {
+        // Most varints (union branches, lengths, small numbers) are one byte.
+        if let Some(&byte) = self.buf.get(self.pos) {
+            if byte & 0x80 == 0 {
+                self.pos += 1;
+                return Ok(i64::from(byte >> 1) ^ -i64::from(byte & 1));
+            }
+        }
         let mut raw: u64 = 0;
         for shift in (0..64).step_by(7) {
             let byte = *self

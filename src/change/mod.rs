@@ -18,6 +18,8 @@ mod table;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use self::format::{Envelope, Writer};
 use self::table::table_from_topic;
 use crate::avro::{Schema, Value};
@@ -207,8 +209,9 @@ pub struct Message<'a> {
 pub struct ChangeDecoder {
     schemas: Arc<dyn SchemaSource>,
     options: DecoderOptions,
-    writers: HashMap<WriterKey, Arc<Writer>>,
-    topics: HashMap<String, TopicState>,
+    // Looked up twice per message: a hash for short trusted keys, not SipHash.
+    writers: FxHashMap<WriterKey, Arc<Writer>>,
+    topics: FxHashMap<String, TopicState>,
 }
 
 /// What the decoder has learnt about a topic from its earlier messages.
@@ -228,8 +231,8 @@ impl ChangeDecoder {
         ChangeDecoder {
             schemas: Arc::new(schemas),
             options,
-            writers: HashMap::new(),
-            topics: HashMap::new(),
+            writers: FxHashMap::default(),
+            topics: FxHashMap::default(),
         }
     }
 
