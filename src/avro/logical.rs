@@ -1521,4 +1521,48 @@ mod tests {
             assert_eq!(parse_uuid(bad), None, "{bad}");
         }
     }
+
+    /// The decoder parses text-based types in place (`apply_text`); schema resolution applies
+    /// them to a decoded string (`apply`): both must read every text alike, errors included.
+    #[test]
+    fn text_types_read_in_place_as_when_applied_to_a_string() {
+        let connect = |name: &str| format!(r#"{{"type":"string","connect.name":"{name}"}}"#);
+        let cases = [
+            (
+                connect("io.debezium.time.ZonedTimestamp"),
+                vec![
+                    "2024-02-29T23:59:59.123456Z",
+                    "2024-01-01T01:00:00+01:00",
+                    "infinity",
+                ],
+            ),
+            (
+                connect("io.debezium.time.ZonedTime"),
+                vec!["10:15:30.5Z", "24:00:00+02:00", "not a time"],
+            ),
+            (
+                connect("io.debezium.time.Interval"),
+                vec!["P1Y2M3DT4H5M6.78S", "PT-1S", "P"],
+            ),
+            (
+                connect("io.debezium.data.Uuid"),
+                vec!["123e4567-e89b-12d3-a456-426614174000", "not-a-uuid"],
+            ),
+        ];
+        for (text_schema, texts) in cases {
+            let schema = Schema::parse(&text_schema).unwrap();
+            let Node::Logical(node) = &schema.root else {
+                panic!("{text_schema} is not a logical type")
+            };
+            for text in texts.into_iter().chain([UNAVAILABLE_PLACEHOLDER]) {
+                let in_place = schema.decode(&Body::default().string(text).0);
+                let applied = node.logical.apply(Value::String(text.to_owned()));
+                match (in_place, applied) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                    (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+                    (a, b) => panic!("{text}: read in place {a:?}, applied {b:?}"),
+                }
+            }
+        }
+    }
 }
