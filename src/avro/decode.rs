@@ -86,6 +86,13 @@ impl<'a> Reader<'a> {
 
     /// A zig-zag varint of at most 10 bytes.
     pub(super) fn long(&mut self) -> Result<i64> {
+        // Most varints (union branches, lengths, small numbers) are one byte.
+        if let Some(&byte) = self.buf.get(self.pos) {
+            if byte & 0x80 == 0 {
+                self.pos += 1;
+                return Ok(i64::from(byte >> 1) ^ -i64::from(byte & 1));
+            }
+        }
         let mut raw: u64 = 0;
         for shift in (0..64).step_by(7) {
             let byte = *self
@@ -134,11 +141,15 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn string(&mut self) -> Result<String> {
+        self.text().map(str::to_owned)
+    }
+
+    /// A string's text, borrowed from the message.
+    pub(super) fn text(&mut self) -> Result<&'a str> {
         let start = self.pos;
         let length = self.length("string")?;
         let raw = self.take(length, "string")?;
         std::str::from_utf8(raw)
-            .map(str::to_owned)
             .map_err(|e| Error::decode(format!("string at byte {start} is not valid UTF-8: {e}")))
     }
 
@@ -242,6 +253,12 @@ impl<'a> Reader<'a> {
                     }
                 }
                 Value::Map(entries)
+            }
+            // Parsed from the text in place: no `String` to allocate and drop.
+            Node::Logical(logical)
+                if matches!(logical.base, Node::String) && logical.logical.reads_text() =>
+            {
+                logical.logical.apply_text(self.text()?)?
             }
             Node::Logical(logical) => {
                 let raw = self.value(schema, &logical.base, depth + 1)?;

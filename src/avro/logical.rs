@@ -425,6 +425,40 @@ fn time_of_day(nanos: Option<i64>, raw: i64, what: &str) -> Result<i64> {
 
 impl Logical {
     /// Turn a value decoded with the underlying type into its semantic value.
+    /// Whether the logical type is read from a `string`'s text, so a decoder can hand over
+    /// the text where it lies in the message instead of allocating a `String` for it.
+    pub(crate) fn reads_text(&self) -> bool {
+        matches!(
+            self,
+            Logical::Uuid | Logical::ZonedTimestamp | Logical::ZonedTime | Logical::IsoInterval
+        )
+    }
+
+    /// The value of a text-based logical type (see [`Logical::reads_text`]).
+    pub(crate) fn apply_text(&self, text: &str) -> Result<Value> {
+        Ok(match self {
+            Logical::Uuid => Value::Uuid(
+                parse_uuid(text).ok_or_else(|| Error::decode(format!("invalid UUID {text:?}")))?,
+            ),
+            Logical::ZonedTimestamp | Logical::ZonedTime | Logical::IsoInterval
+                if text == UNAVAILABLE_PLACEHOLDER =>
+            {
+                Value::Unavailable
+            }
+            Logical::ZonedTimestamp => match parse_zoned_timestamp(text)? {
+                Value::Timestamp(timestamp) => Value::Timestamp(check_timestamp(timestamp)?),
+                other => other,
+            },
+            Logical::ZonedTime => Value::Time(parse_zoned_time(text)?),
+            Logical::IsoInterval => Value::Interval(parse_iso_interval(text)?),
+            other => {
+                return Err(Error::decode(format!(
+                    "internal error: {other:?} is not read from text"
+                )))
+            }
+        })
+    }
+
     pub(crate) fn apply(&self, value: Value) -> Result<Value> {
         let mismatch = |value: &Value| {
             Error::decode(format!(
@@ -435,9 +469,10 @@ impl Logical {
             (Logical::Decimal { scale }, Value::Bytes(bytes) | Value::Fixed(bytes)) => {
                 Value::Decimal(Decimal::new(bytes, scale)?)
             }
-            (Logical::Uuid, Value::String(text)) => Value::Uuid(
-                parse_uuid(&text).ok_or_else(|| Error::decode(format!("invalid UUID {text:?}")))?,
-            ),
+            (
+                Logical::Uuid | Logical::ZonedTimestamp | Logical::ZonedTime | Logical::IsoInterval,
+                Value::String(text),
+            ) => return self.apply_text(&text),
             (Logical::Uuid, Value::Fixed(bytes)) => Value::Uuid(
                 bytes
                     .as_slice()
@@ -527,18 +562,6 @@ impl Logical {
                 }
             }
             (Logical::MicroDuration, Value::Long(micros)) => Value::Duration(micros),
-            (
-                Logical::ZonedTimestamp | Logical::ZonedTime | Logical::IsoInterval,
-                Value::String(text),
-            ) if text == UNAVAILABLE_PLACEHOLDER => Value::Unavailable,
-            (Logical::ZonedTimestamp, Value::String(text)) => match parse_zoned_timestamp(&text)? {
-                Value::Timestamp(timestamp) => Value::Timestamp(check_timestamp(timestamp)?),
-                other => other,
-            },
-            (Logical::ZonedTime, Value::String(text)) => Value::Time(parse_zoned_time(&text)?),
-            (Logical::IsoInterval, Value::String(text)) => {
-                Value::Interval(parse_iso_interval(&text)?)
-            }
             // The record's `value` bytes were Debezium's placeholder (see the decoder).
             (Logical::VariableScaleDecimal, Value::Record(record))
                 if record.values.contains(&Value::Unavailable) =>
@@ -1496,6 +1519,50 @@ mod tests {
             "+23e4567-e89b-12d3-a456-426614174000",
         ] {
             assert_eq!(parse_uuid(bad), None, "{bad}");
+        }
+    }
+
+    /// The decoder parses text-based types in place (`apply_text`); schema resolution applies
+    /// them to a decoded string (`apply`): both must read every text alike, errors included.
+    #[test]
+    fn text_types_read_in_place_as_when_applied_to_a_string() {
+        let connect = |name: &str| format!(r#"{{"type":"string","connect.name":"{name}"}}"#);
+        let cases = [
+            (
+                connect("io.debezium.time.ZonedTimestamp"),
+                vec![
+                    "2024-02-29T23:59:59.123456Z",
+                    "2024-01-01T01:00:00+01:00",
+                    "infinity",
+                ],
+            ),
+            (
+                connect("io.debezium.time.ZonedTime"),
+                vec!["10:15:30.5Z", "24:00:00+02:00", "not a time"],
+            ),
+            (
+                connect("io.debezium.time.Interval"),
+                vec!["P1Y2M3DT4H5M6.78S", "PT-1S", "P"],
+            ),
+            (
+                connect("io.debezium.data.Uuid"),
+                vec!["123e4567-e89b-12d3-a456-426614174000", "not-a-uuid"],
+            ),
+        ];
+        for (text_schema, texts) in cases {
+            let schema = Schema::parse(&text_schema).unwrap();
+            let Node::Logical(node) = &schema.root else {
+                panic!("{text_schema} is not a logical type")
+            };
+            for text in texts.into_iter().chain([UNAVAILABLE_PLACEHOLDER]) {
+                let in_place = schema.decode(&Body::default().string(text).0);
+                let applied = node.logical.apply(Value::String(text.to_owned()));
+                match (in_place, applied) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                    (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+                    (a, b) => panic!("{text}: read in place {a:?}, applied {b:?}"),
+                }
+            }
         }
     }
 }

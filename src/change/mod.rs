@@ -18,6 +18,8 @@ mod table;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use self::format::{Envelope, Writer};
 use self::table::table_from_topic;
 use crate::avro::{Schema, Value};
@@ -207,8 +209,9 @@ pub struct Message<'a> {
 pub struct ChangeDecoder {
     schemas: Arc<dyn SchemaSource>,
     options: DecoderOptions,
-    writers: HashMap<WriterKey, Writer>,
-    topics: HashMap<String, TopicState>,
+    // Looked up twice per message: a hash for short trusted keys, not SipHash.
+    writers: FxHashMap<WriterKey, Arc<Writer>>,
+    topics: FxHashMap<String, TopicState>,
 }
 
 /// What the decoder has learnt about a topic from its earlier messages.
@@ -228,8 +231,8 @@ impl ChangeDecoder {
         ChangeDecoder {
             schemas: Arc::new(schemas),
             options,
-            writers: HashMap::new(),
-            topics: HashMap::new(),
+            writers: FxHashMap::default(),
+            topics: FxHashMap::default(),
         }
     }
 
@@ -264,22 +267,26 @@ impl ChangeDecoder {
             ),
             None => None,
         };
-        let topic = self
-            .topics
-            .entry(message.topic.to_owned())
-            .or_insert_with(|| TopicState {
-                name: message.topic.into(),
-                envelope: None,
-                table: table_from_topic(message.topic).into(),
-                value_schema: None,
-            });
+        // Looked up by `&str` first: a topic's name is allocated once, not per message.
+        let topic = match self.topics.get_mut(message.topic) {
+            Some(topic) => topic,
+            None => self
+                .topics
+                .entry(message.topic.to_owned())
+                .or_insert_with(|| TopicState {
+                    name: message.topic.into(),
+                    envelope: None,
+                    table: table_from_topic(message.topic).into(),
+                    value_schema: None,
+                }),
+        };
         let position = Position {
             topic: topic.name.clone(),
             partition: message.partition,
             offset: message.offset,
             timestamp_ms: message.timestamp_ms,
         };
-        let Some((value, key_of_writer)) = value else {
+        let Some((value, id, writer)) = value else {
             let debezium = topic.envelope == Some(Envelope::Debezium);
             if debezium && !self.options.emit_tombstones {
                 return Ok(None);
@@ -297,8 +304,6 @@ impl ChangeDecoder {
                 position,
             }));
         };
-        let writer = &self.writers[&key_of_writer];
-        let id = key_of_writer.0;
         topic.envelope = Some(writer.envelope);
         if topic
             .value_schema
@@ -308,7 +313,7 @@ impl ChangeDecoder {
             topic.value_schema = Some((id, writer.schema.clone()));
         }
         let change = match writer.envelope {
-            Envelope::Row => row::change(writer, value, key, position)?,
+            Envelope::Row => row::change(&writer, value, key, position)?,
             Envelope::Debezium => debezium::change(value, key, position)?,
         };
         if let Some(table) = &change.table {
@@ -321,28 +326,33 @@ impl ChangeDecoder {
         }))
     }
 
-    /// Decode a framed key or value, resolved into `reader` if given; returns the value and
-    /// the key of its compiled writer.
+    /// Decode a framed key or value, resolved into `reader` if given; returns the value, its
+    /// schema id and its compiled writer (shared, so the caller need not look it up again).
     fn value(
         &mut self,
         bytes: &[u8],
         header: Option<&[u8]>,
         reader: Option<Arc<Schema>>,
-    ) -> Result<(Value, WriterKey)> {
+    ) -> Result<(Value, u32, Arc<Writer>)> {
         let (id, body) = frame::split(bytes, header)?;
         let key = (id, reader.as_ref().map_or(0, |r| Arc::as_ptr(r) as usize));
         let writer = match self.writers.get(&key) {
-            Some(writer) => writer,
+            Some(writer) => writer.clone(),
             None => {
-                let writer = Writer::new(self.schemas.schema(id)?, reader, self.options.format)?;
-                self.writers.entry(key).or_insert(writer)
+                let writer = Arc::new(Writer::new(
+                    self.schemas.schema(id)?,
+                    reader,
+                    self.options.format,
+                )?);
+                self.writers.insert(key, writer.clone());
+                writer
             }
         };
         let value = match &writer.resolved {
             Some(resolved) => resolved.decode(body)?,
             None => writer.schema.decode(body)?,
         };
-        Ok((value, key))
+        Ok((value, id, writer))
     }
 }
 
