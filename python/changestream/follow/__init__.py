@@ -61,7 +61,7 @@ def follow(
     kafka: Mapping[str, str | int | float | bool] | None = None,
     registry: Mapping[str, str] | None = None,
     registry_timeout: float = 30.0,
-    max_buffer_bytes: int = 16 * 1024 * 1024,
+    max_buffer_bytes: int = 8 * 1024 * 1024,
     progress: bool = False,
     oauth_cb: Callable[[str], _OAuthToken] | None = None,
     batch_rows: int = 20_000,
@@ -79,7 +79,7 @@ def follow(
     positions stored there (``_changestream_positions``), so a crash repeats and skips
     nothing; with a ``group_id`` too (the group only shares the partitions out), each
     partition the target has no position for starts at the beginning. The other options
-    are :class:`changestream.ChangeStream`'s; ``max_buffer_bytes`` defaults to 16 MiB
+    are :class:`changestream.ChangeStream`'s; ``max_buffer_bytes`` defaults to 8 MiB
     here, since a database applies changes slower than Kafka hands them out and more
     read-ahead only takes memory.
 

@@ -4,20 +4,25 @@ Each ``ChangeBatch`` (one table, one value schema) becomes one target transactio
 table created or widened (``ADD COLUMN``) as the schema asks, then the truncate, deletes and
 upserts the batch collapses to, then the positions after it. The stream starts where the
 target's positions say, so a crash at any moment resumes exactly after the last committed
-batch: nothing is applied twice, nothing skipped. A batch is applied before the next one is
-asked for, and asking finishes it, so ``stream.positions()`` never runs ahead of the target.
+batch: nothing is applied twice, nothing skipped. While the target applies one batch, a
+reader thread fetches and decodes the next (one batch ahead, no more); each batch travels
+with the stream's positions taken when it was handed over, before the next was asked for,
+so the positions a transaction stores never run ahead of its rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from changestream._core import ChangeBatch, ChangeStream, ChangeStreamError, ConfigError
+from changestream._core import ChangeStream, ChangeStreamError, ConfigError
 from changestream.follow._changes import Collapsed, collapse, row_columns
 from changestream.follow._registry import Registry
 from changestream.follow._target import SchemaChangeError, Target, TargetError
@@ -42,6 +47,65 @@ class FollowCounters:
     truncated: int = 0
     tables_created: int = 0
     columns_added: int = 0
+
+
+@dataclass
+class _Batch:
+    """A ``ChangeBatch`` as the reader thread hands it over."""
+
+    records: pa.RecordBatch
+    table: str | None
+    schema_id: int | None
+    finished: dict[tuple[str, int], int]
+    """``stream.positions()`` when the batch was handed over."""
+
+
+def _read_ahead(
+    stream: ChangeStream, batch_rows: int, batch_wait: float
+) -> Generator[_Batch, None, None]:
+    """``stream.batches()``, fetched and decoded by a thread one batch ahead of the caller,
+    so Kafka, decoding and the target's work overlap (``batches()`` releases the GIL while it
+    waits, and so do the database drivers). An error of the reader is raised here."""
+    handed: queue.Queue[_Batch | BaseException | None] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: _Batch | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in stream.batches(max_rows=batch_rows, max_wait=batch_wait):
+                item = _Batch(
+                    batch.to_pyarrow(), batch.table, batch.schema_id, dict(stream.positions())
+                )
+                if not put(item):
+                    return
+            put(None)
+        except BaseException as error:  # handed to the caller, raised there
+            put(error)
+
+    reader = threading.Thread(target=read, name="changestream-follow-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = handed.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        # A reader still waiting for changes (the caller stopped early) hands over a batch
+        # within batch_wait of its first change, then sees the stop; one waiting for changes
+        # that never come stays behind, a daemon thread, until the stream's close ends it.
+        reader.join(timeout=batch_wait + 1.0)
 
 
 @dataclass
@@ -75,8 +139,8 @@ class _Follower:
             return self.tables(source)
         return self.tables.get(source, source)
 
-    def apply(self, batch: ChangeBatch, finished: Mapping[tuple[str, int], int]) -> None:
-        records = pa.Table.from_batches([batch.to_pyarrow()])
+    def apply(self, batch: _Batch, finished: Mapping[tuple[str, int], int]) -> None:
+        records = pa.Table.from_batches([batch.records])
         if records.num_rows == 0:
             return
         first = (
@@ -311,8 +375,9 @@ def run_follow(
             # another target's.
             start = {p: 0 for p in _partitions(topics, stream_options)} | stored
         with ChangeStream(topics, start=start, **stream_options) as stream:
-            for batch in stream.batches(max_rows=batch_rows, max_wait=batch_wait):
-                follower.apply(batch, stream.positions())
+            with contextlib.closing(_read_ahead(stream, batch_rows, batch_wait)) as batches:
+                for batch in batches:
+                    follower.apply(batch, batch.finished)
             follower.save_final(stream.positions())
         return follower.counters
     finally:

@@ -76,13 +76,12 @@ def collapse(batch: pa.RecordBatch | pa.Table, key: list[str]) -> Collapsed:
         .aggregate([(_ROW_INDEX, "max")])
         .column(f"{_ROW_INDEX}_max")
     )
-    chosen = pc.sort_indices(last)
-    last_rows = pc.take(last, chosen)
-    net = table.take(last_rows)
-    net_ops = pc.take(ops, last_rows)
-    is_delete = pc.equal(net_ops, "delete")
-    deletes = net.filter(is_delete).select(key)
-    upserted = net.filter(pc.invert(is_delete))
+    last_rows = pc.take(last, pc.sort_indices(last))
+    is_delete = pc.equal(pc.take(ops, last_rows), "delete")
+    # Only the columns wanted are taken, once: the batch's metadata columns are not copied.
+    deletes = table.select(key).take(last_rows.filter(is_delete))
+    kept = [*columns, *([UNAVAILABLE_COLUMN] if UNAVAILABLE_COLUMN in table.column_names else [])]
+    upserted = table.select(kept).take(last_rows.filter(pc.invert(is_delete)))
     result = Collapsed(truncate=truncate, deletes=deletes, changes=changes)
     if upserted.num_rows == 0:
         return result

