@@ -456,6 +456,12 @@ impl<'a> Capture<'a> {
             .await
             .map_err(catalog::sql_error)?;
         let started = now_micros();
+        let mut last_with_rows = 0;
+        for (index, oid) in tables.iter().enumerate() {
+            if snapshot::has_rows(&reader, *oid).await? {
+                last_with_rows = index;
+            }
+        }
         for (index, oid) in tables.iter().enumerate() {
             let table =
                 catalog::describe(&reader, *oid, &self.config.topic_prefix, self.config.flavor)
@@ -509,7 +515,7 @@ impl<'a> Capture<'a> {
                 &reader,
                 &registered.table,
                 index == 0,
-                index + 1 == tables.len(),
+                index >= last_with_rows,
                 &mut emit,
             )
             .await;
