@@ -325,12 +325,14 @@ def test_headers_are_a_documented_difference(side_by_side: SideBySide) -> None:
 # makes no event at all in either. Both writers stream every transaction below (the slots
 # exist before it starts).
 TRANSACTIONS_SQL = [
-    # Two tables, several statements: total_order runs across them, data_collection_order per
-    # table.
+    # Two tables and two logical messages, several statements: total_order runs across them,
+    # data_collection_order per table (each message is a collection of its own).
     """
+    select pg_logical_emit_message(true, '{s}_msg', 'first');
     insert into {s}.a values (1, 'one');
     insert into {s}.b values (1, 'one');
     insert into {s}.a values (2, 'two');
+    select pg_logical_emit_message(true, '{s}_msg', 'second');
     update {s}.a set v = 'changed' where id = 1;
     insert into {s}.b values (2, 'two'), (3, 'three');
     """,
@@ -430,7 +432,7 @@ def transactions(debezium_stack: dict[str, str]) -> Iterator[Transactions]:
                     {
                         pair.topics("a")[0]: 2 + TRANSACTION_EVENTS["a"],
                         pair.topics("b")[0]: TRANSACTION_EVENTS["b"],
-                        f"{pair.debezium}.message": 2,
+                        f"{pair.debezium}.message": 4,
                         f"{pair.debezium}.transaction": 6,  # BEGIN and END of 3 transactions
                     }
                 )
@@ -476,9 +478,9 @@ def test_transaction_blocks_equal_debeziums(transactions: Transactions) -> None:
         assert captured == debezium, capture_topic
         blocks += [value["transaction"] for _key, value in captured if value is not None]
     streamed = [b for b in blocks if b is not None]
-    # Every streamed event of a transaction has a block: 5 + 7 + 1 (tombstones have none;
+    # Every streamed event of a transaction has a block: 5 + 7 + 3 (tombstones have none;
     # the snapshot rows and the message outside a transaction have a null one).
-    assert len(streamed) == 13
+    assert len(streamed) == 15
     assert blocks.count(None) == 3
 
 
@@ -533,6 +535,14 @@ def test_transaction_events_equal_debeziums(transactions: Transactions) -> None:
             assert sorted(our_collections, key=str) == sorted(named, key=str)
             assert [c["data_collection"] for c in our_collections] == _first_touched(pair, xid)
     s = pair.schema
+    message = {"data_collection": pair.message_prefix, "event_count": 1}
+    assert ours[xids[0]][1][1]["event_count"] == 8
+    assert ours[xids[0]][1][1]["data_collections"] == [
+        message,
+        {"data_collection": f"{s}.a", "event_count": 3},
+        {"data_collection": f"{s}.b", "event_count": 3},
+        message,
+    ]
     assert ours[xids[2]][1][1]["event_count"] == 6
     assert ours[xids[2]][1][1]["data_collections"] == [
         {"data_collection": f"{s}.a", "event_count": 1},
@@ -547,7 +557,7 @@ def test_transaction_events_equal_debeziums(transactions: Transactions) -> None:
 
 def _first_touched(pair: SideBySide, xid: int) -> list[str]:
     """The data collections of transaction ``xid`` in the order its events first touch them,
-    from capture's events (by ``total_order``)."""
+    from capture's events (by ``total_order``); each message is one of its own."""
     ordered = []
     for table in TRANSACTION_EVENTS:
         for _key, value in pair.events(pair.topics(table)[1]):
@@ -558,6 +568,6 @@ def _first_touched(pair: SideBySide, xid: int) -> list[str]:
             ordered.append((value["transaction"]["total_order"], pair.message_prefix))
     names: list[str] = []
     for _order, name in sorted(ordered):
-        if name not in names:
+        if name not in names or name == pair.message_prefix:
             names.append(name)
     return names

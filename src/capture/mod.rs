@@ -154,7 +154,8 @@ struct OpenTransaction {
     ts_ms: i64,
     /// Whether BEGIN was sent.
     begun: bool,
-    /// Events per table (or logical message prefix), in the order first touched.
+    /// Events per table, in the order first touched; each logical message is an entry of
+    /// its own (named by its prefix), as in Debezium.
     collections: Vec<(String, i64)>,
 }
 
@@ -162,7 +163,7 @@ struct OpenTransaction {
 enum Collection<'a> {
     /// A table, by relation OID (`schema.table`).
     Table(u32),
-    /// A logical decoding message, by prefix.
+    /// A logical decoding message, by prefix: each one a collection of its own.
     Message(&'a str),
 }
 
@@ -755,16 +756,20 @@ impl<'a> Capture<'a> {
                 &[],
             )?;
         }
-        let name = match collection {
-            Collection::Table(oid) => described(&self.tables, oid)?.table.qualified(),
-            Collection::Message(prefix) => prefix.to_owned(),
-        };
-        let data_collection_order = match open.collections.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, count)) => {
-                *count += 1;
-                *count
+        let position = match collection {
+            Collection::Table(oid) => {
+                let name = described(&self.tables, oid)?.table.qualified();
+                let position = open.collections.iter().position(|(n, _)| *n == name);
+                position.ok_or(name)
             }
-            None => {
+            Collection::Message(prefix) => Err(prefix.to_owned()),
+        };
+        let data_collection_order = match position {
+            Ok(index) => {
+                open.collections[index].1 += 1;
+                open.collections[index].1
+            }
+            Err(name) => {
                 open.collections.push((name, 1));
                 1
             }
