@@ -450,11 +450,16 @@ def transactions(debezium_stack: dict[str, str]) -> Iterator[Transactions]:
 
 
 def test_transaction_topic_schemas_equal_debeziums(transactions: Transactions) -> None:
+    """The transaction topic's key and value schemas, and the tables' envelopes (where the
+    ``transaction`` block sits) as Debezium registers them with the metadata on."""
+    pair = transactions.pair
     debezium_topic, capture_topic = transactions.transaction_topics()
     for field in ("key", "value"):
-        assert transactions.pair.schemas(capture_topic, field) == transactions.pair.schemas(
-            debezium_topic, field
-        )
+        assert pair.schemas(capture_topic, field) == pair.schemas(debezium_topic, field)
+        for table in TRANSACTION_EVENTS:
+            theirs, ours = pair.topics(table)
+            debezium = with_prefix(pair.schemas(theirs, field), pair.debezium, pair.capture)
+            assert pair.schemas(ours, field) == debezium
 
 
 def test_transaction_blocks_equal_debeziums(transactions: Transactions) -> None:
