@@ -495,6 +495,20 @@ def test_a_wrong_argument_is_a_config_error(argument: str, value: str) -> None:
         )
 
 
+def test_transaction_metadata_with_flat_rows_is_a_config_error() -> None:
+    # Flat rows have no envelope to carry the block: refused before anything is contacted.
+    with pytest.raises(
+        changestream.ConfigError, match='transaction metadata needs format "debezium"'
+    ):
+        changestream.capture(
+            dsn="postgresql://postgres@127.0.0.1:1/postgres",
+            bootstrap_servers="127.0.0.1:1",
+            schema_registry_url="http://127.0.0.1:1",
+            format="rows",
+            transaction_metadata=True,
+        )
+
+
 def test_unreachable_postgres_is_a_postgres_error_without_the_password(setup: CaptureSetup) -> None:
     with pytest.raises(changestream.PostgresError) as raised:
         setup.capture(

@@ -11,10 +11,21 @@ confluent-kafka's AvroDeserializer, tombstones included, in order) must be equal
 what names the writer (``source.version``), its clock (``ts_ms``/``ts_us``/``ts_ns``) and, for
 snapshot rows, its own slot and snapshot transaction; the README's differences are asserted
 exactly, each in its own test.
+
+A second pair (the ``transactions`` fixture, on the same Connect worker) has Debezium's
+``provide.transaction.metadata=true`` and capture's ``transaction_metadata=True`` (the second
+run through the CLI's ``--transaction-metadata``), follows two tables through multi-table,
+multi-statement transactions (a key change, a truncate, logical messages in and outside a
+transaction, a transaction touching only a table neither captures) and compares the
+``<prefix>.transaction`` topics (schemas, BEGIN/END events) and the events' ``transaction``
+blocks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +35,7 @@ import changestream
 import psycopg
 import pytest
 from capture_compare import comparable, message_headers, registered_schema, with_prefix
+from changestream import cli
 from debezium import Connect, connectors, postgres_connector, start_debezium
 from pg_capture import read_independently
 from pg_types import TYPE_COLUMNS, TYPE_ROWS
@@ -116,16 +128,19 @@ class SideBySide:
         """Debezium's and capture's topic of ``table``."""
         return f"{self.debezium}.{self.schema}.{table}", f"{self.capture}.{self.schema}.{table}"
 
-    def run_capture(self) -> dict[str, int]:
+    def run_capture(
+        self, tables: list[str] | None = None, *, transaction_metadata: bool = False
+    ) -> dict[str, int]:
         counters: dict[str, int] = changestream.capture(
             dsn=self.stack["POSTGRES_DSN"],
             bootstrap_servers=self.stack["KAFKA_BOOTSTRAP_SERVERS"],
             schema_registry_url=self.stack["SCHEMA_REGISTRY_URL"],
-            tables=[f"{self.schema}.{table}" for table in TABLES],
+            tables=tables or [f"{self.schema}.{table}" for table in TABLES],
             topic_prefix=self.capture,
             slot=self.capture,
             publication=self.capture,
             until="now",
+            transaction_metadata=transaction_metadata,
         )
         return counters
 
@@ -147,9 +162,14 @@ def _insert_type_rows(db: psycopg.Connection[Any], schema: str, ids: list[int]) 
 
 
 @pytest.fixture(scope="module")
-def side_by_side(stack: dict[str, str]) -> Iterator[SideBySide]:
-    # `stack` (the shared services) first; Kafka Connect is added to them.
-    stack = start_debezium()
+def debezium_stack(stack: dict[str, str]) -> dict[str, str]:
+    """The shared stack with Kafka Connect added (`stack`, the shared services, first)."""
+    return start_debezium()
+
+
+@pytest.fixture(scope="module")
+def side_by_side(debezium_stack: dict[str, str]) -> Iterator[SideBySide]:
+    stack = debezium_stack
     run = f"cvd{uuid4().hex[:8]}"
     pair = SideBySide(stack=stack, schema=run, debezium=f"{run}_dbz", capture=f"{run}_cs")
     s = pair.schema
@@ -170,8 +190,10 @@ def side_by_side(stack: dict[str, str]) -> Iterator[SideBySide]:
             message__prefix__include__list=pair.message_prefix,
         )
         try:
+            # Capture's publication first: two publications created at once on the same
+            # tables can deadlock (seen: Debezium's connector failed on it).
+            pair.run_capture()
             with connectors(connect, {pair.debezium: config}):
-                pair.run_capture()
                 # Debezium's snapshot done before the changes, so both stream them.
                 connect.wait_for_messages(
                     {pair.topics(t)[0]: n for t, n in (("types", len(SNAPSHOT_IDS)), ("trunc", 2))}
@@ -297,3 +319,260 @@ def test_headers_are_a_documented_difference(side_by_side: SideBySide) -> None:
     ]
     logical_names = {headers["__debezium.context.connectorLogicalName"] for headers in theirs}
     assert logical_names == {side_by_side.debezium.encode()}
+
+
+# Transaction metadata. `other` is in neither publication: a transaction touching only it
+# makes no event at all in either. Both writers stream every transaction below (the slots
+# exist before it starts).
+TRANSACTIONS_SQL = [
+    # Two tables and two logical messages, several statements: total_order runs across them,
+    # data_collection_order per table (each message is a collection of its own).
+    """
+    select pg_logical_emit_message(true, '{s}_msg', 'first');
+    insert into {s}.a values (1, 'one');
+    insert into {s}.b values (1, 'one');
+    insert into {s}.a values (2, 'two');
+    select pg_logical_emit_message(true, '{s}_msg', 'second');
+    update {s}.a set v = 'changed' where id = 1;
+    insert into {s}.b values (2, 'two'), (3, 'three');
+    """,
+    "insert into {s}.other values (1)",
+    # A delete (its tombstone is no event), a key change (a delete and a create), a logical
+    # message, a truncate.
+    """
+    delete from {s}.a where id = 2;
+    update {s}.b set id = 5 where id = 1;
+    select pg_logical_emit_message(true, '{s}_msg', 'in a transaction');
+    truncate {s}.b;
+    insert into {s}.b values (7, 'seven');
+    """,
+    "select pg_logical_emit_message(false, '{s}_msg', 'outside')",
+    "insert into {s}.a values (9, 'nine')",
+]
+TRANSACTION_EVENTS = {"a": 6, "b": 8}  # streamed messages per table topic, tombstones included
+# Debezium's name for a logical message's "data collection": a Java object's identity.
+DEBEZIUM_MESSAGE_COLLECTION = re.compile(
+    r"io\.debezium\.connector\.postgresql\.LogicalDecodingMessageMonitor"
+    r"\$LogicalDecodingMessageId@[0-9a-f]+"
+)
+
+
+@dataclass
+class Transactions:
+    pair: SideBySide
+    xids: list[int]
+    """The transactions of TRANSACTIONS_SQL, in order (0 for the non-transactional message)."""
+
+    def transaction_topics(self) -> tuple[str, str]:
+        return f"{self.pair.debezium}.transaction", f"{self.pair.capture}.transaction"
+
+
+def _capture_with_metadata_through_the_cli(pair: SideBySide, tables: list[str]) -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli.main(
+            [
+                "capture",
+                "--dsn",
+                pair.stack["POSTGRES_DSN"],
+                "--bootstrap-servers",
+                pair.stack["KAFKA_BOOTSTRAP_SERVERS"],
+                "--schema-registry-url",
+                pair.stack["SCHEMA_REGISTRY_URL"],
+                "--tables",
+                ",".join(tables),
+                "--topic-prefix",
+                pair.capture,
+                "--slot",
+                pair.capture,
+                "--publication",
+                pair.capture,
+                "--until",
+                "now",
+                "--transaction-metadata",
+            ]
+        )
+    assert status == 0, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def transactions(debezium_stack: dict[str, str]) -> Iterator[Transactions]:
+    stack = debezium_stack
+    run = f"cvt{uuid4().hex[:8]}"
+    pair = SideBySide(stack=stack, schema=run, debezium=f"{run}_dbz", capture=f"{run}_cs")
+    s = pair.schema
+    tables = [f"{s}.a", f"{s}.b"]
+    with psycopg.connect(stack["POSTGRES_DSN"], autocommit=True) as db:
+        db.execute(f"create schema {s}")
+        for table in ("a", "b", "other"):
+            db.execute(f"create table {s}.{table} (id integer primary key, v text)")
+        # The last table is empty: the snapshot's last row is a's second, marked `last`.
+        db.execute(f"insert into {s}.a values (100, 'snapshot'), (101, 'snapshot')")
+        connect = Connect(stack)
+        config = postgres_connector(
+            stack,
+            name=pair.debezium,
+            topic_prefix=pair.debezium,
+            tables=tables,
+            message__prefix__include__list=pair.message_prefix,
+            provide__transaction__metadata="true",
+        )
+        try:
+            pair.run_capture(tables, transaction_metadata=True)  # before Debezium's: see above
+            with connectors(connect, {pair.debezium: config}):
+                connect.wait_for_messages({pair.topics("a")[0]: 2})
+                xids = []
+                for sql in TRANSACTIONS_SQL:
+                    with db.transaction():
+                        db.execute(sql.format(s=s))
+                        xid = db.execute("select pg_current_xact_id_if_assigned()::text")
+                        xids.append(int(xid.fetchone()[0] or 0))  # type: ignore[index]
+                _capture_with_metadata_through_the_cli(pair, tables)
+                connect.wait_for_messages(
+                    {
+                        pair.topics("a")[0]: 2 + TRANSACTION_EVENTS["a"],
+                        pair.topics("b")[0]: TRANSACTION_EVENTS["b"],
+                        f"{pair.debezium}.message": 4,
+                        f"{pair.debezium}.transaction": 6,  # BEGIN and END of 3 transactions
+                    }
+                )
+                yield Transactions(pair=pair, xids=xids)
+        finally:
+            connect.close()
+            db.execute(f"drop schema {s} cascade")
+            db.execute(f"drop publication if exists {pair.debezium}")
+            db.execute(f"drop publication if exists {pair.capture}")
+            db.execute(
+                "select pg_drop_replication_slot(slot_name) from pg_replication_slots "
+                "where slot_name = %s and not active",
+                [pair.capture],
+            )
+
+
+def test_transaction_topic_schemas_equal_debeziums(transactions: Transactions) -> None:
+    """The transaction topic's key and value schemas, and the tables' envelopes (where the
+    ``transaction`` block sits) as Debezium registers them with the metadata on."""
+    pair = transactions.pair
+    debezium_topic, capture_topic = transactions.transaction_topics()
+    for field in ("key", "value"):
+        assert pair.schemas(capture_topic, field) == pair.schemas(debezium_topic, field)
+        for table in TRANSACTION_EVENTS:
+            theirs, ours = pair.topics(table)
+            debezium = with_prefix(pair.schemas(theirs, field), pair.debezium, pair.capture)
+            assert pair.schemas(ours, field) == debezium
+
+
+def test_transaction_blocks_equal_debeziums(transactions: Transactions) -> None:
+    """Every event's ``transaction`` block (``<txId>:<LSN>`` ids, total and per-table orders),
+    and everything else the side-by-side comparison compares, for tables and messages."""
+    pair = transactions.pair
+    topics = [
+        *(pair.topics(t) for t in TRANSACTION_EVENTS),
+        (
+            f"{pair.debezium}.message",
+            f"{pair.capture}.message",
+        ),
+    ]
+    blocks = []
+    for debezium_topic, capture_topic in topics:
+        debezium = [
+            comparable(with_prefix(e, pair.debezium, pair.capture))
+            for e in pair.events(debezium_topic)
+        ]
+        captured = [comparable(e) for e in pair.events(capture_topic)]
+        assert captured == debezium, capture_topic
+        blocks += [value["transaction"] for _key, value in captured if value is not None]
+    streamed = [b for b in blocks if b is not None]
+    # Every streamed event of a transaction has a block: 5 + 7 + 3 (tombstones have none;
+    # the snapshot rows and the message outside a transaction have a null one).
+    assert len(streamed) == 15
+    assert blocks.count(None) == 3
+
+
+def test_snapshot_marks_equal_debeziums_when_the_last_table_is_empty(
+    transactions: Transactions,
+) -> None:
+    """The snapshot's last row is ``last`` though a later table (empty) was read after it."""
+    events = transactions.pair.events(transactions.pair.topics("a")[1])
+    marks = [v["source"]["snapshot"] for _key, v in events if v is not None and v["op"] == "r"]
+    assert marks == ["first", "last"]
+
+
+def _by_transaction(events: list[tuple[Any, Any]]) -> dict[int, list[tuple[Any, Any]]]:
+    out: dict[int, list[tuple[Any, Any]]] = {}
+    for key, value in events:
+        out.setdefault(int(value["id"].split(":")[0]), []).append((key, value))
+    return out
+
+
+def test_transaction_events_equal_debeziums(transactions: Transactions) -> None:
+    """BEGIN and END of each transaction with a captured event (ids, ``ts_ms`` = the commit
+    time, counts), none for the one touching only an uncaptured table nor for the message
+    outside a transaction; the README's two differences in ``data_collections``: the order
+    (capture's: first touched; Debezium's: a Java HashMap's) and a logical message's name
+    (capture's: its prefix; Debezium's: a Java object's identity)."""
+    pair = transactions.pair
+    debezium_topic, capture_topic = transactions.transaction_topics()
+    theirs = _by_transaction(pair.events(debezium_topic))
+    ours = _by_transaction(pair.events(capture_topic))
+    xids = transactions.xids
+    assert sorted(ours) == sorted(theirs) == sorted([xids[0], xids[2], xids[4]])
+    assert xids[1] != 0  # the uncaptured table's transaction has an id, and no event
+    for xid, events in ours.items():
+        assert [v["status"] for _k, v in events] == ["BEGIN", "END"]
+        for (our_key, our_value), (their_key, their_value) in zip(events, theirs[xid], strict=True):
+            assert our_key == their_key == {"id": our_value["id"]}
+            our_collections = our_value["data_collections"]
+            their_collections = their_value["data_collections"]
+            assert {**our_value, "data_collections": None} == {
+                **their_value,
+                "data_collections": None,
+            }
+            if our_collections is None:
+                assert their_collections is None
+                continue
+            named = [
+                {**c, "data_collection": pair.message_prefix}
+                if DEBEZIUM_MESSAGE_COLLECTION.fullmatch(c["data_collection"])
+                else c
+                for c in their_collections
+            ]
+            assert sorted(our_collections, key=str) == sorted(named, key=str)
+            assert [c["data_collection"] for c in our_collections] == _first_touched(pair, xid)
+    s = pair.schema
+    message = {"data_collection": pair.message_prefix, "event_count": 1}
+    assert ours[xids[0]][1][1]["event_count"] == 8
+    assert ours[xids[0]][1][1]["data_collections"] == [
+        message,
+        {"data_collection": f"{s}.a", "event_count": 3},
+        {"data_collection": f"{s}.b", "event_count": 3},
+        message,
+    ]
+    assert ours[xids[2]][1][1]["event_count"] == 6
+    assert ours[xids[2]][1][1]["data_collections"] == [
+        {"data_collection": f"{s}.a", "event_count": 1},
+        {"data_collection": f"{s}.b", "event_count": 4},
+        {"data_collection": pair.message_prefix, "event_count": 1},
+    ]
+    assert any(
+        DEBEZIUM_MESSAGE_COLLECTION.fullmatch(c["data_collection"])
+        for c in theirs[xids[2]][1][1]["data_collections"]
+    )
+
+
+def _first_touched(pair: SideBySide, xid: int) -> list[str]:
+    """The data collections of transaction ``xid`` in the order its events first touch them,
+    from capture's events (by ``total_order``); each message is one of its own."""
+    ordered = []
+    for table in TRANSACTION_EVENTS:
+        for _key, value in pair.events(pair.topics(table)[1]):
+            if value is not None and value["source"]["txId"] == xid:
+                ordered.append((value["transaction"]["total_order"], f"{pair.schema}.{table}"))
+    for _key, value in pair.events(f"{pair.capture}.message"):
+        if value["source"]["txId"] == xid:
+            ordered.append((value["transaction"]["total_order"], pair.message_prefix))
+    names: list[str] = []
+    for _order, name in sorted(ordered):
+        if name not in names or name == pair.message_prefix:
+            names.append(name)
+    return names

@@ -387,6 +387,7 @@ def capture(
     format: Literal["debezium", "rows"] = "debezium",
     until: Literal["now"] | None = None,
     tombstones: bool = True,
+    transaction_metadata: bool = False,
     kafka: Mapping[str, str | int | float | bool] | None = None,
     registry: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
@@ -397,6 +398,8 @@ def capture(
     only after Kafka acknowledged everything up to its transaction's commit. ``until="now"``
     returns once everything written before the call (commits and messages) is in Kafka;
     otherwise it runs until Ctrl-C, which stops it after a flush and re-raises
-    ``KeyboardInterrupt``. Returns counters: snapshot_rows, inserts, updates, deletes, truncates, messages, transactions, produced,
+    ``KeyboardInterrupt``. ``transaction_metadata=True`` is Debezium's
+    ``provide.transaction.metadata``: a ``transaction`` block in every streamed event and
+    BEGIN/END events on ``<topic_prefix>.transaction`` (``format="debezium"`` only). Returns counters: snapshot_rows, inserts, updates, deletes, truncates, messages, transactions, produced,
     confirmed_lsn (the LSN last confirmed to PostgreSQL, as an integer).
     """

@@ -33,7 +33,7 @@ use crate::capture::replication::{
     format_lsn, parse_lsn, Lsn, Replicated, ReplicationConnection, Target, PG_EPOCH_OFFSET_MICROS,
 };
 use crate::capture::snapshot::Mark;
-use crate::capture::table::{Column, Source, Table};
+use crate::capture::table::{Column, Source, Table, TransactionBlock};
 use crate::capture::types::{Flavor, Kind};
 use crate::error::{Error, Result};
 use crate::registry::Registry;
@@ -98,6 +98,9 @@ pub struct CaptureConfig {
     pub until_now: bool,
     /// Write a tombstone after each delete (Debezium's `tombstones.on.delete`).
     pub tombstones: bool,
+    /// Debezium's `provide.transaction.metadata`: a `transaction` block in every streamed
+    /// event and BEGIN/END events on `<prefix>.transaction`.
+    pub transaction_metadata: bool,
     /// librdkafka settings.
     pub kafka: Vec<(String, String)>,
     /// Schema registry settings.
@@ -143,6 +146,27 @@ impl Counters {
     }
 }
 
+/// The transaction being streamed, for its metadata: Debezium emits BEGIN at its first
+/// captured event (a transaction without one emits nothing) and END at its commit.
+struct OpenTransaction {
+    xid: u32,
+    /// Commit time, ms since the epoch (the `ts_ms` of BEGIN and END).
+    ts_ms: i64,
+    /// Whether BEGIN was sent.
+    begun: bool,
+    /// Events per table, in the order first touched; each logical message is an entry of
+    /// its own (named by its prefix), as in Debezium.
+    collections: Vec<(String, i64)>,
+}
+
+/// What an event of the open transaction belongs to, for its `data_collection_order`.
+enum Collection<'a> {
+    /// A table, by relation OID (`schema.table`).
+    Table(u32),
+    /// A logical decoding message, by prefix: each one a collection of its own.
+    Message(&'a str),
+}
+
 /// A table with its registered schema ids.
 struct Registered {
     table: Table,
@@ -152,6 +176,11 @@ struct Registered {
 
 /// Run a capture until `stop` is set (or, with `until_now`, until caught up).
 pub fn run(config: &CaptureConfig, stop: &AtomicBool) -> Result<Counters> {
+    if config.transaction_metadata && config.flavor == Flavor::Rows {
+        return Err(Error::Config(
+            "transaction metadata needs format \"debezium\": flat rows have no envelope".into(),
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -244,6 +273,10 @@ struct Capture<'a> {
     /// (messages numbered below this, LSN confirmable once they are acknowledged).
     pending: VecDeque<(u64, Lsn)>,
     confirmed: Lsn,
+    /// The key and value schema ids of `<prefix>.transaction` (with transaction metadata).
+    transaction_ids: Option<(u32, u32)>,
+    /// The transaction being streamed (with transaction metadata).
+    open: Option<OpenTransaction>,
 }
 
 impl<'a> Capture<'a> {
@@ -300,7 +333,20 @@ impl<'a> Capture<'a> {
             counters: Counters::default(),
             pending: VecDeque::new(),
             confirmed: 0,
+            transaction_ids: None,
+            open: None,
         };
+        if config.transaction_metadata {
+            let topic = format!("{}.transaction", config.topic_prefix);
+            let (key_schema, value_schema) = table::transaction_topic_schemas();
+            let key_id = capture
+                .schema_id(format!("{topic}-key"), key_schema)
+                .await?;
+            let value_id = capture
+                .schema_id(format!("{topic}-value"), value_schema)
+                .await?;
+            capture.transaction_ids = Some((key_id, value_id));
+        }
         let mut connection = ReplicationConnection::connect(&target, &tls, CONNECT_TIMEOUT).await?;
         let exists = catalog::slot_exists(&capture.client, &config.slot).await?;
         if !exists {
@@ -411,6 +457,12 @@ impl<'a> Capture<'a> {
             .await
             .map_err(catalog::sql_error)?;
         let started = now_micros();
+        let mut last_with_rows = 0;
+        for (index, oid) in tables.iter().enumerate() {
+            if snapshot::has_rows(&reader, *oid).await? {
+                last_with_rows = index;
+            }
+        }
         for (index, oid) in tables.iter().enumerate() {
             let table =
                 catalog::describe(&reader, *oid, &self.config.topic_prefix, self.config.flavor)
@@ -456,6 +508,7 @@ impl<'a> Capture<'a> {
                     None,
                     Some(&row),
                     &source,
+                    None,
                     "r",
                 )
             };
@@ -463,7 +516,7 @@ impl<'a> Capture<'a> {
                 &reader,
                 &registered.table,
                 index == 0,
-                index + 1 == tables.len(),
+                index >= last_with_rows,
                 &mut emit,
             )
             .await;
@@ -578,9 +631,20 @@ impl<'a> Capture<'a> {
                 Some(Replicated::Data { start, data }) => match pgoutput::parse(data)? {
                     PgOutput::Begin {
                         xid, commit_time, ..
-                    } => transaction = Some((xid, commit_time)),
+                    } => {
+                        transaction = Some((xid, commit_time));
+                        if self.transaction_ids.is_some() {
+                            self.open = Some(OpenTransaction {
+                                xid,
+                                ts_ms: (commit_time + PG_EPOCH_OFFSET_MICROS).div_euclid(1000),
+                                begun: false,
+                                collections: Vec::new(),
+                            });
+                        }
+                    }
                     PgOutput::Commit { end_lsn, .. } => {
                         transaction = None;
+                        self.end_transaction(end_lsn)?;
                         last_commit = end_lsn;
                         server_end = server_end.max(end_lsn);
                         self.counters.transactions += 1;
@@ -671,6 +735,72 @@ impl<'a> Capture<'a> {
         Ok(moved)
     }
 
+    /// The `transaction` block of the open transaction's next event (None without transaction
+    /// metadata or outside a transaction), sending BEGIN first if it is the first.
+    fn block(&mut self, lsn: Lsn, collection: Collection<'_>) -> Result<Option<TransactionBlock>> {
+        let Some(open) = self.open.as_mut() else {
+            return Ok(None);
+        };
+        let Some((key_id, value_id)) = self.transaction_ids else {
+            return Ok(None);
+        };
+        // Debezium's id is `<txId>:<LSN>` with the LSN of the event it is written with.
+        let id = format!("{}:{lsn}", open.xid);
+        if !open.begun {
+            open.begun = true;
+            let (key, value) = table::encode_transaction_event(&id, None, open.ts_ms);
+            self.producer.send(
+                &format!("{}.transaction", self.config.topic_prefix),
+                Some(&framed(key_id, &key)),
+                Some(&framed(value_id, &value)),
+                &[],
+            )?;
+        }
+        let position = match collection {
+            Collection::Table(oid) => {
+                let name = described(&self.tables, oid)?.table.qualified();
+                let position = open.collections.iter().position(|(n, _)| *n == name);
+                position.ok_or(name)
+            }
+            Collection::Message(prefix) => Err(prefix.to_owned()),
+        };
+        let data_collection_order = match position {
+            Ok(index) => {
+                open.collections[index].1 += 1;
+                open.collections[index].1
+            }
+            Err(name) => {
+                open.collections.push((name, 1));
+                1
+            }
+        };
+        Ok(Some(TransactionBlock {
+            id,
+            total_order: open.collections.iter().map(|(_, n)| n).sum(),
+            data_collection_order,
+        }))
+    }
+
+    /// Close the open transaction: END (`<txId>:<commit end LSN>`) if BEGIN was sent.
+    fn end_transaction(&mut self, end_lsn: Lsn) -> Result<()> {
+        let (Some(open), Some((key_id, value_id))) = (self.open.take(), self.transaction_ids)
+        else {
+            return Ok(());
+        };
+        if open.begun {
+            let id = format!("{}:{end_lsn}", open.xid);
+            let (key, value) =
+                table::encode_transaction_event(&id, Some(&open.collections), open.ts_ms);
+            self.producer.send(
+                &format!("{}.transaction", self.config.topic_prefix),
+                Some(&framed(key_id, &key)),
+                Some(&framed(value_id, &value)),
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Produce the events of one row change, truncate or message.
     async fn change(
         &mut self,
@@ -705,6 +835,7 @@ impl<'a> Capture<'a> {
         };
         match change {
             PgOutput::Insert { relation, new } => {
+                let block = self.block(lsn, Collection::Table(relation))?;
                 let registered = described(&self.tables, relation)?;
                 send_change(
                     &mut self.producer,
@@ -713,11 +844,13 @@ impl<'a> Capture<'a> {
                     None,
                     Some(&new),
                     &source,
+                    block.as_ref(),
                     "c",
                 )?;
                 self.counters.inserts += 1;
             }
             PgOutput::Update { relation, old, new } => {
+                let block = self.block(lsn, Collection::Table(relation))?;
                 let registered = described(&self.tables, relation)?;
                 let key_changed = old.as_ref().is_some_and(|old| {
                     registered.table.key.iter().any(|&i| {
@@ -725,6 +858,9 @@ impl<'a> Capture<'a> {
                     })
                 });
                 if key_changed {
+                    // Two events (the tombstone is none): the create has the next block.
+                    let create_block = self.block(lsn, Collection::Table(relation))?;
+                    let registered = described(&self.tables, relation)?;
                     let old = old.as_deref();
                     send_change(
                         &mut self.producer,
@@ -733,6 +869,7 @@ impl<'a> Capture<'a> {
                         old,
                         None,
                         &source,
+                        block.as_ref(),
                         "d",
                     )?;
                     if self.config.tombstones || flavor == Flavor::Rows {
@@ -745,6 +882,7 @@ impl<'a> Capture<'a> {
                         None,
                         Some(&new),
                         &source,
+                        create_block.as_ref(),
                         "c",
                     )?;
                     self.counters.deletes += 1;
@@ -759,12 +897,14 @@ impl<'a> Capture<'a> {
                         old.as_deref(),
                         Some(&new),
                         &source,
+                        block.as_ref(),
                         "u",
                     )?;
                     self.counters.updates += 1;
                 }
             }
             PgOutput::Delete { relation, old } => {
+                let block = self.block(lsn, Collection::Table(relation))?;
                 let registered = described(&self.tables, relation)?;
                 if flavor == Flavor::Debezium {
                     send_change(
@@ -774,6 +914,7 @@ impl<'a> Capture<'a> {
                         Some(&old),
                         None,
                         &source,
+                        block.as_ref(),
                         "d",
                     )?;
                 }
@@ -784,14 +925,17 @@ impl<'a> Capture<'a> {
             }
             PgOutput::Truncate { relations } => {
                 for oid in relations {
-                    let Some(registered) = self.tables.get(&oid) else {
+                    if !self.tables.contains_key(&oid) {
                         continue;
-                    };
+                    }
+                    let block = self.block(lsn, Collection::Table(oid))?;
+                    let registered = described(&self.tables, oid)?;
                     if flavor == Flavor::Debezium {
                         let value = registered.table.encode_envelope(
                             None,
                             None,
                             &source,
+                            block.as_ref(),
                             "t",
                             now_micros(),
                         )?;
@@ -806,7 +950,9 @@ impl<'a> Capture<'a> {
                 prefix, content, ..
             } => {
                 if flavor == Flavor::Debezium {
-                    self.message(&prefix, &content, &source).await?;
+                    let block = self.block(lsn, Collection::Message(&prefix))?;
+                    self.message(&prefix, &content, &source, block.as_ref())
+                        .await?;
                 }
                 self.counters.messages += 1;
             }
@@ -819,14 +965,21 @@ impl<'a> Capture<'a> {
     }
 
     /// A logical decoding message, to `<prefix>.message` keyed by its prefix.
-    async fn message(&mut self, prefix: &str, content: &[u8], source: &Source<'_>) -> Result<()> {
+    async fn message(
+        &mut self,
+        prefix: &str,
+        content: &[u8],
+        source: &Source<'_>,
+        transaction: Option<&TransactionBlock>,
+    ) -> Result<()> {
         let topic = format!("{}.message", self.config.topic_prefix);
         let (key_schema, value_schema) = table::message_schemas();
         let key_id = self.schema_id(format!("{topic}-key"), key_schema).await?;
         let value_id = self
             .schema_id(format!("{topic}-value"), value_schema)
             .await?;
-        let (key, value) = table::encode_message(prefix, content, source, now_micros());
+        let (key, value) =
+            table::encode_message(prefix, content, source, transaction, now_micros());
         self.producer.send(
             &topic,
             Some(&framed(key_id, &key)),
@@ -859,6 +1012,7 @@ fn described(tables: &HashMap<u32, Registered>, oid: u32) -> Result<&Registered>
 }
 
 /// Produce one change event of a table.
+#[allow(clippy::too_many_arguments)]
 fn send_change(
     producer: &mut Producer,
     registered: &Registered,
@@ -866,6 +1020,7 @@ fn send_change(
     before: Option<&[Datum]>,
     after: Option<&[Datum]>,
     source: &Source<'_>,
+    transaction: Option<&TransactionBlock>,
     op: &str,
 ) -> Result<()> {
     let table = &registered.table;
@@ -877,7 +1032,7 @@ fn send_change(
     let value = match flavor {
         Flavor::Debezium => {
             let before = before.filter(|_| op != "r" && op != "c");
-            table.encode_envelope(before, after, source, op, now_micros())?
+            table.encode_envelope(before, after, source, transaction, op, now_micros())?
         }
         Flavor::Rows => {
             let mut out = Vec::new();

@@ -40,8 +40,24 @@ impl Mark {
     }
 }
 
-/// Read every row of `table`, calling `emit` for each with its mark; `first_table` and
-/// `last_table` say where the table sits among the snapshot's tables. Returns the row count.
+/// Whether `table` (an OID) has a row: the snapshot's last row is the last of the last table
+/// that has one, as in Debezium (tables after it may be empty).
+pub async fn has_rows(client: &Client, table: u32) -> Result<bool> {
+    let name: String = client
+        .query_one("SELECT $1::oid::regclass::text", &[&table])
+        .await
+        .map_err(sql_error)?
+        .get(0);
+    let row = client
+        .query_one(&format!("SELECT EXISTS (SELECT FROM {name})"), &[])
+        .await
+        .map_err(sql_error)?;
+    Ok(row.get(0))
+}
+
+/// Read every row of `table`, calling `emit` for each with its mark; `first_table` says the
+/// table is the snapshot's first, `last_table` that no later table has rows. Returns the row
+/// count.
 pub async fn copy_table(
     client: &Client,
     table: &Table,
@@ -62,9 +78,10 @@ pub async fn copy_table(
     let mut held: Option<Vec<Datum>> = None;
     let mut count = 0u64;
     let mut release = |row: Vec<Datum>, last: bool, count: &mut u64| -> Result<()> {
+        // The snapshot's last row is `last` even when it is also the first (Debezium).
         let mark = match (*count == 0, last) {
-            (true, _) if first_table => Mark::First,
             (_, true) if last_table => Mark::Last,
+            (true, _) if first_table => Mark::First,
             (_, true) => Mark::LastInTable,
             (true, _) => Mark::FirstInTable,
             _ => Mark::Middle,

@@ -20,6 +20,17 @@ pub const UNAVAILABLE: &str = "__debezium_unavailable_value";
 const SNAPSHOT_VALUES: &str =
     "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental";
 
+/// The `transaction` block of one event (Debezium's `provide.transaction.metadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionBlock {
+    /// Debezium's `<txId>:<LSN>`, the LSN being the event's own.
+    pub id: String,
+    /// The event's position among the transaction's events, from 1.
+    pub total_order: i64,
+    /// Its position among the transaction's events of the same table, from 1.
+    pub data_collection_order: i64,
+}
+
 /// One column.
 #[derive(Debug, Clone)]
 pub struct Column {
@@ -203,12 +214,13 @@ impl Table {
         Ok(())
     }
 
-    /// The Debezium envelope: `before`, `after`, `source`, `op`, timestamps.
+    /// The Debezium envelope: `before`, `after`, `source`, `transaction`, `op`, timestamps.
     pub fn encode_envelope(
         &self,
         before: Option<&[Datum]>,
         after: Option<&[Datum]>,
         source: &Source<'_>,
+        transaction: Option<&TransactionBlock>,
         op: &str,
         now_micros: i64,
     ) -> Result<Vec<u8>> {
@@ -223,7 +235,7 @@ impl Table {
             }
         }
         encode_source(&mut out, source, &self.schema, &self.name);
-        put_long(&mut out, 0); // transaction
+        encode_transaction_block(&mut out, transaction);
         put_bytes(&mut out, op.as_bytes());
         put_long(&mut out, 1);
         put_long(&mut out, now_micros / 1000);
@@ -300,7 +312,7 @@ fn source_schema() -> Json {
         "connect.version": 1, "connect.name": "io.debezium.connector.postgresql.Source"})
 }
 
-/// The `transaction` block (always null: `provide.transaction.metadata` is not offered).
+/// The `transaction` block (null unless transaction metadata is asked for).
 fn transaction_schema() -> Json {
     json!({"type": "record", "name": "block", "namespace": "event", "fields": [
             {"name": "id", "type": "string"},
@@ -381,6 +393,7 @@ pub fn encode_message(
     prefix: &str,
     content: &[u8],
     source: &Source<'_>,
+    transaction: Option<&TransactionBlock>,
     now_micros: i64,
 ) -> (Vec<u8>, Vec<u8>) {
     let mut key = Vec::new();
@@ -391,10 +404,89 @@ pub fn encode_message(
     put_long(&mut value, 1);
     put_long(&mut value, now_micros / 1000);
     encode_source(&mut value, source, "", "");
-    put_long(&mut value, 0); // transaction
+    encode_transaction_block(&mut value, transaction);
     put_long(&mut value, 1);
     put_bytes(&mut value, prefix.as_bytes());
     put_long(&mut value, 1);
     put_bytes(&mut value, content);
+    (key, value)
+}
+
+fn encode_transaction_block(out: &mut Vec<u8>, block: Option<&TransactionBlock>) {
+    match block {
+        None => put_long(out, 0),
+        Some(block) => {
+            put_long(out, 1);
+            put_bytes(out, block.id.as_bytes());
+            put_long(out, block.total_order);
+            put_long(out, block.data_collection_order);
+        }
+    }
+}
+
+/// The key and value schemas of `<prefix>.transaction`, Debezium's BEGIN and END events.
+pub fn transaction_topic_schemas() -> (String, String) {
+    let namespace = "io.debezium.connector.common";
+    let key = json!({"type": "record", "name": "TransactionMetadataKey", "namespace": namespace,
+        "fields": [{"name": "id", "type": "string"}],
+        "connect.version": 1, "connect.name": format!("{namespace}.TransactionMetadataKey")});
+    let collection = json!({"type": "record", "name": "collection", "namespace": "event",
+        "fields": [
+            {"name": "data_collection", "type": "string"},
+            {"name": "event_count", "type": "long"}],
+        "connect.version": 1, "connect.name": "event.collection"});
+    let value = json!({"type": "record", "name": "TransactionMetadataValue",
+        "namespace": namespace, "fields": [
+            {"name": "status", "type": "string"},
+            {"name": "id", "type": "string"},
+            {"name": "event_count", "type": ["null", "long"], "default": null},
+            {"name": "data_collections",
+                "type": ["null", {"type": "array", "items": ["null", collection]}],
+                "default": null},
+            {"name": "ts_ms", "type": "long"}],
+        "connect.version": 1, "connect.name": format!("{namespace}.TransactionMetadataValue")});
+    (key.to_string(), value.to_string())
+}
+
+/// The key and value bodies of a BEGIN (`collections` None) or END event of transaction `id`:
+/// END carries the event count, in total and per table.
+pub fn encode_transaction_event(
+    id: &str,
+    collections: Option<&[(String, i64)]>,
+    ts_ms: i64,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut key = Vec::new();
+    put_bytes(&mut key, id.as_bytes());
+    let mut value = Vec::new();
+    put_bytes(
+        &mut value,
+        if collections.is_some() {
+            b"END"
+        } else {
+            b"BEGIN"
+        },
+    );
+    put_bytes(&mut value, id.as_bytes());
+    match collections {
+        None => {
+            put_long(&mut value, 0);
+            put_long(&mut value, 0);
+        }
+        Some(collections) => {
+            put_long(&mut value, 1);
+            put_long(&mut value, collections.iter().map(|(_, n)| n).sum());
+            put_long(&mut value, 1);
+            if !collections.is_empty() {
+                put_long(&mut value, collections.len() as i64);
+                for (name, count) in collections {
+                    put_long(&mut value, 1);
+                    put_bytes(&mut value, name.as_bytes());
+                    put_long(&mut value, *count);
+                }
+            }
+            put_long(&mut value, 0);
+        }
+    }
+    put_long(&mut value, ts_ms);
     (key, value)
 }

@@ -34,6 +34,7 @@ const SLICE: Duration = Duration::from_millis(100);
     format = "debezium",
     until = None,
     tombstones = true,
+    transaction_metadata = false,
     kafka = None,
     registry = None,
 ))]
@@ -51,6 +52,7 @@ pub(crate) fn capture<'py>(
     format: &str,
     until: Option<&str>,
     tombstones: bool,
+    transaction_metadata: bool,
     kafka: Option<&Bound<'py, PyAny>>,
     registry: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
@@ -81,6 +83,7 @@ pub(crate) fn capture<'py>(
         flavor,
         until_now,
         tombstones,
+        transaction_metadata,
         kafka: kafka.map(settings).transpose()?.unwrap_or_default(),
         registry: registry.map(settings).transpose()?.unwrap_or_default(),
     };

@@ -58,6 +58,12 @@ def register(subparsers: Any) -> None:
         choices=("now",),
         help="stop once everything written before the start is in Kafka",
     )
+    parser.add_argument(
+        "--transaction-metadata",
+        action="store_true",
+        help="Debezium's provide.transaction.metadata: a transaction block in every streamed "
+        "event and BEGIN/END events on PREFIX.transaction",
+    )
     parser.set_defaults(func=run)
 
 
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         snapshot=args.snapshot,
         format=args.format,
         until=args.until,
+        transaction_metadata=args.transaction_metadata,
         **stream_settings(args),
     )
     print(json.dumps(counters))
