@@ -143,7 +143,7 @@ impl Change {
 }
 
 /// Which envelope to read values as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Format {
     /// Detect per value schema: `before`, `after` and `op` fields (or `op`, `source` and
     /// `message`, a logical decoding message) make a Debezium envelope.
@@ -181,8 +181,8 @@ impl ReaderSchemas {
     }
 }
 
-/// A decoder is compiled once per writer schema id and reader schema (by identity).
-type WriterKey = (u32, usize);
+/// A decoder is compiled once per writer schema id, reader schema (by identity) and format.
+type WriterKey = (u32, usize, Format);
 
 /// One Kafka message, as the decoder needs it.
 #[derive(Debug, Clone, Copy)]
@@ -249,8 +249,9 @@ impl ChangeDecoder {
 
     fn decode_unlocated(&mut self, message: &Message<'_>) -> Result<Option<Change>> {
         let key = match message.key {
+            // A key is never an envelope, whatever the stream's format.
             Some(bytes) => Some(
-                self.value(bytes, message.key_schema_header, None)
+                self.value(bytes, message.key_schema_header, None, Format::Row)
                     .map_err(|e| prefix(e, "key"))?
                     .0,
             ),
@@ -262,6 +263,7 @@ impl ChangeDecoder {
                     bytes,
                     message.value_schema_header,
                     self.options.readers.of(message.topic).cloned(),
+                    self.options.format,
                 )
                 .map_err(|e| prefix(e, "value"))?,
             ),
@@ -326,24 +328,27 @@ impl ChangeDecoder {
         }))
     }
 
-    /// Decode a framed key or value, resolved into `reader` if given; returns the value, its
-    /// schema id and its compiled writer (shared, so the caller need not look it up again).
+    /// Decode a framed key or value, resolved into `reader` if given and read as `format`;
+    /// returns the value, its schema id and its compiled writer (shared, so the caller need
+    /// not look it up again).
     fn value(
         &mut self,
         bytes: &[u8],
         header: Option<&[u8]>,
         reader: Option<Arc<Schema>>,
+        format: Format,
     ) -> Result<(Value, u32, Arc<Writer>)> {
         let (id, body) = frame::split(bytes, header)?;
-        let key = (id, reader.as_ref().map_or(0, |r| Arc::as_ptr(r) as usize));
+        // One schema can be a key's and a value's, compiled for each format it is read as.
+        let key = (
+            id,
+            reader.as_ref().map_or(0, |r| Arc::as_ptr(r) as usize),
+            format,
+        );
         let writer = match self.writers.get(&key) {
             Some(writer) => writer.clone(),
             None => {
-                let writer = Arc::new(Writer::new(
-                    self.schemas.schema(id)?,
-                    reader,
-                    self.options.format,
-                )?);
+                let writer = Arc::new(Writer::new(self.schemas.schema(id)?, reader, format)?);
                 self.writers.insert(key, writer.clone());
                 writer
             }

@@ -393,11 +393,18 @@ fn format_is_detected_per_value_schema() {
     assert_eq!(whole.op, Op::Upsert);
     assert_eq!(field(&whole.after, "op"), &Value::String("c".into()));
 
-    // format="debezium" refuses a schema without the envelope's fields.
+    // format="debezium" reads keyed envelopes (the key is never read as an envelope) ...
     let mut forced = decoder(DecoderOptions {
         format: Format::Debezium,
         ..DecoderOptions::default()
     });
+    let keyed = forced
+        .decode(&message(TOPIC, Some(&key(1)), Some(&debezium)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(keyed.op, Op::Insert);
+    assert_eq!(keyed.after, Some(orders_row(1, "tea")));
+    // ... and refuses a value schema without the envelope's fields.
     let error = forced
         .decode(&message(TOPIC, None, Some(&bottled_water)))
         .unwrap_err();
