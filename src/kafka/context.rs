@@ -25,6 +25,9 @@ use crate::positions::{PartitionState, Positions};
 pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one metadata request waits before we check for a connection failure.
 const METADATA_SLICE: Duration = Duration::from_millis(500);
+/// How long each poll between metadata slices waits for an event, and at most how many it serves.
+const EVENT_WAIT: Duration = Duration::from_millis(10);
+const EVENTS_PER_SLICE: usize = 64;
 
 /// The librdkafka context: runs the rebalance callbacks (on the fetch thread).
 pub(super) struct StreamContext {
@@ -372,8 +375,14 @@ pub(super) fn all_partitions(consumer: &Kafka, topics: &[String]) -> Result<Topi
         let started = Instant::now();
         let metadata = loop {
             // Serve librdkafka's events: the first OAUTHBEARER token is set here, and the
-            // context learns why we cannot connect.
-            let _ = consumer.poll(Duration::ZERO);
+            // context learns why we cannot connect. Each poll serves at most one event, and
+            // one that does not wait found none queued on a loaded machine (a TLS failure
+            // surfaced only after the whole request timeout): wait briefly, until none is left.
+            for _ in 0..EVENTS_PER_SLICE {
+                if consumer.poll(EVENT_WAIT).is_none() {
+                    break;
+                }
+            }
             if let Some(failure) = consumer.context().take_failure() {
                 return Err(failure);
             }
