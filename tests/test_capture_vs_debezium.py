@@ -144,6 +144,17 @@ class SideBySide:
         )
         return counters
 
+    def drop(self, db: psycopg.Connection[Any]) -> None:
+        """Drop the schema, both publications and capture's slot (Connect drops its own)."""
+        db.execute(f"drop schema {self.schema} cascade")
+        db.execute(f"drop publication if exists {self.debezium}")
+        db.execute(f"drop publication if exists {self.capture}")
+        db.execute(
+            "select pg_drop_replication_slot(slot_name) from pg_replication_slots "
+            "where slot_name = %s and not active",
+            [self.capture],
+        )
+
     def schemas(self, topic: str, field: str) -> Any:
         return registered_schema(self.stack["SCHEMA_REGISTRY_URL"], f"{topic}-{field}")
 
@@ -218,14 +229,7 @@ def side_by_side(debezium_stack: dict[str, str]) -> Iterator[SideBySide]:
                 yield pair
         finally:
             connect.close()
-            db.execute(f"drop schema {s} cascade")
-            db.execute(f"drop publication if exists {pair.debezium}")
-            db.execute(f"drop publication if exists {pair.capture}")
-            db.execute(
-                "select pg_drop_replication_slot(slot_name) from pg_replication_slots "
-                "where slot_name = %s and not active",
-                [pair.capture],
-            )
+            pair.drop(db)
 
 
 @pytest.mark.parametrize("table", TABLES)
@@ -439,14 +443,7 @@ def transactions(debezium_stack: dict[str, str]) -> Iterator[Transactions]:
                 yield Transactions(pair=pair, xids=xids)
         finally:
             connect.close()
-            db.execute(f"drop schema {s} cascade")
-            db.execute(f"drop publication if exists {pair.debezium}")
-            db.execute(f"drop publication if exists {pair.capture}")
-            db.execute(
-                "select pg_drop_replication_slot(slot_name) from pg_replication_slots "
-                "where slot_name = %s and not active",
-                [pair.capture],
-            )
+            pair.drop(db)
 
 
 def test_transaction_topic_schemas_equal_debeziums(transactions: Transactions) -> None:

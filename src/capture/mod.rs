@@ -222,6 +222,21 @@ fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// Write a framed BEGIN or END event (key, value) to `<prefix>.transaction`.
+fn send_transaction_event(
+    producer: &mut Producer,
+    topic_prefix: &str,
+    (key, value): (Vec<u8>, Vec<u8>),
+) -> Result<()> {
+    producer.send(
+        &format!("{topic_prefix}.transaction"),
+        Some(&key),
+        Some(&value),
+        &[],
+    )?;
+    Ok(())
+}
+
 fn framed(id: u32, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 5);
     out.push(0);
@@ -749,11 +764,10 @@ impl<'a> Capture<'a> {
         if !open.begun {
             open.begun = true;
             let (key, value) = table::encode_transaction_event(&id, None, open.ts_ms);
-            self.producer.send(
-                &format!("{}.transaction", self.config.topic_prefix),
-                Some(&framed(key_id, &key)),
-                Some(&framed(value_id, &value)),
-                &[],
+            send_transaction_event(
+                &mut self.producer,
+                &self.config.topic_prefix,
+                (framed(key_id, &key), framed(value_id, &value)),
             )?;
         }
         let position = match collection {
@@ -791,11 +805,10 @@ impl<'a> Capture<'a> {
             let id = format!("{}:{end_lsn}", open.xid);
             let (key, value) =
                 table::encode_transaction_event(&id, Some(&open.collections), open.ts_ms);
-            self.producer.send(
-                &format!("{}.transaction", self.config.topic_prefix),
-                Some(&framed(key_id, &key)),
-                Some(&framed(value_id, &value)),
-                &[],
+            send_transaction_event(
+                &mut self.producer,
+                &self.config.topic_prefix,
+                (framed(key_id, &key), framed(value_id, &value)),
             )?;
         }
         Ok(())
