@@ -143,11 +143,13 @@ fn parsed(dataset: &Dataset) -> HashMap<u32, Arc<Schema>> {
 }
 
 /// Every message framed and read straight into record batches by a [`BodyPlan`], a batch at
-/// a time, each batch passed to `then`.
+/// a time, each batch passed to `then`; with `halves`, each batch's two halves are read on two
+/// threads (two batches).
 fn body_batches(
     dataset: &Dataset,
     schemas: &HashMap<u32, Arc<Schema>>,
     plan: &BodyPlan,
+    halves: bool,
     mut then: impl FnMut(RecordBatch),
 ) {
     let topic: Arc<str> = "bench.orders".into();
@@ -174,7 +176,20 @@ fn body_batches(
                 }
             })
             .collect();
-        then(plan.record_batch(Some("orders"), &bodies).unwrap().unwrap());
+        let read =
+            |bodies: &[Body<'_>]| plan.record_batch(Some("orders"), bodies).unwrap().unwrap();
+        if halves {
+            let (first, second) = bodies.split_at(bodies.len() / 2);
+            let (first, second) = std::thread::scope(|scope| {
+                let first = scope.spawn(|| read(first));
+                let second = read(second);
+                (first.join().unwrap(), second)
+            });
+            then(first);
+            then(second);
+        } else {
+            then(read(&bodies));
+        }
     }
 }
 
@@ -299,14 +314,17 @@ fn batches_per_second() {
             expected.push(record_batch(changes).unwrap())
         });
         let mut batches = 0;
-        body_batches(&dataset, &schemas, &plan, |batch| {
+        body_batches(&dataset, &schemas, &plan, false, |batch| {
             assert_eq!(batch, expected[batches], "batch {batches} of {name}");
             batches += 1;
         });
         assert_eq!(batches, expected.len());
         drop(expected);
         let direct = best(events, || {
-            body_batches(&dataset, &schemas, &plan, drop);
+            body_batches(&dataset, &schemas, &plan, false, drop);
+        });
+        let two_threads = best(events, || {
+            body_batches(&dataset, &schemas, &plan, true, drop);
         });
         let arrow_avro = best(events, || {
             assert_eq!(arrow_avro_batches(&dataset, drop), events);
@@ -320,7 +338,8 @@ fn batches_per_second() {
         });
         println!(
             "{:<9} {events} events: decode to changes {decode:>10.0}/s, changes to batches \
-             {build:>10.0}/s, whole {whole:>10.0}/s; bodies straight to batches {direct:>10.0}/s; \
+             {build:>10.0}/s, whole {whole:>10.0}/s; bodies straight to batches {direct:>10.0}/s \
+             ({two_threads:>10.0}/s in halves on two threads); \
              arrow-avro values only {arrow_avro:>10.0}/s{}",
             dataset.name,
             flattened.map_or(String::new(), |rate| format!(

@@ -91,14 +91,19 @@ impl<'a> Reader<'a> {
     }
 
     /// A zig-zag varint of at most 10 bytes.
+    #[inline]
     pub(crate) fn long(&mut self) -> Result<i64> {
-        // Most varints (union branches, lengths, small numbers) are one byte.
+        // Most varints (union branches, lengths, small numbers) are one byte: inlined.
         if let Some(&byte) = self.buf.get(self.pos) {
             if byte & 0x80 == 0 {
                 self.pos += 1;
                 return Ok(i64::from(byte >> 1) ^ -i64::from(byte & 1));
             }
         }
+        self.long_of_several_bytes()
+    }
+
+    fn long_of_several_bytes(&mut self) -> Result<i64> {
         let mut raw: u64 = 0;
         for shift in (0..64).step_by(7) {
             let byte = *self
@@ -339,9 +344,7 @@ impl Reader<'_> {
                 let length = self.length("bytes")?;
                 self.take(length, "bytes")?;
             }
-            Node::String => {
-                self.text()?;
-            }
+            Node::String => self.skip_text()?,
             Node::Union(branches) => {
                 let branch = self.branch(branches)?;
                 self.skip(schema, branch, depth + 1)?;
@@ -364,7 +367,7 @@ impl Reader<'_> {
                     break;
                 }
                 for _ in 0..count {
-                    self.text()?;
+                    self.skip_text()?;
                     self.skip(schema, values, depth + 1)?;
                 }
             },
@@ -397,6 +400,19 @@ impl Reader<'_> {
             Node::Logical(_) => {
                 self.value(schema, node, depth)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Read past a string, checking its UTF-8 as [`Reader::text`] does (ASCII, the common
+    /// case, is checked word by word).
+    fn skip_text(&mut self) -> Result<()> {
+        let start = self.pos;
+        let length = self.length("string")?;
+        let raw = self.take(length, "string")?;
+        if !raw.is_ascii() {
+            self.pos = start;
+            self.text()?;
         }
         Ok(())
     }
