@@ -62,7 +62,7 @@ mod speed;
 #[cfg(test)]
 mod tests;
 
-pub use self::plan::{Body, BodyPlan};
+pub use self::plan::{Body, BodyPlan, Read};
 pub use self::polars::polars_compatible;
 
 use std::collections::HashMap;

@@ -10,11 +10,14 @@
 //! nested records, collections and unions Arrow keeps apart are decoded one field at a time
 //! into a [`Value`] and appended with [`Column::append`], so their rules stay in one place.
 //!
-//! The batch equals [`super::record_batch`] of the decoded changes. Where the plan cannot
-//! follow (a schema it does not plan, an envelope that puts its row elsewhere) it answers
-//! `Ok(None)`, and on a body that fails it answers the error at that message: in both cases
-//! the caller decodes that batch's messages into changes as before, which applies the
-//! decode-error policy to the failing message alone.
+//! The batch equals [`super::record_batch`] of the decoded changes. A message that names
+//! another table than the batch's (`source.table`, a flat row's `__table` or record name)
+//! ends the batch before it ([`Read::OtherTable`]): the caller reads the bodies before it
+//! again as one batch. Where the plan cannot follow (a schema it does not plan, an envelope
+//! that puts its row elsewhere) it answers [`Read::NotPlanned`], and on a body that fails it
+//! answers the error at that message: in both cases the caller decodes that batch's messages
+//! into changes as before, which applies the decode-error policy to the failing message
+//! alone.
 
 use std::sync::Arc;
 
@@ -24,7 +27,7 @@ use crate::avro::decode::Reader;
 use crate::avro::{
     is_unavailable_placeholder, Named, Node, RecordDef, Schema, Value, UNAVAILABLE_PLACEHOLDER,
 };
-use crate::change::{Op, Position};
+use crate::change::{table_from_record_name, Op, Position};
 use crate::error::{Error, Result};
 
 use super::column::Column;
@@ -42,6 +45,34 @@ pub struct Body<'a> {
     /// The value's Avro body, written with the plan's schema; `None` for a tombstone (the
     /// delete of its key).
     pub value: Option<&'a [u8]>,
+}
+
+/// What reading a batch's bodies gave.
+#[derive(Debug)]
+pub enum Read {
+    /// The batch of all the bodies.
+    Batch(RecordBatch),
+    /// The body at `index` names another table, `table`: the bodies before it are one batch,
+    /// and it starts the next.
+    OtherTable {
+        /// The body's index.
+        index: usize,
+        /// The table it names.
+        table: String,
+    },
+    /// The plan does not follow these bodies: build the batch from decoded changes.
+    NotPlanned,
+}
+
+/// What reading one body gave.
+enum Appended {
+    /// The row is in the columns, or with `needs_key` still to be filled from the key (a
+    /// delete without its old row).
+    Row {
+        needs_key: bool,
+    },
+    OtherTable(String),
+    NotPlanned,
 }
 
 /// How one row field is read into its column.
@@ -117,16 +148,20 @@ pub struct BodyPlan {
     /// For a Debezium envelope: one part per field of the envelope, and the `source` record.
     envelope: Option<Vec<Part>>,
     source: Option<usize>,
-    /// For a flat row: the fields of the unwrap SMT that set the op (`__op`, `__deleted`).
+    /// For a flat row: the fields of the unwrap SMT that set the op and the table (`__op`,
+    /// `__deleted`, `__table`), and the table its record name gives.
     op_field: Option<usize>,
     deleted_field: Option<usize>,
+    table_field: Option<usize>,
+    row_table: Option<String>,
 }
 
-/// The op fields of a flat row, as read.
+/// The op and table fields of a flat row, as read.
 #[derive(Default)]
 struct RowFlags {
     op: Option<Value>,
     deleted: Option<Value>,
+    table: Option<Value>,
 }
 
 /// The record a node refers to (looking through a union with `null`), by index.
@@ -164,6 +199,14 @@ impl BodyPlan {
                 return None;
             }
             let source = field("source").and_then(|i| record_index(&schema, &root_def.fields[i]));
+            // The table a message names is text: anything else is left to the decoder.
+            if let Some(source) = source {
+                let def = record(&schema, source);
+                let table = def.field_names.iter().position(|n| &**n == "table");
+                if table.is_some_and(|i| def.fields[i] != Node::String) {
+                    return None;
+                }
+            }
             let parts = root_def
                 .field_names
                 .iter()
@@ -193,9 +236,17 @@ impl BodyPlan {
             .iter()
             .map(|n| Cell::of(&schema, n))
             .collect();
-        let (op_field, deleted_field) = match envelope {
-            Some(_) => (None, None),
-            None => (field("__op"), field("__deleted")),
+        let (op_field, deleted_field, table_field, row_table) = match envelope {
+            Some(_) => (None, None, None, None),
+            None => (
+                field("__op"),
+                field("__deleted"),
+                field("__table"),
+                Some(table_from_record_name(
+                    &root_def.name,
+                    root_def.connect_name.as_deref(),
+                )),
+            ),
         };
         Some(BodyPlan {
             id,
@@ -205,17 +256,17 @@ impl BodyPlan {
             source,
             op_field,
             deleted_field,
+            table_field,
+            row_table,
             schema,
         })
     }
 
-    /// The batch of these messages (of one table, `table`), or `Ok(None)` where the plan
-    /// cannot follow them; an error is a message that failed, located at it.
-    pub fn record_batch(
-        &self,
-        table: Option<&str>,
-        bodies: &[Body<'_>],
-    ) -> Result<Option<RecordBatch>> {
+    /// The batch of these messages of table `table` (the table of the stream's previous
+    /// message of their topic, for messages that name none), or where it must end before a
+    /// message of another table, or that the plan cannot follow them; an error is a message
+    /// that failed, located at it.
+    pub fn record_batch(&self, table: &str, bodies: &[Body<'_>]) -> Result<Read> {
         let rows = bodies.len();
         let schema = &*self.schema;
         let row_def = record(schema, self.row);
@@ -223,7 +274,7 @@ impl BodyPlan {
         for (name, node) in row_def.field_names.iter().zip(&row_def.fields) {
             match Column::new(schema, node, rows, &mut Vec::new()) {
                 Ok(column) => columns.push((name.clone(), column)),
-                Err(_) => return Ok(None),
+                Err(_) => return Ok(Read::NotPlanned),
             }
         }
         let mut unavailable = row_def.is_kafka_connect().then(|| NameLists::new(rows));
@@ -238,13 +289,15 @@ impl BodyPlan {
                 .map_err(|e| e.at(position.location()))?;
             key_column = Column::for_key(&key, rows);
         }
-        for body in bodies {
+        for (index, body) in bodies.iter().enumerate() {
             let at = || body.position.location();
-            let read = self
-                .append(body, &mut columns, unavailable.as_mut(), &mut meta)
+            let appended = self
+                .append(table, body, &mut columns, unavailable.as_mut(), &mut meta)
                 .map_err(|e| e.at(at()))?;
-            let Some(needs_key) = read else {
-                return Ok(None);
+            let needs_key = match appended {
+                Appended::Row { needs_key } => needs_key,
+                Appended::OtherTable(table) => return Ok(Read::OtherTable { index, table }),
+                Appended::NotPlanned => return Ok(Read::NotPlanned),
             };
             let key = match body.key {
                 Some((key_schema, key)) if needs_key || key_column.is_some() => {
@@ -282,22 +335,30 @@ impl BodyPlan {
                 }
             }
         }
-        assemble(columns, meta, key_column, unavailable, table, Some(self.id)).map(Some)
+        assemble(
+            columns,
+            meta,
+            key_column,
+            unavailable,
+            Some(table),
+            Some(self.id),
+        )
+        .map(Read::Batch)
     }
 
-    /// Read one message's value into the row and metadata columns. `Some(true)` when the row
-    /// is still to be filled from the key (a delete without its old row), `None` when the plan
-    /// cannot follow this message.
+    /// Read one message's value into the row and metadata columns, unless it names a table
+    /// other than `table` (a batch holds one table).
     fn append(
         &self,
+        table: &str,
         body: &Body<'_>,
         columns: &mut [(Arc<str>, Column)],
         mut unavailable: Option<&mut NameLists>,
         meta: &mut Metadata,
-    ) -> Result<Option<bool>> {
+    ) -> Result<Appended> {
         let Some(value) = body.value else {
             meta.append_parts(Op::Delete, body.position, &SourceLongs::default());
-            return Ok(Some(true));
+            return Ok(Appended::Row { needs_key: true });
         };
         let schema = &*self.schema;
         let mut reader = Reader::new(value);
@@ -306,13 +367,21 @@ impl BodyPlan {
             self.write_row(&mut reader, columns, unavailable, 1, &mut flags)?;
             reader.finish()?;
             let op = self.row_op(&flags)?;
+            let named = match &flags.table {
+                Some(Value::String(named)) => Some(named.as_str()),
+                _ => self.row_table.as_deref(),
+            };
+            if let Some(named) = named.filter(|named| *named != table) {
+                return Ok(Appended::OtherTable(named.to_owned()));
+            }
             meta.append_parts(op, body.position, &SourceLongs::default());
-            return Ok(Some(false));
+            return Ok(Appended::Row { needs_key: false });
         };
         let mut before = None;
         let mut after_written = false;
         let mut source = SourceLongs::default();
         let mut op = None;
+        let mut named = "";
         for part in parts {
             match part {
                 Part::Before(node) => {
@@ -337,7 +406,9 @@ impl BodyPlan {
                     if let Some(index) = self.source.filter(|_| *record_node != Node::Null) {
                         let def = record(schema, index);
                         for (name, field) in def.field_names.iter().zip(&def.fields) {
-                            if SourceLongs::is_kept(name) {
+                            if &**name == "table" {
+                                named = reader.text()?;
+                            } else if SourceLongs::is_kept(name) {
                                 source.set(name, &reader.value(schema, field, 3)?);
                             } else {
                                 reader.skip(schema, field, 3)?;
@@ -358,13 +429,17 @@ impl BodyPlan {
             }
         }
         reader.finish()?;
+        // An empty table is none: the message is of the topic's previous table.
+        if !named.is_empty() && named != table {
+            return Ok(Appended::OtherTable(named.to_owned()));
+        }
         let Some(op) = op else {
-            return Ok(None);
+            return Ok(Appended::NotPlanned);
         };
         let needs_key = match op {
             // A message's row is its `message` field; `after` is not read.
-            Op::Message => return Ok(None),
-            Op::Delete if after_written => return Ok(None),
+            Op::Message => return Ok(Appended::NotPlanned),
+            Op::Delete if after_written => return Ok(Appended::NotPlanned),
             Op::Delete => match before {
                 Some(range) => {
                     let mut row = Reader::new(&value[range]);
@@ -387,7 +462,7 @@ impl BodyPlan {
             }
         };
         meta.append_parts(op, body.position, &source);
-        Ok(Some(needs_key))
+        Ok(Appended::Row { needs_key })
     }
 
     /// Read a row field's union branch: whether the row record follows (or `null` does).
@@ -410,7 +485,8 @@ impl BodyPlan {
         let schema = &*self.schema;
         let connect = record(schema, self.row).is_kafka_connect();
         for (index, (cell, (name, column))) in self.cells.iter().zip(columns).enumerate() {
-            let watched = Some(index) == self.op_field || Some(index) == self.deleted_field;
+            let watched =
+                [self.op_field, self.deleted_field, self.table_field].contains(&Some(index));
             let missing = if watched {
                 let node = &record(schema, self.row).fields[index];
                 let mut value = reader.value(schema, node, depth)?;
@@ -423,8 +499,10 @@ impl BodyPlan {
                 let missing = value == Value::Unavailable;
                 if Some(index) == self.op_field {
                     flags.op = Some(value);
-                } else {
+                } else if Some(index) == self.deleted_field {
                     flags.deleted = Some(value);
+                } else {
+                    flags.table = Some(value);
                 }
                 missing
             } else {

@@ -10,7 +10,7 @@ use arrow_array::types::Int64Type;
 use arrow_array::{Array, RecordBatch};
 use serde_json::{json, Value as Json};
 
-use super::{record_batch, Body, BodyPlan};
+use super::{record_batch, Body, BodyPlan, Read};
 use crate::avro::{Named, Node, Schema};
 use crate::change::{ChangeDecoder, DecoderOptions, Format, Message, SchemaSource};
 use crate::error::{Error, Result};
@@ -212,7 +212,7 @@ impl Stream {
 
     /// The batch read straight from the bodies, of `table` (which the stream tells apart
     /// before batching).
-    fn batch_of_bodies(&self, debezium: bool, table: &str) -> Result<Option<RecordBatch>> {
+    fn batch_of_bodies(&self, debezium: bool, table: &str) -> Result<Read> {
         let plan = BodyPlan::new(VALUE_ID, self.value.clone(), debezium).expect("a plan");
         let positions: Vec<_> = (0..self.messages.len())
             .map(|offset| {
@@ -239,17 +239,19 @@ impl Stream {
                     .map(|v| crate::frame::split(v, None).unwrap().1),
             })
             .collect();
-        plan.record_batch(Some(table), &bodies)
+        plan.record_batch(table, &bodies)
     }
 
     /// Both batches, which must be equal; the batch.
     fn check(&self, debezium: bool) -> RecordBatch {
         let expected = self.batch_of_changes().expect("the changes' batch");
         let table = expected.schema().metadata()["changestream.table"].clone();
-        let batch = self
+        let Read::Batch(batch) = self
             .batch_of_bodies(debezium, &table)
             .expect("the bodies' batch")
-            .expect("a batch the plan follows");
+        else {
+            panic!("a batch the plan does not follow");
+        };
         assert_eq!(batch, expected);
         batch
     }
@@ -474,7 +476,7 @@ fn debezium_row(id: i64, unavailable: bool) -> Json {
 
 fn debezium_source(txid: Option<i64>) -> Json {
     json!({"version": "3.1", "ts_ms": 1_700_000_000_123_i64, "snapshot": "false",
-           "table": "orders", "txId": txid, "lsn": txid.map(|t| t * 100), "xmin": null})
+           "table": if txid == Some(42) { "items" } else { "orders" }, "txId": txid, "lsn": txid.map(|t| t * 100), "xmin": null})
 }
 
 fn envelope(op: &str, before: Json, after: Json, txid: Option<i64>) -> Json {
@@ -676,7 +678,10 @@ fn what_the_plan_does_not_follow_is_left_to_the_changes() {
         Some(json!({"id": 1})),
         Some(envelope("m", json!(null), json!(null), None)),
     );
-    assert!(stream.batch_of_bodies(true, "orders").unwrap().is_none());
+    assert!(matches!(
+        stream.batch_of_bodies(true, "orders").unwrap(),
+        Read::NotPlanned
+    ));
     stream.batch_of_changes().unwrap();
     // Schemas it does not plan: a value that is not a record, a recursive row.
     assert!(BodyPlan::new(
@@ -688,4 +693,52 @@ fn what_the_plan_does_not_follow_is_left_to_the_changes() {
     let recursive =
         r#"{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}"#;
     assert!(BodyPlan::new(VALUE_ID, Arc::new(Schema::parse(recursive).unwrap()), false).is_none());
+}
+
+#[test]
+fn a_message_of_another_table_ends_the_batch_before_it() {
+    // Debezium: `source.table` (here "items" for transaction 42; an empty one names none).
+    let mut stream = Stream::new(key_schema(), debezium_envelope(), Format::Auto);
+    let mut unnamed = envelope("c", json!(null), debezium_row(3, false), None);
+    unnamed["source"]["table"] = json!("");
+    stream
+        .push(
+            Some(json!({"id": 1})),
+            Some(envelope("c", json!(null), debezium_row(1, false), None)),
+        )
+        .push(Some(json!({"id": 3})), Some(unnamed))
+        .push(
+            Some(json!({"id": 2})),
+            Some(envelope("c", json!(null), debezium_row(2, false), Some(42))),
+        );
+    match stream.batch_of_bodies(true, "orders").unwrap() {
+        Read::OtherTable { index, table } => assert_eq!((index, table.as_str()), (2, "items")),
+        other => panic!("{other:?}"),
+    }
+    stream.messages.truncate(2);
+    stream.check(true);
+
+    // Flat rows: `__table`, or the record's name.
+    let unwrapped = json!({"type": "record", "name": "Value", "namespace": "shop.public.orders",
+        "fields": [{"name": "id", "type": "int"}, {"name": "__table", "type": ["null", "string"]}]});
+    let mut stream = Stream::new(key_schema(), unwrapped, Format::Auto);
+    stream
+        .push(
+            Some(json!({"id": 1})),
+            Some(json!({"id": 1, "__table": "archive"})),
+        )
+        .push(
+            Some(json!({"id": 2})),
+            Some(json!({"id": 2, "__table": "archive"})),
+        )
+        .push(
+            Some(json!({"id": 3})),
+            Some(json!({"id": 3, "__table": null})),
+        );
+    match stream.batch_of_bodies(false, "archive").unwrap() {
+        Read::OtherTable { index, table } => assert_eq!((index, table.as_str()), (2, "orders")),
+        other => panic!("{other:?}"),
+    }
+    stream.messages.truncate(2);
+    stream.check(false);
 }

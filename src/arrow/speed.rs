@@ -13,7 +13,7 @@ use std::time::Instant;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema as ArrowSchema};
 
-use super::{record_batch, Body, BodyPlan};
+use super::{record_batch, Body, BodyPlan, Read};
 use crate::avro::Schema;
 use crate::change::{Change, ChangeDecoder, DecoderOptions, Message, Position, SchemaSource};
 use crate::error::{Error, Result};
@@ -176,8 +176,10 @@ fn body_batches(
                 }
             })
             .collect();
-        let read =
-            |bodies: &[Body<'_>]| plan.record_batch(Some("orders"), bodies).unwrap().unwrap();
+        let read = |bodies: &[Body<'_>]| match plan.record_batch("orders", bodies).unwrap() {
+            Read::Batch(batch) => batch,
+            other => panic!("{other:?}"),
+        };
         if halves {
             let (first, second) = bodies.split_at(bodies.len() / 2);
             let (first, second) = std::thread::scope(|scope| {
