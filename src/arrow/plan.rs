@@ -198,7 +198,15 @@ impl BodyPlan {
             if record_index(&schema, before) != Some(row) {
                 return None;
             }
-            let source = field("source").and_then(|i| record_index(&schema, &root_def.fields[i]));
+            let source_node = field("source").map(|i| &root_def.fields[i]);
+            let source = source_node.and_then(|node| record_index(&schema, node));
+            // The batch's source columns come from any record in `source`: one the plan does
+            // not read (in a union of several, or with a meaning of its own) is left to the
+            // decoder.
+            if source.is_none() && source_node.is_some_and(|node| schema.record_of(node).is_some())
+            {
+                return None;
+            }
             // The table a message names is text: anything else is left to the decoder.
             if let Some(source) = source {
                 let def = record(&schema, source);

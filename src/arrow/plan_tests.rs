@@ -683,13 +683,22 @@ fn what_the_plan_does_not_follow_is_left_to_the_changes() {
         Read::NotPlanned
     ));
     stream.batch_of_changes().unwrap();
-    // Schemas it does not plan: a value that is not a record, a recursive row.
+    // Schemas it does not plan: a value that is not a record, a recursive row, ...
     assert!(BodyPlan::new(
         VALUE_ID,
         Arc::new(Schema::parse(r#""string""#).unwrap()),
         false
     )
     .is_none());
+    // A source that is one of two records.
+    let mut two_sources = debezium_envelope();
+    let source = two_sources["fields"][2]["type"].clone();
+    two_sources["fields"][2]["type"] = json!([
+        source,
+        {"type": "record", "name": "Other", "fields": [{"name": "lsn", "type": "long"}]}
+    ]);
+    let two_sources = Arc::new(Schema::parse(&two_sources.to_string()).unwrap());
+    assert!(BodyPlan::new(VALUE_ID, two_sources, true).is_none());
     let recursive =
         r#"{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}"#;
     assert!(BodyPlan::new(VALUE_ID, Arc::new(Schema::parse(recursive).unwrap()), false).is_none());
