@@ -6,7 +6,7 @@
 //! needs it. Everything else is checked as the decoder checks it ([`Reader::skip`]) and
 //! dropped, so a body the decoder rejects fails here too.
 //!
-//! Plain Avro types are written into their builders directly. Logical and semantic types,
+//! Plain Avro types and `bytes` decimals are written into their builders directly. Logical and semantic types,
 //! nested records, collections and unions Arrow keeps apart are decoded one field at a time
 //! into a [`Value`] and appended with [`Column::append`], so their rules stay in one place.
 //!
@@ -25,7 +25,8 @@ use arrow_array::RecordBatch;
 
 use crate::avro::decode::Reader;
 use crate::avro::{
-    is_unavailable_placeholder, Named, Node, RecordDef, Schema, Value, UNAVAILABLE_PLACEHOLDER,
+    check_unscaled, is_unavailable_placeholder, Logical, Named, Node, RecordDef, Schema, Value,
+    UNAVAILABLE_PLACEHOLDER,
 };
 use crate::change::{table_from_record_name, Op, Position};
 use crate::error::{Error, Result};
@@ -87,6 +88,10 @@ enum Cell {
     Bytes,
     String,
     Enum,
+    /// A `bytes` decimal of this scale.
+    Decimal {
+        scale: i32,
+    },
     /// A union of `null` and one other type: the column of that type.
     Nullable {
         null: i64,
@@ -110,6 +115,10 @@ impl Cell {
             Node::Named(index) if matches!(schema.named.get(*index), Some(Named::Enum(_))) => {
                 Cell::Enum
             }
+            Node::Logical(logical) if logical.base == Node::Bytes => match logical.logical {
+                Logical::Decimal { scale } => Cell::Decimal { scale },
+                _ => Cell::Value(node.clone()),
+            },
             Node::Union(branches) if branches.len() == 2 => {
                 let null = branches.iter().position(|b| *b == Node::Null);
                 match null {
@@ -608,6 +617,12 @@ fn write_cell(
                     ))))
                 }
             }
+        }
+        (Cell::Decimal { scale }, Column::Decimal(decimals)) => {
+            let length = reader.length("bytes")?;
+            let unscaled = reader.take(length, "bytes")?;
+            check_unscaled(unscaled)?;
+            decimals.append_unscaled(unscaled, *scale);
         }
         (Cell::Nullable { null, inner }, column) => {
             let branch = reader.long()?;

@@ -353,6 +353,12 @@ fn every_type_values(n: i64) -> Json {
         "tsn": 1_700_000_000_000_000_000_i64 + n, "lts": -1_000_000 * n,
     });
     let mut row = plain.as_object().unwrap().clone();
+    // Decimals past 38 digits widen the column to decimal256, past 76 to text.
+    match n {
+        4 => row.insert("dec".into(), json!(vec![0x7f; 20])),
+        5 => row.insert("dec".into(), json!(vec![0x7f; 40])),
+        _ => None,
+    };
     for (name, value) in plain.as_object().unwrap() {
         // Every other row's nullable fields are null.
         let value = if n % 2 == 0 {
@@ -401,6 +407,13 @@ fn every_type_family_of_a_flat_row() {
         .as_primitive::<Int64Type>();
     assert_eq!(ids.value(3), 3 << 40);
     assert!(ids.is_null(6));
+    let decimals = batch
+        .schema()
+        .field_with_name("dec")
+        .unwrap()
+        .data_type()
+        .clone();
+    assert_eq!(decimals, arrow_schema::DataType::Utf8, "widened to text");
 }
 
 /// A Debezium envelope (Kafka Connect names) whose row has semantic types and TOASTable
