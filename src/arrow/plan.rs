@@ -425,6 +425,10 @@ impl BodyPlan {
                         for (name, field) in def.field_names.iter().zip(&def.fields) {
                             if &**name == "table" {
                                 named = reader.text()?;
+                                // Debezium's placeholder names no table, as in the decoder.
+                                if def.is_kafka_connect() && named == UNAVAILABLE_PLACEHOLDER {
+                                    named = "";
+                                }
                             } else if SourceLongs::is_kept(name) {
                                 source.set(name, &reader.value(schema, field, 3)?);
                             } else {

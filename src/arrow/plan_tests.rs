@@ -719,25 +719,29 @@ fn what_the_plan_does_not_follow_is_left_to_the_changes() {
 
 #[test]
 fn a_message_of_another_table_ends_the_batch_before_it() {
-    // Debezium: `source.table` (here "items" for transaction 42; an empty one names none).
+    // Debezium: `source.table` (here "items" for transaction 42; an empty one, or Debezium's
+    // placeholder, names none).
     let mut stream = Stream::new(key_schema(), debezium_envelope(), Format::Auto);
     let mut unnamed = envelope("c", json!(null), debezium_row(3, false), None);
     unnamed["source"]["table"] = json!("");
+    let mut placeholder = envelope("c", json!(null), debezium_row(4, false), None);
+    placeholder["source"]["table"] = json!(PLACEHOLDER);
     stream
         .push(
             Some(json!({"id": 1})),
             Some(envelope("c", json!(null), debezium_row(1, false), None)),
         )
         .push(Some(json!({"id": 3})), Some(unnamed))
+        .push(Some(json!({"id": 4})), Some(placeholder))
         .push(
             Some(json!({"id": 2})),
             Some(envelope("c", json!(null), debezium_row(2, false), Some(42))),
         );
     match stream.batch_of_bodies(true, "orders").unwrap() {
-        Read::OtherTable { index, table } => assert_eq!((index, table.as_str()), (2, "items")),
+        Read::OtherTable { index, table } => assert_eq!((index, table.as_str()), (3, "items")),
         other => panic!("{other:?}"),
     }
-    stream.messages.truncate(2);
+    stream.messages.truncate(3);
     stream.check(true);
 
     // Flat rows: `__table`, or the record's name.
