@@ -92,6 +92,12 @@ enum Cell {
     Decimal {
         scale: i32,
     },
+    /// A logical type read from an `int` or `long` (dates, times, timestamps, durations),
+    /// turned into its value by the decoder's rules and appended.
+    Number {
+        logical: Logical,
+        long: bool,
+    },
     /// A union of `null` and one other type: the column of that type.
     Nullable {
         null: i64,
@@ -115,8 +121,12 @@ impl Cell {
             Node::Named(index) if matches!(schema.named.get(*index), Some(Named::Enum(_))) => {
                 Cell::Enum
             }
-            Node::Logical(logical) if logical.base == Node::Bytes => match logical.logical {
-                Logical::Decimal { scale } => Cell::Decimal { scale },
+            Node::Logical(logical) => match (&logical.base, logical.logical) {
+                (Node::Bytes, Logical::Decimal { scale }) => Cell::Decimal { scale },
+                (Node::Int | Node::Long, logical_type) => Cell::Number {
+                    logical: logical_type,
+                    long: logical.base == Node::Long,
+                },
                 _ => Cell::Value(node.clone()),
             },
             Node::Union(branches) if branches.len() == 2 => {
@@ -627,6 +637,13 @@ fn write_cell(
             let unscaled = reader.take(length, "bytes")?;
             check_unscaled(unscaled)?;
             decimals.append_unscaled(unscaled, *scale);
+        }
+        (Cell::Number { logical, long }, column) => {
+            let raw = match long {
+                true => Value::Long(reader.long()?),
+                false => Value::Int(reader.int()?),
+            };
+            column.append(&logical.apply(raw)?).map_err(Miss::Column)?;
         }
         (Cell::Nullable { null, inner }, column) => {
             let branch = reader.long()?;

@@ -10,7 +10,7 @@ use arrow_array::types::Int64Type;
 use arrow_array::{Array, RecordBatch};
 use serde_json::{json, Value as Json};
 
-use super::{record_batch, Body, BodyPlan, Read};
+use super::{record_batch, Body, BodyPlan, Read, MAX_MICROS, MIN_MICROS};
 use crate::avro::{Named, Node, Schema};
 use crate::change::{ChangeDecoder, DecoderOptions, Format, Message, SchemaSource};
 use crate::error::{Error, Result};
@@ -478,9 +478,14 @@ fn debezium_row(id: i64, unavailable: bool) -> Json {
         "tags": if unavailable { json!([PLACEHOLDER]) } else { json!(["a", "b"]) },
         "price": [0x01, id as u8],
         "amount": if id % 3 == 0 { json!(null) } else { json!({"scale": 3, "value": [0xfe, id as u8]}) },
-        "created_at": 1_700_000_000_000_000_i64 + id,
+        // PostgreSQL's ±infinity, as Debezium writes it (pgjdbc's sentinels, its dates).
+        "created_at": match id {
+            4 => 9_223_372_036_825_200_000_i64,
+            5 => -9_223_372_036_832_400_000_i64,
+            _ => 1_700_000_000_000_000_i64 + id,
+        },
         "updated_at": if id % 2 == 0 { json!("2024-03-01T10:00:00.123456+02:00") } else { json!(null) },
-        "day": 19_000 + id,
+        "day": if id == 4 { 2_146_033_979 } else { 19_000 + id },
         "spent": 1_500_000 * id,
         "uid": "5f0c1c3e-5a4e-4f55-9a57-0ad6d1a4c9b1",
         "mood": if id % 2 == 0 { json!("sad") } else { json!(null) },
@@ -541,9 +546,20 @@ fn debezium_envelopes_of_each_op_with_unavailable_values_and_tombstones() {
         .push(
             Some(json!({"id": 6})),
             Some(envelope("t", json!(null), json!(null), None)),
+        )
+        .push(
+            Some(json!({"id": 5})),
+            Some(envelope("c", json!(null), debezium_row(5, false), None)),
         );
     let batch = stream.check(true);
-    assert_eq!(batch.num_rows(), 9);
+    assert_eq!(batch.num_rows(), 10);
+    let created = batch.column_by_name("created_at").unwrap();
+    let created = created.as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+    assert_eq!(
+        (created.value(4), created.value(9)),
+        (MAX_MICROS, MIN_MICROS),
+        "±infinity"
+    );
     let unavailable = batch
         .column_by_name("_unavailable")
         .unwrap()
