@@ -323,6 +323,12 @@ fn every_type_row() -> Json {
             "lts",
             json!({"type": "long", "logicalType": "local-timestamp-micros"}),
         ),
+        (
+            "bwd",
+            json!({"type": "record", "name": "Date", "namespace": "com.martinkl.bottledwater.datatypes",
+                   "fields": [{"name": "year", "type": "int"}, {"name": "month", "type": "int"},
+                              {"name": "day", "type": "int"}]}),
+        ),
     ];
     let mut fields: Vec<Json> = Vec::new();
     for (name, node) in &plain {
@@ -330,9 +336,14 @@ fn every_type_row() -> Json {
     }
     for (name, node) in &plain {
         // A named type is defined once, then referenced.
-        let node = match node.get("name") {
-            Some(named) => named.clone(),
-            None => node.clone(),
+        let node = match (node.get("namespace"), node.get("name")) {
+            (Some(space), Some(named)) => json!(format!(
+                "{}.{}",
+                space.as_str().unwrap(),
+                named.as_str().unwrap()
+            )),
+            (None, Some(named)) => named.clone(),
+            _ => node.clone(),
         };
         fields.push(json!({"name": format!("n_{name}"), "type": nullable(node)}));
     }
@@ -351,6 +362,7 @@ fn every_type_values(n: i64) -> Json {
         "dec": [0x30, 0x39 + n as u8], "uid": "c0ffee00-0000-4000-8000-00000000000a",
         "day": 19_000 + n, "tod": 3_600_000_000_i64 + n, "ts": 1_700_000_000_000_i64 + n,
         "tsn": 1_700_000_000_000_000_000_i64 + n, "lts": -1_000_000 * n,
+        "bwd": {"year": 2024, "month": 2, "day": 29 - n},
     });
     let mut row = plain.as_object().unwrap().clone();
     // Decimals past 38 digits widen the column to decimal256, past 76 to text.
@@ -407,6 +419,17 @@ fn every_type_family_of_a_flat_row() {
         .as_primitive::<Int64Type>();
     assert_eq!(ids.value(3), 3 << 40);
     assert!(ids.is_null(6));
+    let dates = batch
+        .schema()
+        .field_with_name("bwd")
+        .unwrap()
+        .data_type()
+        .clone();
+    assert_eq!(
+        dates,
+        arrow_schema::DataType::Date32,
+        "a Bottled Water date"
+    );
     let decimals = batch
         .schema()
         .field_with_name("dec")
