@@ -448,9 +448,16 @@ impl BodyPlan {
                     }
                 }
                 Part::Op(node) => {
+                    // Read in place when it is plain text (it is, in Debezium's envelopes).
                     // (Debezium's placeholder here is an unknown op either way.)
-                    let code = reader.value(schema, node, 1)?;
-                    let code = code.as_str().unwrap_or("");
+                    let decoded;
+                    let code = match node {
+                        Node::String => reader.text()?,
+                        _ => {
+                            decoded = reader.value(schema, node, 1)?;
+                            decoded.as_str().unwrap_or("")
+                        }
+                    };
                     op =
                         Some(Op::from_debezium(code).ok_or_else(|| {
                             Error::decode(format!("unknown Debezium op {code:?}"))
