@@ -60,12 +60,17 @@ impl DecimalColumn {
     }
 
     pub(super) fn append(&mut self, decimal: &Decimal) {
+        self.append_unscaled(&decimal.unscaled, decimal.scale);
+    }
+
+    /// Append the decimal of these unscaled two's-complement bytes and scale.
+    pub(super) fn append_unscaled(&mut self, unscaled: &[u8], scale: i32) {
         // A value of another scale (no schema writes one) keeps its digits as text.
-        if decimal.scale != self.scale {
+        if scale != self.scale {
             self.widen_to_text();
         }
         if let DecimalValues::Narrow(values) = &mut self.values {
-            match i128_of(&decimal.unscaled) {
+            match i128_of(unscaled) {
                 Some(value) if Decimal128Type::is_valid_decimal_precision(value, 38) => {
                     values.push(value);
                     self.nulls.append_non_null();
@@ -75,7 +80,7 @@ impl DecimalColumn {
             }
         }
         if let DecimalValues::Wide(values) = &mut self.values {
-            match i256_of(&decimal.unscaled) {
+            match i256_of(unscaled) {
                 Some(value) if Decimal256Type::is_valid_decimal_precision(value, 76) => {
                     values.push(value);
                     self.nulls.append_non_null();
@@ -85,6 +90,10 @@ impl DecimalColumn {
             }
         }
         if let DecimalValues::Text(text) = &mut self.values {
+            let decimal = Decimal {
+                unscaled: unscaled.to_vec(),
+                scale,
+            };
             // Writing to a string builder cannot fail.
             let _ = write!(text, "{decimal}");
             text.append_value("");

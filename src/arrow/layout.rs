@@ -127,7 +127,30 @@ pub(super) fn fill_row(
     unavailable: Option<&mut NameLists>,
     change: &Change,
 ) -> Result<()> {
+    let (row, own) = match row_value(change) {
+        Some(row) => (Some(row), true),
+        // A delete without the old row (a tombstone): the key's fields name the row.
+        None if change.op == Op::Delete => (change.key.as_ref(), false),
+        None => (None, false),
+    };
     let mut unavailable = unavailable;
+    fill_row_with(&layout.row, columns, unavailable.as_deref_mut(), row, own)?;
+    if let Some(lists) = unavailable {
+        lists.end_row();
+    }
+    Ok(())
+}
+
+/// Append `row` to the row columns: a change's own row (`own`), or the key of a delete
+/// without one, whose fields fill the columns of the same names. The caller ends the row of
+/// the unavailable lists.
+pub(super) fn fill_row_with(
+    shape: &RowShape<'_>,
+    columns: &mut [(Arc<str>, Column)],
+    mut unavailable: Option<&mut NameLists>,
+    row: Option<&Value>,
+    own: bool,
+) -> Result<()> {
     let mut put = |name: &Arc<str>, column: &mut Column, value: Option<&Value>| -> Result<()> {
         match value {
             Some(value) => {
@@ -144,13 +167,7 @@ pub(super) fn fill_row(
             }
         }
     };
-    let row = match row_value(change) {
-        Some(row) => Some(row),
-        // A delete without the old row (a tombstone): the key's fields name the row.
-        None if change.op == Op::Delete => change.key.as_ref(),
-        None => None,
-    };
-    match (row, &layout.row) {
+    match (row, shape) {
         (Some(Value::Record(record)), RowShape::Record(def))
             if Arc::ptr_eq(&record.names, &def.field_names) =>
         {
@@ -163,7 +180,7 @@ pub(super) fn fill_row(
                 put(&*name, column, record.get(name))?;
             }
         }
-        (Some(value), RowShape::Value(_)) if row_value(change).is_some() => {
+        (Some(value), RowShape::Value(_)) if own => {
             for (name, column) in columns.iter_mut() {
                 put(&*name, column, Some(value))?;
             }
@@ -174,9 +191,6 @@ pub(super) fn fill_row(
                 put(&*name, column, None)?;
             }
         }
-    }
-    if let Some(lists) = unavailable {
-        lists.end_row();
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field};
 
 use crate::avro::{RecordDef, Value};
-use crate::change::Change;
+use crate::change::{Change, Op, Position};
 use crate::error::Result;
 
 use super::column::offsets_with_capacity;
@@ -56,6 +56,36 @@ impl NameLists {
     }
 }
 
+/// The `source` fields with a metadata column of their own (`_lsn`, `_txid`, `_source_ts`).
+#[derive(Debug, Default)]
+pub(super) struct SourceLongs {
+    lsn: Option<i64>,
+    txid: Option<i64>,
+    ts_ms: Option<i64>,
+}
+
+impl SourceLongs {
+    /// Whether `name` is one of the fields with a column.
+    pub(super) fn is_kept(name: &str) -> bool {
+        matches!(name, "lsn" | "txId" | "ts_ms")
+    }
+
+    /// Set the field `name` from its decoded value (a number, or nothing).
+    pub(super) fn set(&mut self, name: &str, value: &Value) {
+        let slot = match name {
+            "lsn" => &mut self.lsn,
+            "txId" => &mut self.txid,
+            "ts_ms" => &mut self.ts_ms,
+            _ => return,
+        };
+        *slot = match value {
+            Value::Long(v) => Some(*v),
+            Value::Int(v) => Some(i64::from(*v)),
+            _ => None,
+        };
+    }
+}
+
 /// The metadata columns: where each change was read, and its source position.
 pub(super) struct Metadata {
     ops: Vec<i8>,
@@ -87,9 +117,22 @@ impl Metadata {
     }
 
     pub(super) fn append(&mut self, change: &Change) {
-        let op = OPS.iter().position(|op| *op == change.op).unwrap_or(0);
+        let mut source = SourceLongs::default();
+        if let Some(Value::Record(record)) = &change.source {
+            for name in ["lsn", "txId", "ts_ms"] {
+                if let Some(value) = record.get(name) {
+                    source.set(name, value);
+                }
+            }
+        }
+        self.append_parts(change.op, &change.position, &source);
+    }
+
+    /// One change's metadata, from its parts.
+    pub(super) fn append_parts(&mut self, op: Op, position: &Position, source: &SourceLongs) {
+        let op = OPS.iter().position(|o| *o == op).unwrap_or(0);
         self.ops.push(op as i8);
-        let topic = &change.position.topic;
+        let topic = &position.topic;
         // One topic per batch is the rule, so look at the last one first.
         let key = match self
             .topics
@@ -103,26 +146,17 @@ impl Metadata {
             }
         };
         self.topic_keys.push(key as i32);
-        self.partitions.push(change.position.partition);
-        self.offsets.push(change.position.offset);
-        self.timestamps.append_option(change.position.timestamp_ms);
-        let source = match &change.source {
-            Some(Value::Record(source)) => Some(source),
-            _ => None,
-        };
-        let long = |name: &str| match source.and_then(|s| s.get(name)) {
-            Some(Value::Long(v)) => Some(*v),
-            Some(Value::Int(v)) => Some(i64::from(*v)),
-            _ => None,
-        };
+        self.partitions.push(position.partition);
+        self.offsets.push(position.offset);
+        self.timestamps.append_option(position.timestamp_ms);
         if let Some(b) = &mut self.lsn {
-            b.append_option(long("lsn"));
+            b.append_option(source.lsn);
         }
         if let Some(b) = &mut self.txid {
-            b.append_option(long("txId"));
+            b.append_option(source.txid);
         }
         if let Some(b) = &mut self.source_ts {
-            b.append_option(long("ts_ms"));
+            b.append_option(source.ts_ms);
         }
     }
 

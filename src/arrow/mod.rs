@@ -53,12 +53,16 @@ mod column;
 mod decimal;
 mod layout;
 mod metadata;
+mod plan;
+#[cfg(test)]
+mod plan_tests;
 mod polars;
 #[cfg(test)]
 mod speed;
 #[cfg(test)]
 mod tests;
 
+pub use self::plan::{Body, BodyPlan, Read};
 pub use self::polars::polars_compatible;
 
 use std::collections::HashMap;
@@ -137,6 +141,26 @@ pub fn record_batch(changes: &[Change]) -> Result<RecordBatch> {
         }
     }
 
+    let table = changes.first().and_then(|c| c.table.as_deref());
+    assemble(
+        columns,
+        meta,
+        key,
+        unavailable,
+        table,
+        layout.schema.map(|(id, _)| id),
+    )
+}
+
+/// The finished batch: the row columns, then the metadata columns.
+fn assemble(
+    columns: Vec<(Arc<str>, Column)>,
+    meta: Metadata,
+    key: Option<Column>,
+    unavailable: Option<NameLists>,
+    table: Option<&str>,
+    schema_id: Option<u32>,
+) -> Result<RecordBatch> {
     let mut fields = Vec::with_capacity(columns.len() + 9);
     let mut arrays = Vec::with_capacity(columns.len() + 9);
     for (name, column) in columns {
@@ -173,10 +197,10 @@ pub fn record_batch(changes: &[Change]) -> Result<RecordBatch> {
         arrays.push(array);
     }
     let mut metadata = HashMap::new();
-    if let Some(table) = changes.first().and_then(|c| c.table.as_deref()) {
+    if let Some(table) = table {
         metadata.insert("changestream.table".to_owned(), table.to_owned());
     }
-    if let Some((id, _)) = &layout.schema {
+    if let Some(id) = schema_id {
         metadata.insert("changestream.schema_id".to_owned(), id.to_string());
     }
     let schema = ArrowSchema::new_with_metadata(fields, metadata);

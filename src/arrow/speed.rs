@@ -13,10 +13,11 @@ use std::time::Instant;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema as ArrowSchema};
 
-use super::record_batch;
+use super::{record_batch, Body, BodyPlan, Read};
 use crate::avro::Schema;
-use crate::change::{Change, ChangeDecoder, DecoderOptions, Message, SchemaSource};
+use crate::change::{Change, ChangeDecoder, DecoderOptions, Message, Position, SchemaSource};
 use crate::error::{Error, Result};
+use crate::frame;
 
 // The extension's allocator (src/python/mod.rs), which the figures depend on.
 #[cfg(not(feature = "python"))]
@@ -132,6 +133,68 @@ fn decode_batches(dataset: &Dataset, mut then: impl FnMut(&[Change])) {
     }
 }
 
+/// The schemas of a dataset by id, parsed.
+fn parsed(dataset: &Dataset) -> HashMap<u32, Arc<Schema>> {
+    dataset
+        .schemas
+        .iter()
+        .map(|(id, text)| (*id, Arc::new(Schema::parse(text).unwrap())))
+        .collect()
+}
+
+/// Every message framed and read straight into record batches by a [`BodyPlan`], a batch at
+/// a time, each batch passed to `then`; with `halves`, each batch's two halves are read on two
+/// threads (two batches).
+fn body_batches(
+    dataset: &Dataset,
+    schemas: &HashMap<u32, Arc<Schema>>,
+    plan: &BodyPlan,
+    halves: bool,
+    mut then: impl FnMut(RecordBatch),
+) {
+    let topic: Arc<str> = "bench.orders".into();
+    for (n, chunk) in dataset.messages.chunks(BATCH_ROWS).enumerate() {
+        let positions: Vec<Position> = (0..chunk.len())
+            .map(|i| Position {
+                topic: topic.clone(),
+                partition: 0,
+                offset: (n * BATCH_ROWS + i) as i64,
+                timestamp_ms: Some(0),
+            })
+            .collect();
+        let bodies: Vec<Body<'_>> = chunk
+            .iter()
+            .zip(&positions)
+            .map(|((key, value), position)| {
+                let (key_id, key) = frame::split(key, None).unwrap();
+                let (value_id, value) = frame::split(value, None).unwrap();
+                assert_eq!(value_id, dataset.value_id);
+                Body {
+                    position,
+                    key: Some((&*schemas[&key_id], key)),
+                    value: Some(value),
+                }
+            })
+            .collect();
+        let read = |bodies: &[Body<'_>]| match plan.record_batch("orders", bodies).unwrap() {
+            Read::Batch(batch) => batch,
+            other => panic!("{other:?}"),
+        };
+        if halves {
+            let (first, second) = bodies.split_at(bodies.len() / 2);
+            let (first, second) = std::thread::scope(|scope| {
+                let first = scope.spawn(|| read(first));
+                let second = read(second);
+                (first.join().unwrap(), second)
+            });
+            then(first);
+            then(second);
+        } else {
+            then(read(&bodies));
+        }
+    }
+}
+
 /// Values through `arrow-avro`'s Confluent-framed decoder, to record batches of its own
 /// layout (the envelope as a struct column, no Debezium types).
 fn arrow_avro_batches(dataset: &Dataset, mut then: impl FnMut(RecordBatch)) -> usize {
@@ -240,6 +303,31 @@ fn batches_per_second() {
                 record_batch(changes).unwrap();
             })
         });
+        let schemas = parsed(&dataset);
+        let plan = BodyPlan::new(
+            dataset.value_id,
+            schemas[&dataset.value_id].clone(),
+            name == "debezium",
+        )
+        .unwrap();
+        // Equal to the batches of the decoded changes, batch by batch.
+        let mut expected = Vec::new();
+        decode_batches(&dataset, |changes| {
+            expected.push(record_batch(changes).unwrap())
+        });
+        let mut batches = 0;
+        body_batches(&dataset, &schemas, &plan, false, |batch| {
+            assert_eq!(batch, expected[batches], "batch {batches} of {name}");
+            batches += 1;
+        });
+        assert_eq!(batches, expected.len());
+        drop(expected);
+        let direct = best(events, || {
+            body_batches(&dataset, &schemas, &plan, false, drop);
+        });
+        let two_threads = best(events, || {
+            body_batches(&dataset, &schemas, &plan, true, drop);
+        });
         let arrow_avro = best(events, || {
             assert_eq!(arrow_avro_batches(&dataset, drop), events);
         });
@@ -252,7 +340,9 @@ fn batches_per_second() {
         });
         println!(
             "{:<9} {events} events: decode to changes {decode:>10.0}/s, changes to batches \
-             {build:>10.0}/s, whole {whole:>10.0}/s; arrow-avro values only {arrow_avro:>10.0}/s{}",
+             {build:>10.0}/s, whole {whole:>10.0}/s; bodies straight to batches {direct:>10.0}/s \
+             ({two_threads:>10.0}/s in halves on two threads); \
+             arrow-avro values only {arrow_avro:>10.0}/s{}",
             dataset.name,
             flattened.map_or(String::new(), |rate| format!(
                 ", with the envelopes flattened {rate:>10.0}/s"

@@ -17,15 +17,21 @@ use crate::error::{Error, Result};
 /// well under a second even for a malicious message.
 pub(crate) const MAX_UNSCALED_BYTES: usize = 64 * 1024;
 
+/// Refuse an unscaled integer larger than [`MAX_UNSCALED_BYTES`].
+pub(crate) fn check_unscaled(unscaled: &[u8]) -> Result<()> {
+    if unscaled.len() > MAX_UNSCALED_BYTES {
+        return Err(Error::decode(format!(
+            "decimal of {} bytes is larger than any database stores (limit {MAX_UNSCALED_BYTES})",
+            unscaled.len()
+        )));
+    }
+    Ok(())
+}
+
 impl Decimal {
     /// A decimal from its unscaled two's-complement bytes, refusing absurd sizes.
     pub(crate) fn new(unscaled: Vec<u8>, scale: i32) -> Result<Decimal> {
-        if unscaled.len() > MAX_UNSCALED_BYTES {
-            return Err(Error::decode(format!(
-                "decimal of {} bytes is larger than any database stores (limit {MAX_UNSCALED_BYTES})",
-                unscaled.len()
-            )));
-        }
+        check_unscaled(&unscaled)?;
         Ok(Decimal { unscaled, scale })
     }
 

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 
 /// Deepest nesting of values a message may have; deeper (only possible with recursive schemas)
 /// is an error rather than a stack overflow, on any thread's stack.
-pub(super) const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Most zero-width items (e.g. nulls in arrays) one message may claim, over all its
 /// collections together: such items take no bytes, so the message length cannot bound them,
@@ -25,8 +25,9 @@ impl Schema {
 }
 
 /// Reads Avro binary primitives from one message body, checking every length against the bytes
-/// actually present. Shared with schema resolution (`resolve.rs`).
-pub(super) struct Reader<'a> {
+/// actually present. Shared with schema resolution (`resolve.rs`) and the Arrow batches read
+/// straight from bodies (`arrow::plan`).
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     /// Zero-width items the rest of the message may still claim.
@@ -34,7 +35,7 @@ pub(super) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Reader {
             buf,
             pos: 0,
@@ -43,7 +44,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Check that the whole body was used.
-    pub(super) fn finish(&self) -> Result<()> {
+    pub(crate) fn finish(&self) -> Result<()> {
         if self.pos != self.buf.len() {
             return Err(Error::decode(format!(
                 "{} trailing bytes after the Avro body ({} bytes read of {}); was it written with another schema?",
@@ -56,11 +57,16 @@ impl<'a> Reader<'a> {
     }
 
     /// Fail if values nest deeper than [`MAX_DEPTH`].
-    pub(super) fn check_depth(depth: usize) -> Result<()> {
+    pub(crate) fn check_depth(depth: usize) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(Error::decode(format!("nesting deeper than {MAX_DEPTH}")));
         }
         Ok(())
+    }
+
+    /// Bytes read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
     }
 
     fn remaining(&self) -> usize {
@@ -75,7 +81,7 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    pub(super) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
             return Err(self.truncated(what));
         }
@@ -85,14 +91,19 @@ impl<'a> Reader<'a> {
     }
 
     /// A zig-zag varint of at most 10 bytes.
-    pub(super) fn long(&mut self) -> Result<i64> {
-        // Most varints (union branches, lengths, small numbers) are one byte.
+    #[inline]
+    pub(crate) fn long(&mut self) -> Result<i64> {
+        // Most varints (union branches, lengths, small numbers) are one byte: inlined.
         if let Some(&byte) = self.buf.get(self.pos) {
             if byte & 0x80 == 0 {
                 self.pos += 1;
                 return Ok(i64::from(byte >> 1) ^ -i64::from(byte & 1));
             }
         }
+        self.long_of_several_bytes()
+    }
+
+    fn long_of_several_bytes(&mut self) -> Result<i64> {
         let mut raw: u64 = 0;
         for shift in (0..64).step_by(7) {
             let byte = *self
@@ -114,13 +125,13 @@ impl<'a> Reader<'a> {
         )))
     }
 
-    pub(super) fn int(&mut self) -> Result<i32> {
+    pub(crate) fn int(&mut self) -> Result<i32> {
         let value = self.long()?;
         i32::try_from(value).map_err(|_| Error::decode(format!("int out of range: {value}")))
     }
 
     /// A non-negative length that fits in what is left of the message.
-    pub(super) fn length(&mut self, what: &str) -> Result<usize> {
+    pub(crate) fn length(&mut self, what: &str) -> Result<usize> {
         let length = self.long()?;
         if length < 0 {
             return Err(Error::decode(format!("negative {what} length {length}")));
@@ -135,17 +146,17 @@ impl<'a> Reader<'a> {
         Ok(length as usize)
     }
 
-    pub(super) fn bytes(&mut self) -> Result<Vec<u8>> {
+    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>> {
         let length = self.length("bytes")?;
         Ok(self.take(length, "bytes")?.to_vec())
     }
 
-    pub(super) fn string(&mut self) -> Result<String> {
+    pub(crate) fn string(&mut self) -> Result<String> {
         self.text().map(str::to_owned)
     }
 
     /// A string's text, borrowed from the message.
-    pub(super) fn text(&mut self) -> Result<&'a str> {
+    pub(crate) fn text(&mut self) -> Result<&'a str> {
         let start = self.pos;
         let length = self.length("string")?;
         let raw = self.take(length, "string")?;
@@ -153,7 +164,7 @@ impl<'a> Reader<'a> {
             .map_err(|e| Error::decode(format!("string at byte {start} is not valid UTF-8: {e}")))
     }
 
-    pub(super) fn boolean(&mut self) -> Result<bool> {
+    pub(crate) fn boolean(&mut self) -> Result<bool> {
         match self.take(1, "a boolean")?[0] {
             0 => Ok(false),
             1 => Ok(true),
@@ -161,18 +172,18 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(super) fn float(&mut self) -> Result<f32> {
+    pub(crate) fn float(&mut self) -> Result<f32> {
         let raw = self.take(4, "a float")?;
         Ok(f32::from_le_bytes(raw.try_into().expect("4 bytes")))
     }
 
-    pub(super) fn double(&mut self) -> Result<f64> {
+    pub(crate) fn double(&mut self) -> Result<f64> {
         let raw = self.take(8, "a double")?;
         Ok(f64::from_le_bytes(raw.try_into().expect("8 bytes")))
     }
 
     /// The item count of the next block of an array or map; 0 ends the collection.
-    pub(super) fn block_count(&mut self, items_can_be_empty: bool) -> Result<usize> {
+    pub(crate) fn block_count(&mut self, items_can_be_empty: bool) -> Result<usize> {
         let count = self.long()?;
         let count = if count < 0 {
             // A negative count is followed by the block's size in bytes, which we do not need.
@@ -197,7 +208,8 @@ impl<'a> Reader<'a> {
         Ok(count as usize)
     }
 
-    fn value(&mut self, schema: &Schema, node: &Node, depth: usize) -> Result<Value> {
+    /// The value of `node` at `depth` levels of nesting.
+    pub(crate) fn value(&mut self, schema: &Schema, node: &Node, depth: usize) -> Result<Value> {
         Self::check_depth(depth)?;
         Ok(match node {
             Node::Null => Value::Null,
@@ -209,16 +221,7 @@ impl<'a> Reader<'a> {
             Node::Bytes => Value::Bytes(self.bytes()?),
             Node::String => Value::String(self.string()?),
             Node::Union(branches) => {
-                let index = self.long()?;
-                let branch = usize::try_from(index)
-                    .ok()
-                    .and_then(|i| branches.get(i))
-                    .ok_or_else(|| {
-                        Error::decode(format!(
-                            "union branch {index} does not exist (the union has {})",
-                            branches.len()
-                        ))
-                    })?;
+                let branch = self.branch(branches)?;
                 self.value(schema, branch, depth + 1)?
             }
             Node::Array {
@@ -312,6 +315,120 @@ impl<'a> Reader<'a> {
                 }
             },
         })
+    }
+}
+
+impl Reader<'_> {
+    /// Read past a value of `node`, checking it as [`Reader::value`] does (lengths, UTF-8,
+    /// union branches, enum symbols, logical types) without building it.
+    pub(crate) fn skip(&mut self, schema: &Schema, node: &Node, depth: usize) -> Result<()> {
+        Self::check_depth(depth)?;
+        match node {
+            Node::Null => {}
+            Node::Boolean => {
+                self.boolean()?;
+            }
+            Node::Int => {
+                self.int()?;
+            }
+            Node::Long => {
+                self.long()?;
+            }
+            Node::Float => {
+                self.float()?;
+            }
+            Node::Double => {
+                self.double()?;
+            }
+            Node::Bytes => {
+                let length = self.length("bytes")?;
+                self.take(length, "bytes")?;
+            }
+            Node::String => self.skip_text()?,
+            Node::Union(branches) => {
+                let branch = self.branch(branches)?;
+                self.skip(schema, branch, depth + 1)?;
+            }
+            Node::Array {
+                items,
+                items_can_be_empty,
+            } => loop {
+                let count = self.block_count(*items_can_be_empty)?;
+                if count == 0 {
+                    break;
+                }
+                for _ in 0..count {
+                    self.skip(schema, items, depth + 1)?;
+                }
+            },
+            Node::Map(values) => loop {
+                let count = self.block_count(false)?;
+                if count == 0 {
+                    break;
+                }
+                for _ in 0..count {
+                    self.skip_text()?;
+                    self.skip(schema, values, depth + 1)?;
+                }
+            },
+            Node::Named(index) => match &schema.named[*index] {
+                Named::Record(record) if record.logical.is_none() => {
+                    for field in &record.fields {
+                        self.skip(schema, field, depth + 1)?;
+                    }
+                }
+                Named::Enum(enumeration) => {
+                    let index = self.long()?;
+                    if usize::try_from(index)
+                        .ok()
+                        .is_none_or(|i| i >= enumeration.symbols.len())
+                    {
+                        return Err(Error::decode(format!(
+                            "enum {} has no symbol {index}",
+                            enumeration.name
+                        )));
+                    }
+                }
+                Named::Fixed(fixed) if fixed.logical.is_none() => {
+                    self.take(fixed.size, "a fixed")?;
+                }
+                // A logical type can reject its value: read it to check.
+                _ => {
+                    self.value(schema, node, depth)?;
+                }
+            },
+            Node::Logical(_) => {
+                self.value(schema, node, depth)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Read past a string, checking its UTF-8 as [`Reader::text`] does (ASCII, the common
+    /// case, is checked word by word).
+    fn skip_text(&mut self) -> Result<()> {
+        let start = self.pos;
+        let length = self.length("string")?;
+        let raw = self.take(length, "string")?;
+        if !raw.is_ascii() {
+            self.pos = start;
+            self.text()?;
+        }
+        Ok(())
+    }
+
+    /// The branch of a union the next value is written in.
+    pub(crate) fn branch<'n>(&mut self, branches: &'n [Node]) -> Result<&'n Node> {
+        let index = self.long()?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| branches.get(i))
+            .ok_or_else(|| {
+                Error::decode(format!(
+                    "union branch {index} does not exist (the union has {})",
+                    branches.len()
+                ))
+            })
     }
 }
 

@@ -15,13 +15,15 @@
 //! resolution), for applications that give a reader schema.
 
 mod decimal;
-mod decode;
+pub(crate) mod decode;
 mod logical;
 mod resolve;
 mod schema;
 pub(crate) mod temporal;
 mod value;
 
+pub(crate) use decimal::check_unscaled;
+pub(crate) use logical::is_unavailable_placeholder;
 pub use logical::{InfinitySentinels, Logical, TimeUnit, UNAVAILABLE_PLACEHOLDER};
 pub use resolve::Resolved;
 pub use schema::{EnumDef, FieldDefault, FixedDef, LogicalNode, Named, Node, RecordDef, Schema};

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 impl Op {
     /// The operation of a Debezium `op` code (also the unwrap SMT's `__op` field).
-    pub(super) fn from_debezium(code: &str) -> Option<Op> {
+    pub(crate) fn from_debezium(code: &str) -> Option<Op> {
         Some(match code {
             "c" => Op::Insert,
             "u" => Op::Update,

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use self::format::{Envelope, Writer};
+pub(crate) use self::table::table_from_record_name;
 use self::table::table_from_topic;
 use crate::avro::{Schema, Value};
 use crate::error::{Error, Location, Result};

@@ -6,7 +6,7 @@
 /// The table a flat-row record names. Debezium's unwrapped rows are records called `Value`
 /// named `<prefix>.<schema>.<table>.Value`; Bottled Water names the record after the table,
 /// escaping bytes outside `[A-Za-z0-9_]` as `_xx_`.
-pub(super) fn table_from_record_name(full_name: &str, connect_name: Option<&str>) -> String {
+pub(crate) fn table_from_record_name(full_name: &str, connect_name: Option<&str>) -> String {
     let name = connect_name.unwrap_or(full_name);
     let mut parts = name.rsplit('.');
     let last = parts.next().unwrap_or(name);
