@@ -12,9 +12,7 @@ use arrow_array::builder::{
     TimestampMicrosecondBuilder, TimestampNanosecondBuilder,
 };
 use arrow_array::types::Int32Type;
-use arrow_array::{
-    Array, ArrayRef, DictionaryArray, ListArray, MapArray, NullArray, StringArray, StructArray,
-};
+use arrow_array::{Array, ArrayRef, DictionaryArray, ListArray, MapArray, NullArray, StructArray};
 use arrow_buffer::{IntervalMonthDayNano, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, TimeUnit};
 
@@ -608,10 +606,9 @@ impl Column {
             Column::Fixed { builder: mut b, .. } | Column::Uuid(mut b) => Arc::new(b.finish()),
             Column::Utf8(mut b) => Arc::new(b.finish()),
             Column::Enum { symbols, mut keys } => {
-                let values = StringArray::from_iter_values(symbols.iter().map(|s| &**s));
+                let values = super::dictionary::shared_values(symbols.iter().map(|s| &**s));
                 Arc::new(
-                    DictionaryArray::<Int32Type>::try_new(keys.finish(), Arc::new(values))
-                        .map_err(arrow)?,
+                    DictionaryArray::<Int32Type>::try_new(keys.finish(), values).map_err(arrow)?,
                 )
             }
             Column::Decimal(decimal) => decimal.finish()?,

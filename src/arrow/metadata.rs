@@ -7,9 +7,9 @@ use arrow_array::builder::{
     ArrayBuilder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::types::{Int32Type, Int8Type};
-use arrow_array::{
-    ArrayRef, DictionaryArray, Int32Array, Int64Array, Int8Array, ListArray, StringArray,
-};
+
+use super::dictionary::shared_values;
+use arrow_array::{ArrayRef, DictionaryArray, Int32Array, Int64Array, Int8Array, ListArray};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field};
 
@@ -161,16 +161,13 @@ impl Metadata {
     }
 
     pub(super) fn finish(mut self) -> Result<Vec<(&'static str, ArrayRef)>> {
-        let op_names = StringArray::from_iter_values(OPS.iter().map(|op| op.as_str()));
-        let ops =
-            DictionaryArray::<Int8Type>::try_new(Int8Array::from(self.ops), Arc::new(op_names))
+        let op_names = shared_values(OPS.iter().map(|op| op.as_str()));
+        let ops = DictionaryArray::<Int8Type>::try_new(Int8Array::from(self.ops), op_names)
+            .map_err(arrow_error)?;
+        let topic_names = shared_values(self.topics.iter().map(|t| &**t));
+        let topics =
+            DictionaryArray::<Int32Type>::try_new(Int32Array::from(self.topic_keys), topic_names)
                 .map_err(arrow_error)?;
-        let topic_names = StringArray::from_iter_values(self.topics.iter().map(|t| &**t));
-        let topics = DictionaryArray::<Int32Type>::try_new(
-            Int32Array::from(self.topic_keys),
-            Arc::new(topic_names),
-        )
-        .map_err(arrow_error)?;
         let mut columns: Vec<(&'static str, ArrayRef)> = vec![
             ("_op", Arc::new(ops) as ArrayRef),
             ("_topic", Arc::new(topics) as ArrayRef),

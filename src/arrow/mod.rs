@@ -51,6 +51,7 @@
 
 mod column;
 mod decimal;
+mod dictionary;
 mod layout;
 mod metadata;
 mod plan;

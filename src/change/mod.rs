@@ -206,6 +206,20 @@ pub struct Message<'a> {
     pub value_schema_header: Option<&'a [u8]>,
 }
 
+/// How a key or value is framed: its schema id and writer schema, whether values of that
+/// schema are Debezium envelopes, and where the Avro body starts in the message's bytes.
+#[derive(Debug, Clone)]
+pub struct Framing {
+    /// The schema id.
+    pub id: u32,
+    /// The writer schema.
+    pub schema: Arc<Schema>,
+    /// Whether values are read as Debezium envelopes (else as flat rows).
+    pub debezium: bool,
+    /// Where the Avro body starts (after the 5-byte Confluent header, or 0 with a header).
+    pub body_start: usize,
+}
+
 /// Decodes Kafka messages into changes; one per stream (it remembers per-topic state).
 pub struct ChangeDecoder {
     schemas: Arc<dyn SchemaSource>,
@@ -270,19 +284,7 @@ impl ChangeDecoder {
             ),
             None => None,
         };
-        // Looked up by `&str` first: a topic's name is allocated once, not per message.
-        let topic = match self.topics.get_mut(message.topic) {
-            Some(topic) => topic,
-            None => self
-                .topics
-                .entry(message.topic.to_owned())
-                .or_insert_with(|| TopicState {
-                    name: message.topic.into(),
-                    envelope: None,
-                    table: table_from_topic(message.topic).into(),
-                    value_schema: None,
-                }),
-        };
+        let topic = topic_state(&mut self.topics, message.topic);
         let position = Position {
             topic: topic.name.clone(),
             partition: message.partition,
@@ -329,6 +331,81 @@ impl ChangeDecoder {
         }))
     }
 
+    /// How a message's value is framed, for reading its body elsewhere (straight into Arrow
+    /// columns): `None` where its topic resolves values into a reader schema, which only
+    /// [`ChangeDecoder::decode`] does. Errors are those `decode` would report (unlocated).
+    pub fn frame_value(
+        &mut self,
+        topic: &str,
+        bytes: &[u8],
+        header: Option<&[u8]>,
+    ) -> Result<Option<Framing>> {
+        if self.options.readers.of(topic).is_some() {
+            return Ok(None);
+        }
+        self.frame(bytes, header, self.options.format).map(Some)
+    }
+
+    /// How a message's key is framed (a key is never an envelope).
+    pub fn frame_key(&mut self, bytes: &[u8], header: Option<&[u8]>) -> Result<Framing> {
+        self.frame(bytes, header, Format::Row)
+    }
+
+    fn frame(&mut self, bytes: &[u8], header: Option<&[u8]>, format: Format) -> Result<Framing> {
+        let (id, body) = frame::split(bytes, header)?;
+        let writer = self.writer(id, None, format)?;
+        Ok(Framing {
+            id,
+            schema: writer.schema.clone(),
+            debezium: writer.envelope == Envelope::Debezium,
+            body_start: bytes.len() - body.len(),
+        })
+    }
+
+    /// The table of the topic's latest value: the table of a message that names none.
+    pub fn table_of(&mut self, topic: &str) -> Arc<str> {
+        topic_state(&mut self.topics, topic).table.clone()
+    }
+
+    /// Note values read elsewhere (see [`ChangeDecoder::frame_value`]): the topic's latest
+    /// value is of `table` under `framing`'s schema, as if `decode` had read it.
+    pub fn note_read(&mut self, topic: &str, framing: &Framing, table: Arc<str>) {
+        let state = topic_state(&mut self.topics, topic);
+        state.envelope = Some(match framing.debezium {
+            true => Envelope::Debezium,
+            false => Envelope::Row,
+        });
+        if state
+            .value_schema
+            .as_ref()
+            .is_none_or(|(known, _)| *known != framing.id)
+        {
+            state.value_schema = Some((framing.id, framing.schema.clone()));
+        }
+        state.table = table;
+    }
+
+    /// The compiled writer of schema `id`, resolved into `reader` and read as `format`.
+    fn writer(
+        &mut self,
+        id: u32,
+        reader: Option<Arc<Schema>>,
+        format: Format,
+    ) -> Result<Arc<Writer>> {
+        // One schema can be a key's and a value's, compiled for each format it is read as.
+        let key = (
+            id,
+            reader.as_ref().map_or(0, |r| Arc::as_ptr(r) as usize),
+            format,
+        );
+        if let Some(writer) = self.writers.get(&key) {
+            return Ok(writer.clone());
+        }
+        let writer = Arc::new(Writer::new(self.schemas.schema(id)?, reader, format)?);
+        self.writers.insert(key, writer.clone());
+        Ok(writer)
+    }
+
     /// Decode a framed key or value, resolved into `reader` if given and read as `format`;
     /// returns the value, its schema id and its compiled writer (shared, so the caller need
     /// not look it up again).
@@ -340,26 +417,32 @@ impl ChangeDecoder {
         format: Format,
     ) -> Result<(Value, u32, Arc<Writer>)> {
         let (id, body) = frame::split(bytes, header)?;
-        // One schema can be a key's and a value's, compiled for each format it is read as.
-        let key = (
-            id,
-            reader.as_ref().map_or(0, |r| Arc::as_ptr(r) as usize),
-            format,
-        );
-        let writer = match self.writers.get(&key) {
-            Some(writer) => writer.clone(),
-            None => {
-                let writer = Arc::new(Writer::new(self.schemas.schema(id)?, reader, format)?);
-                self.writers.insert(key, writer.clone());
-                writer
-            }
-        };
+        let writer = self.writer(id, reader, format)?;
         let value = match &writer.resolved {
             Some(resolved) => resolved.decode(body)?,
             None => writer.schema.decode(body)?,
         };
         Ok((value, id, writer))
     }
+}
+
+/// What the decoder knows of a topic; allocates its name only the first time.
+fn topic_state<'a>(
+    topics: &'a mut FxHashMap<String, TopicState>,
+    topic: &str,
+) -> &'a mut TopicState {
+    if !topics.contains_key(topic) {
+        topics.insert(
+            topic.to_owned(),
+            TopicState {
+                name: topic.into(),
+                envelope: None,
+                table: table_from_topic(topic).into(),
+                value_schema: None,
+            },
+        );
+    }
+    topics.get_mut(topic).expect("inserted above")
 }
 
 fn prefix(error: Error, part: &str) -> Error {

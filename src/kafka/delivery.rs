@@ -14,12 +14,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::batch::{batch_key_of_change, batch_key_of_rows, Batch, Piece, Rows};
 use super::budget::ReadAhead;
 use super::config::CommitPolicy;
 use super::fetch::Fetched;
 use crate::change::{Change, Position};
 use crate::error::{Error, Result};
 use crate::positions::Positions;
+
+/// Why a stream read in batches refuses to hand out single changes.
+pub(super) const ITERATED_AFTER_BATCHES: &str =
+    "this stream is read with batches(): its changes cannot also be iterated one by one (open \
+     another stream to iterate)";
 
 /// A message that could not be decoded, kept raw for the application.
 #[derive(Debug, Clone)]
@@ -39,6 +45,8 @@ pub struct DeadLetter {
 /// One fetched item, in log order.
 pub(super) enum Item {
     Change(Change),
+    /// Messages read straight into rows, for a stream read in batches.
+    Rows(Rows),
     DeadLetter(DeadLetter),
     /// A message not handed out — skipped under `OnDecodeError::Skip`, a tombstone not
     /// delivered, or (at its last offset) a run of transaction markers or a compacted gap:
@@ -50,6 +58,7 @@ impl Item {
     pub(super) fn position(&self) -> &Position {
         match self {
             Item::Change(change) => &change.position,
+            Item::Rows(rows) => &rows.last,
             Item::DeadLetter(dead) => &dead.position,
             Item::Passed(position) => position,
         }
@@ -60,6 +69,7 @@ impl Item {
         let bytes = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
         match self {
             Item::Change(change) => change.heap_bytes(),
+            Item::Rows(rows) => rows.heap_bytes(),
             Item::DeadLetter(dead) => {
                 std::mem::size_of::<DeadLetter>()
                     + bytes(&dead.key)
@@ -106,8 +116,10 @@ pub(super) struct Delivery {
     delivered: Vec<(Position, u64)>,
     /// For progress: how far the application has been handed each partition (next offset).
     pub(super) handed_out_to: Option<HashMap<(Arc<str>, i32), i64>>,
-    /// A batch being filled across calls of `next_batch`, and when its first change came.
-    pub(super) filling: Vec<Change>,
+    /// A batch being filled across calls of `next_batch`, its rows, and when its first change
+    /// came.
+    pub(super) filling: Batch,
+    pub(super) filling_rows: usize,
     pub(super) filling_since: Option<Instant>,
     pub(super) dead_letters: Vec<DeadLetter>,
     /// Set once the stream failed or ended; returned again on every later call.
@@ -148,7 +160,8 @@ impl Delivery {
             buffered: VecDeque::new(),
             delivered: Vec::new(),
             handed_out_to: track_progress.then(HashMap::new),
-            filling: Vec::new(),
+            filling: Batch::default(),
+            filling_rows: 0,
             filling_since: None,
             dead_letters: Vec::new(),
             terminal: None,
@@ -211,7 +224,21 @@ impl Delivery {
 
     /// Hand out the next buffered change (dropping stale ones, setting dead letters aside).
     pub(super) fn take(&mut self) -> Taken {
-        while let Some((item, generation)) = self.pop_buffered() {
+        loop {
+            // Rows are for batches: a stream read in batches is not iterated change by change.
+            if let Some((
+                Buffered {
+                    item: Item::Rows(_),
+                    ..
+                },
+                _,
+            )) = self.buffered.front()
+            {
+                return Taken::Failed(Error::Config(ITERATED_AFTER_BATCHES.into()));
+            }
+            let Some((item, generation)) = self.pop_buffered() else {
+                break;
+            };
             match item {
                 Item::Change(change) => {
                     self.hand_out(&change.position, generation);
@@ -306,20 +333,28 @@ impl Delivery {
         }
     }
 
-    /// Move buffered changes into the batch being filled. Returns whether the batch is ready
-    /// (full, or the next change belongs to another batch) and whether the stream ended.
+    /// Move buffered changes and rows into the batch being filled. Returns whether the batch
+    /// is ready (full, or the next change belongs to another batch) and whether the stream
+    /// ended.
     pub(super) fn fill(&mut self, max_rows: usize) -> Result<(bool, bool)> {
-        let same_batch = |a: &Change, b: &Change| {
-            a.table == b.table
-                && a.value_schema.as_ref().map(|(id, _)| id)
-                    == b.value_schema.as_ref().map(|(id, _)| id)
-        };
-        while self.filling.len() < max_rows {
-            if let (Some(first), Some((next, _))) = (self.filling.first(), self.buffered.front()) {
-                if matches!(&next.item, Item::Change(next) if !same_batch(first, next)) {
+        while self.filling_rows < max_rows {
+            if let (Some(first), Some((next, _))) =
+                (self.filling.pieces.first(), self.buffered.front())
+            {
+                let first = match first {
+                    Piece::Change(change) => batch_key_of_change(change),
+                    Piece::Rows(rows) => batch_key_of_rows(rows),
+                };
+                let next = match &next.item {
+                    Item::Change(change) => Some(batch_key_of_change(change)),
+                    Item::Rows(rows) => Some(batch_key_of_rows(rows)),
+                    _ => None,
+                };
+                if next.is_some_and(|next| next != first) {
                     return Ok((true, false));
                 }
             }
+            self.split_front_rows(max_rows - self.filling_rows);
             let Some((item, generation)) = self.pop_buffered() else {
                 return match self.terminal() {
                     Some(Ok(())) => Ok((false, true)),
@@ -337,12 +372,55 @@ impl Delivery {
                         .delivered
                         .fetch_add(1, Ordering::Relaxed);
                     self.filling_since.get_or_insert_with(Instant::now);
-                    self.filling.push(change);
+                    self.filling_rows += 1;
+                    self.filling.pieces.push(Piece::Change(change));
+                }
+                Item::Rows(rows) => {
+                    self.hand_out(&rows.last, generation);
+                    self.positions
+                        .counters
+                        .delivered
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    self.filling_since.get_or_insert_with(Instant::now);
+                    self.filling_rows += rows.len();
+                    self.filling.pieces.push(Piece::Rows(rows));
                 }
                 other => self.set_aside(other, generation),
             }
         }
         Ok((true, false))
+    }
+
+    /// Where the front item is rows that do not fit in `room`, split off as many as fit as an
+    /// item of their own, with their share of its bytes.
+    fn split_front_rows(&mut self, room: usize) {
+        let Some((buffered, generation)) = self.buffered.front_mut() else {
+            return;
+        };
+        let Item::Rows(rows) = &mut buffered.item else {
+            return;
+        };
+        if rows.len() <= room || room == 0 {
+            return;
+        }
+        let share = buffered.bytes * room / rows.len();
+        let head = rows.split_front(room);
+        buffered.bytes -= share;
+        let generation = *generation;
+        self.buffered.push_front((
+            Buffered {
+                item: Item::Rows(head),
+                bytes: share,
+            },
+            generation,
+        ));
+    }
+
+    /// Hand over the batch filled so far.
+    pub(super) fn take_filling(&mut self) -> Batch {
+        self.filling_since = None;
+        self.filling_rows = 0;
+        std::mem::take(&mut self.filling)
     }
 
     /// Finish `position`, and what was handed out before it.
@@ -565,9 +643,14 @@ mod tests {
         );
         // Ready: the next change belongs to another table.
         assert!(matches!(delivery.fill(100), Ok((true, false))));
-        let batch = std::mem::take(&mut delivery.filling)
+        let batch = delivery
+            .take_filling()
+            .pieces
             .into_iter()
-            .map(|c| (c.position.partition, c.position.offset))
+            .map(|piece| match piece {
+                Piece::Change(c) => (c.position.partition, c.position.offset),
+                Piece::Rows(rows) => (rows.last.partition, rows.last.offset),
+            })
             .collect::<Vec<_>>();
         assert_eq!(batch, vec![(0, 0), (1, 0), (0, 2)]);
         assert_eq!(to_commit(&positions), HashMap::new());
@@ -577,6 +660,127 @@ mod tests {
         assert!(matches!(delivery.fill(100), Ok((false, false))));
         assert_eq!(delivery.filling.len(), 1);
         assert_eq!(to_commit(&positions), HashMap::from([(0, 3), (1, 1)]));
+    }
+
+    /// Rows of `table` (schema id 1) read from `offsets` of `partition`: one column, the offset.
+    fn rows_in(table: &str, partition: i32, offsets: &[i64]) -> Item {
+        let column = arrow_array::Int64Array::from(offsets.to_vec());
+        let batch = arrow_array::RecordBatch::try_from_iter([(
+            "id",
+            Arc::new(column) as arrow_array::ArrayRef,
+        )])
+        .unwrap();
+        Item::Rows(Rows {
+            batch,
+            table: table.into(),
+            schema_id: 1,
+            offsets: offsets.to_vec(),
+            last: at(partition, *offsets.last().unwrap()),
+        })
+    }
+
+    /// The rows' offsets of each piece of a batch.
+    fn pieces(batch: &Batch) -> Vec<Vec<i64>> {
+        batch
+            .pieces
+            .iter()
+            .map(|piece| match piece {
+                Piece::Change(c) => vec![c.position.offset],
+                Piece::Rows(rows) => rows.offsets.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_split_at_max_rows_and_only_the_rows_handed_out_are_finished() {
+        let positions = owning(&[0], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        let generation = positions.generation();
+        send(
+            &mut delivery,
+            generation,
+            vec![
+                rows_in("orders", 0, &[0, 1, 2, 5, 6]),
+                rows_in("orders", 0, &[7, 8]),
+            ],
+        );
+        assert!(matches!(delivery.fill(3), Ok((true, false))));
+        let first = delivery.take_filling();
+        assert_eq!(pieces(&first), vec![vec![0, 1, 2]]);
+        let batches = first.record_batches().unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].num_rows(), 3);
+        delivery.finish_on_next();
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 3)]));
+        // The rest of the split rows and the next rows make one batch, joined into one.
+        assert!(matches!(delivery.fill(10), Ok((false, false))));
+        let second = delivery.take_filling();
+        assert_eq!(pieces(&second), vec![vec![5, 6], vec![7, 8]]);
+        let batches = second.record_batches().unwrap();
+        assert_eq!(batches.len(), 1);
+        let ids = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .unwrap();
+        assert_eq!(ids.values().to_vec(), vec![5, 6, 7, 8]);
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 3)]));
+        delivery.finish_on_next();
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 9)]));
+        assert_eq!(positions.counters.delivered.load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn rows_of_another_table_start_another_batch() {
+        let positions = owning(&[0, 1], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        let generation = positions.generation();
+        send(
+            &mut delivery,
+            generation,
+            vec![
+                rows_in("orders", 0, &[0, 1]),
+                rows_in("orders", 1, &[0]),
+                rows_in("items", 0, &[2]),
+            ],
+        );
+        assert!(matches!(delivery.fill(100), Ok((true, false))));
+        assert_eq!(pieces(&delivery.take_filling()), vec![vec![0, 1], vec![0]]);
+        assert!(matches!(delivery.fill(100), Ok((false, false))));
+        let batch = delivery.take_filling();
+        assert_eq!(batch.table().as_deref(), Some("items"));
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[test]
+    fn rows_of_a_revoked_partition_are_dropped() {
+        let positions = owning(&[0, 1], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        let fetched_in = positions.generation();
+        send(
+            &mut delivery,
+            fetched_in,
+            vec![rows_in("orders", 0, &[0, 1]), rows_in("orders", 1, &[0, 1])],
+        );
+        positions.revoke([(TOPIC, 0)]);
+        assert!(matches!(delivery.fill(100), Ok((false, false))));
+        assert_eq!(pieces(&delivery.take_filling()), vec![vec![0, 1]]);
+        assert_eq!(
+            positions.counters.dropped_on_revoke.load(Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn rows_are_not_handed_out_as_single_changes() {
+        let positions = owning(&[0], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        let generation = positions.generation();
+        send(&mut delivery, generation, vec![rows_in("orders", 0, &[0])]);
+        assert!(matches!(delivery.take(), Taken::Failed(Error::Config(_))));
+        // Nothing was lost: the rows are still there for a batch.
+        assert!(matches!(delivery.fill(100), Ok((false, false))));
+        assert_eq!(delivery.take_filling().len(), 1);
     }
 
     #[test]

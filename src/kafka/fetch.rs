@@ -5,7 +5,7 @@
 //! `commit_interval`, and ends a bounded read when every partition reached its end.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use super::budget::ReadAhead;
 use super::config::OnDecodeError;
 use super::context::{commit, Kafka};
 use super::delivery::{Buffered, DeadLetter, Item};
+use super::run::Run;
 use crate::change::{ChangeDecoder, Message, Position};
 use crate::error::{Error, Result};
 use crate::positions::Positions;
@@ -52,6 +53,10 @@ pub(super) struct Fetch {
     pub(super) decoder: ChangeDecoder,
     pub(super) sender: mpsc::UnboundedSender<Fetched>,
     pub(super) stop: Arc<AtomicBool>,
+    /// Set once the stream is read in batches: how many messages a run reads at most.
+    pub(super) rows_per_run: Arc<AtomicUsize>,
+    /// Messages waiting to be read into rows together.
+    pub(super) run: Run,
     pub(super) bounded: bool,
     pub(super) auto_commit: bool,
     pub(super) commit_interval: Duration,
@@ -87,7 +92,15 @@ impl Fetch {
                     let p = buffered.item.position();
                     self.positions.is_current(&p.topic, p.partition, generation)
                 });
-                self.batch_bytes = batch.iter().map(|b| b.bytes).sum();
+                if self
+                    .run
+                    .partition()
+                    .is_some_and(|(t, p)| !self.positions.is_current(t, p, generation))
+                {
+                    self.run.clear();
+                }
+                self.batch_bytes =
+                    batch.iter().map(|b| b.bytes).sum::<usize>() + self.run.heap_bytes();
                 generation = self.positions.generation();
                 self.fetched_to.clear();
                 // An end sent before is for the assignment before (the application side
@@ -201,7 +214,9 @@ impl Fetch {
                     }
                 }
             }
-            let full = batch.len() >= BATCH_SIZE || self.batch_bytes >= self.read_ahead.room / 4;
+            let rows_per_run = self.rows_per_run.load(Ordering::Relaxed);
+            let full = batch.len() + self.run.len() >= BATCH_SIZE.max(rows_per_run)
+                || self.batch_bytes >= self.read_ahead.room / 4;
             if full && !self.send(&mut batch, generation) {
                 return;
             }
@@ -276,6 +291,27 @@ impl Fetch {
             timestamp_ms: message.timestamp().to_millis(),
         };
         let (key_schema_header, value_schema_header) = schema_id_headers(message);
+        let rows_per_run = self.rows_per_run.load(Ordering::Relaxed);
+        if rows_per_run > 0 {
+            let planned = self.run.plan(
+                &mut self.decoder,
+                message,
+                (key_schema_header, value_schema_header),
+            );
+            match planned {
+                Some(planned) => {
+                    if !self.run.continues(topic, partition, &planned)
+                        || self.run.len() >= rows_per_run
+                    {
+                        self.read_run(batch)?;
+                    }
+                    self.batch_bytes += self.run.push(message, position(), planned);
+                    return Ok(());
+                }
+                // Read by the decoder, after the run before it.
+                None => self.read_run(batch)?,
+            }
+        }
         let decoded = self.decoder.decode(&Message {
             topic,
             partition,
@@ -290,26 +326,61 @@ impl Fetch {
             Ok(Some(change)) => self.push(batch, Item::Change(change)),
             // A tombstone not delivered: passed like any message, so positions move past it.
             Ok(None) => self.push(batch, Item::Passed(position())),
-            Err(error) => match self.on_decode_error {
-                OnDecodeError::Raise => return Err(error),
-                OnDecodeError::Skip => {
-                    log::warn!("skipping: {error}");
-                    self.positions
-                        .counters
-                        .skipped
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.push(batch, Item::Passed(position()));
-                }
-                OnDecodeError::DeadLetter => {
-                    self.positions
-                        .counters
-                        .dead_lettered
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.push(batch, Item::DeadLetter(dead_letter(message, error)));
-                }
+            Err(error) => match self.on_decode_error(error)? {
+                None => self.push(batch, Item::Passed(position())),
+                Some(error) => self.push(batch, Item::DeadLetter(dead_letter(message, error))),
             },
         }
         Ok(())
+    }
+
+    /// The decode-error policy: raise the error, skip the message (`None`: it is passed), or
+    /// keep the error for its dead letter.
+    fn on_decode_error(&self, error: Error) -> Result<Option<Error>> {
+        let counters = &self.positions.counters;
+        match self.on_decode_error {
+            OnDecodeError::Raise => Err(error),
+            OnDecodeError::Skip => {
+                log::warn!("skipping: {error}");
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            OnDecodeError::DeadLetter => {
+                counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(error))
+            }
+        }
+    }
+
+    /// Read the run into rows, and the messages the plan did not follow into changes (with
+    /// the decode-error policy), into the batch; the run is empty after.
+    fn read_run(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
+        if self.run.len() == 0 {
+            return Ok(());
+        }
+        self.batch_bytes = self.batch_bytes.saturating_sub(self.run.heap_bytes());
+        let (rows, rest) = self.run.read(&mut self.decoder);
+        for rows in rows {
+            self.push(batch, Item::Rows(rows));
+        }
+        let outcome = (rest.unwrap_or(self.run.len())..self.run.len()).try_for_each(|index| {
+            let decoded = self.decoder.decode(&self.run.message(index));
+            let position = || self.run.position(index).clone();
+            match decoded {
+                Ok(Some(change)) => self.push(batch, Item::Change(change)),
+                Ok(None) => self.push(batch, Item::Passed(position())),
+                Err(error) => match self.on_decode_error(error)? {
+                    None => self.push(batch, Item::Passed(position())),
+                    Some(error) => {
+                        let dead = self.run.dead_letter(index, error);
+                        self.push(batch, Item::DeadLetter(dead));
+                    }
+                },
+            }
+            Ok(())
+        });
+        self.run.clear();
+        outcome
     }
 
     /// Deliver what came before a failure, then the failure; fetching stops, since going on
@@ -323,6 +394,13 @@ impl Fetch {
     /// Send the batch (if any), counting its bytes as waiting. False once the channel is
     /// closed.
     fn send(&mut self, batch: &mut Vec<Buffered>, generation: u64) -> bool {
+        if let Err(error) = self.read_run(batch) {
+            // Raised by the decode-error policy: what came before it, then the failure.
+            if self.send(batch, generation) {
+                let _ = self.sender.send(Fetched::Failed(error));
+            }
+            return false;
+        }
         if batch.is_empty() {
             return true;
         }

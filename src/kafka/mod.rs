@@ -21,15 +21,17 @@
 //! [`delivery`](self::delivery) (what is handed out and finished: the rules); this file holds
 //! the [`ChangeConsumer`] that ties them together.
 
+mod batch;
 mod budget;
 mod config;
 mod context;
 mod delivery;
 mod fetch;
 mod oauth;
+mod run;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -49,12 +51,17 @@ use crate::positions::Positions;
 use crate::registry::Registry;
 use crate::runtime::runtime;
 
+pub use self::batch::Batch;
 pub use self::config::{
     CommitPolicy, OnDecodeError, Start, StreamConfig, Until, DEFAULT_MAX_BUFFER_BYTES,
 };
 pub(crate) use self::context::log_librdkafka;
 pub use self::delivery::DeadLetter;
 pub use self::oauth::{OAuthToken, OAuthTokens};
+
+/// The most messages the fetch thread reads into rows at once, whatever `max_rows`: bounds
+/// the bytes a run copies before they count against the read-ahead budget.
+const MAX_ROWS_PER_RUN: usize = 8192;
 
 /// How long closing waits for the watermarks that `lag()` after `close()` reports.
 const CLOSE_LAG_TIMEOUT: Duration = Duration::from_secs(2);
@@ -63,7 +70,7 @@ const CLOSE_LAG_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub enum NextBatch {
     /// Changes of one table under one value schema, in log order.
-    Batch(Vec<Change>),
+    Batch(Batch),
     /// Nothing to hand over yet; ask again.
     Pending,
     /// A bounded stream has delivered everything.
@@ -97,6 +104,9 @@ pub struct ChangeConsumer {
     read_ahead: Arc<ReadAhead>,
     config: StreamConfig,
     stop: Arc<AtomicBool>,
+    /// 0 while the stream is read change by change; once it is read with `batches()`, how
+    /// many messages the fetch thread reads into rows at most at once.
+    rows_per_run: Arc<AtomicUsize>,
     fetch_thread: Mutex<Option<JoinHandle<()>>>,
     /// The process that opened the stream: a forked child has none of its threads.
     opened_in: u32,
@@ -147,6 +157,7 @@ impl ChangeConsumer {
         // items sent and not yet taken hold `max_buffer_bytes / 2` or more.
         let (sender, receiver) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
+        let rows_per_run = Arc::new(AtomicUsize::new(0));
         let read_ahead = Arc::new(ReadAhead::new(config.max_buffer_bytes));
         let fetch = Fetch {
             consumer: consumer.clone(),
@@ -154,6 +165,8 @@ impl ChangeConsumer {
             decoder: ChangeDecoder::new(registry, config.decoder.clone()),
             sender,
             stop: stop.clone(),
+            rows_per_run: rows_per_run.clone(),
+            run: Default::default(),
             bounded: config.until != Until::Forever,
             auto_commit: config.group_id.is_some() && config.commit == CommitPolicy::Auto,
             commit_interval: config.commit_interval,
@@ -181,6 +194,7 @@ impl ChangeConsumer {
             read_ahead,
             config,
             stop,
+            rows_per_run,
             fetch_thread: Mutex::new(Some(fetch_thread)),
             opened_in: std::process::id(),
             closed: Mutex::new(None),
@@ -195,6 +209,7 @@ impl ChangeConsumer {
     /// handed out before it (unless commits are manual).
     pub fn next(&self, wait: Duration) -> Result<Next> {
         self.check_process()?;
+        self.check_not_batched()?;
         self.delivery().finish_on_next();
         let deadline = Instant::now() + wait;
         loop {
@@ -221,6 +236,7 @@ impl ChangeConsumer {
     /// must wait with [`ChangeConsumer::next_async`].
     pub fn next_ready(&self) -> Result<Option<Next>> {
         self.check_process()?;
+        self.check_not_batched()?;
         self.delivery().finish_on_next();
         let taken = self.delivery().take();
         Ok(match taken {
@@ -247,6 +263,21 @@ impl ChangeConsumer {
             self.delivery().absorb(fetched);
         }
         Ok(())
+    }
+
+    /// From now on the stream is read with [`ChangeConsumer::next_batch`], in batches of at
+    /// most `max_rows`: the fetch thread reads messages straight into rows where it can, and
+    /// the stream no longer hands out single changes.
+    pub fn read_in_batches(&self, max_rows: usize) {
+        self.rows_per_run
+            .store(max_rows.clamp(1, MAX_ROWS_PER_RUN), Ordering::Relaxed);
+    }
+
+    fn check_not_batched(&self) -> Result<()> {
+        match self.rows_per_run.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            _ => Err(Error::Config(delivery::ITERATED_AFTER_BATCHES.into())),
+        }
     }
 
     /// Whether the stream was opened in this process (not in a parent before a `fork()`).
@@ -285,9 +316,7 @@ impl ChangeConsumer {
                     .filling_since
                     .is_some_and(|since| since.elapsed() >= max_wait);
                 if ready || ((waited || ended) && !delivery.filling.is_empty()) {
-                    delivery.filling_since = None;
-                    let batch = std::mem::take(&mut delivery.filling);
-                    return Ok(NextBatch::Batch(batch));
+                    return Ok(NextBatch::Batch(delivery.take_filling()));
                 }
                 ended
             };

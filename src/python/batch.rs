@@ -102,21 +102,21 @@ impl Batches {
             .consumer
             .next_batch(self.max_rows, self.max_wait, WAIT_SLICE)
             .and_then(|next| match next {
-                NextBatch::Batch(changes) => {
-                    let first = changes.first();
-                    Ok(Some(Some(Built {
-                        batch: crate::arrow::record_batch(&changes)?,
-                        table: first.and_then(|c| c.table.clone()),
-                        schema_id: first.and_then(|c| c.value_schema.as_ref().map(|(id, _)| *id)),
-                    })))
+                NextBatch::Batch(batch) => {
+                    let (table, schema_id) = (batch.table(), batch.schema_id());
+                    let built = batch.record_batches()?.into_iter().map(|batch| Built {
+                        batch,
+                        table: table.clone(),
+                        schema_id,
+                    });
+                    Ok(Some(built.collect::<Vec<_>>()))
                 }
-                NextBatch::Pending => Ok(Some(None)),
+                NextBatch::Pending => Ok(Some(Vec::new())),
                 NextBatch::End => Ok(None),
             });
         let mut state = self.state();
         match outcome {
-            Ok(Some(Some(built))) => state.ready.push_back(built),
-            Ok(Some(None)) => {}
+            Ok(Some(built)) => state.ready.extend(built),
             Ok(None) => state.ended = true,
             Err(error) => state.failed = Some(error),
         }
@@ -142,6 +142,7 @@ impl PyBatchIterator {
         waiters: Arc<Waiters>,
         oauth: Option<Arc<TokenCallback>>,
     ) -> PyBatchIterator {
+        consumer.read_in_batches(max_rows);
         PyBatchIterator {
             batches: Arc::new(Batches {
                 consumer,

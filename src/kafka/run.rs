@@ -1,0 +1,292 @@
+//! Runs: messages read straight into Arrow rows, for a stream read with `batches()`.
+//!
+//! While the application reads a stream in batches, the fetch thread does not decode each
+//! message into a change. It copies consecutive messages of one partition under one value
+//! schema into a [`Run`], and reads the run's bodies with that schema's [`BodyPlan`] into
+//! record batches at once ([`Rows`]). The decoder still frames every message (so an unknown
+//! schema id or bad framing is found where it always was) and keeps each topic's latest table
+//! and schema, so what follows a run decodes as if the run had been decoded too.
+//!
+//! Whatever the plan does not follow is decoded message by message as before: a message
+//! that cannot join a run (a tombstone, a topic with a reader schema, a schema the plan does
+//! not plan) ends the run, and when the plan stops inside a run (a logical decoding message,
+//! a body that fails) the rest of the run is decoded by the fetch thread, which applies the
+//! decode-error policy to the failing message alone, after everything before it.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rustc_hash::FxHashMap;
+
+use super::batch::Rows;
+use super::delivery::DeadLetter;
+use crate::arrow::{Body, BodyPlan, Read};
+use crate::avro::Schema;
+use crate::change::{ChangeDecoder, Framing, Message, Position};
+use crate::error::Error;
+
+/// Consecutive messages of one partition whose values have one schema, copied out of
+/// librdkafka's buffers, not yet read.
+#[derive(Default)]
+pub(super) struct Run {
+    /// The plan of each value schema seen (`None`: the plan does not follow that schema), by
+    /// schema id and envelope.
+    plans: FxHashMap<(u32, bool), Option<Arc<BodyPlan>>>,
+    /// What the run's messages share: topic, partition, value framing and plan.
+    current: Option<Shared>,
+    /// The messages' keys and values, one after the other.
+    bytes: Vec<u8>,
+    messages: Vec<Copied>,
+}
+
+struct Shared {
+    topic: Arc<str>,
+    partition: i32,
+    value: Framing,
+    plan: Arc<BodyPlan>,
+}
+
+/// One message of a run.
+struct Copied {
+    position: Position,
+    /// The key's schema, its bytes (framing included) in the run's bytes and where its body
+    /// starts.
+    key: Option<(Arc<Schema>, Range<usize>, usize)>,
+    /// The value's bytes (framing included) and where its body starts.
+    value: (Range<usize>, usize),
+    /// The message's headers, kept for the decoder (schema id headers) and dead letters.
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// A message that can join a run: its value's framing and plan, its key's framing.
+pub(super) struct Planned {
+    key: Option<Framing>,
+    value: Framing,
+    plan: Arc<BodyPlan>,
+}
+
+impl Run {
+    /// How `message` can join a run, or `None` when the decoder must read it (a tombstone, a
+    /// reader schema, a schema the plan does not follow, anything the decoder would refuse).
+    pub(super) fn plan(
+        &mut self,
+        decoder: &mut ChangeDecoder,
+        message: &BorrowedMessage<'_>,
+        headers: (Option<&[u8]>, Option<&[u8]>),
+    ) -> Option<Planned> {
+        let value = decoder
+            .frame_value(message.topic(), message.payload()?, headers.1)
+            .ok()??;
+        let key = match message.key() {
+            Some(key) => Some(decoder.frame_key(key, headers.0).ok()?),
+            None => None,
+        };
+        let plan = self
+            .plans
+            .entry((value.id, value.debezium))
+            .or_insert_with(|| {
+                BodyPlan::new(value.id, value.schema.clone(), value.debezium).map(Arc::new)
+            })
+            .clone()?;
+        Some(Planned { key, value, plan })
+    }
+
+    /// Whether a message of this partition with this value schema continues the run.
+    pub(super) fn continues(&self, topic: &str, partition: i32, planned: &Planned) -> bool {
+        self.current.as_ref().is_none_or(|run| {
+            run.partition == partition
+                && run.value.id == planned.value.id
+                && run.value.debezium == planned.value.debezium
+                && &*run.topic == topic
+        })
+    }
+
+    /// Copy `message` into the run (which it continues); returns the bytes it takes.
+    pub(super) fn push(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        position: Position,
+        planned: Planned,
+    ) -> usize {
+        let before = self.bytes.len();
+        let mut copy = |bytes: &[u8]| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(bytes);
+            start..self.bytes.len()
+        };
+        let key = planned
+            .key
+            .zip(message.key())
+            .map(|(framing, key)| (framing.schema, copy(key), framing.body_start));
+        let value = (
+            copy(message.payload().unwrap_or_default()),
+            planned.value.body_start,
+        );
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if self.current.is_none() {
+            self.current = Some(Shared {
+                topic: position.topic.clone(),
+                partition: position.partition,
+                value: planned.value,
+                plan: planned.plan,
+            });
+        }
+        self.messages.push(Copied {
+            position,
+            key,
+            value,
+            headers,
+        });
+        self.bytes.len() - before + std::mem::size_of::<Copied>()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// The bytes the run holds, as the read-ahead budget counts them.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.bytes.len() + self.messages.len() * std::mem::size_of::<Copied>()
+    }
+
+    /// The partition of the run, if it has messages.
+    pub(super) fn partition(&self) -> Option<(&str, i32)> {
+        self.current
+            .as_ref()
+            .map(|run| (&*run.topic, run.partition))
+    }
+
+    /// Read the run's messages into rows, as far as the plan follows them: the rows, and the
+    /// index of the first message the decoder must read (the rest of the run), if any. The
+    /// decoder learns the topic's latest table and schema as if it had read the rows.
+    pub(super) fn read(&self, decoder: &mut ChangeDecoder) -> (Vec<Rows>, Option<usize>) {
+        let Some(run) = &self.current else {
+            return (Vec::new(), None);
+        };
+        let bodies = self
+            .messages
+            .iter()
+            .map(|m| Body {
+                position: &m.position,
+                key: m.key.as_ref().map(|(schema, range, start)| {
+                    (&**schema, &self.bytes[range.start + start..range.end])
+                }),
+                value: Some(&self.bytes[m.value.0.start + m.value.1..m.value.0.end]),
+            })
+            .collect::<Vec<_>>();
+        let mut table = decoder.table_of(&run.topic);
+        let mut rows = Vec::new();
+        let mut start = 0;
+        while start < bodies.len() {
+            let end = match run.plan.record_batch(&table, &bodies[start..]) {
+                Ok(Read::Batch(batch)) => {
+                    rows.push(self.rows(batch, start..bodies.len(), &table, run.value.id));
+                    start = bodies.len();
+                    continue;
+                }
+                // The run's next message names another table: read on with that table.
+                Ok(Read::OtherTable {
+                    index: 0,
+                    table: named,
+                }) if *named != *table => {
+                    table = named.into();
+                    continue;
+                }
+                Ok(Read::OtherTable {
+                    index,
+                    table: named,
+                }) if index > 0 => {
+                    match run.plan.record_batch(&table, &bodies[start..start + index]) {
+                        Ok(Read::Batch(batch)) => {
+                            rows.push(self.rows(batch, start..start + index, &table, run.value.id));
+                            start += index;
+                            table = named.into();
+                            continue;
+                        }
+                        _ => start,
+                    }
+                }
+                _ => start,
+            };
+            decoder.note_read(&run.topic, &run.value, table);
+            return (rows, Some(end));
+        }
+        decoder.note_read(&run.topic, &run.value, table);
+        (rows, None)
+    }
+
+    fn rows(
+        &self,
+        batch: arrow_array::RecordBatch,
+        range: Range<usize>,
+        table: &Arc<str>,
+        schema_id: u32,
+    ) -> Rows {
+        let messages = &self.messages[range];
+        Rows {
+            batch,
+            table: table.clone(),
+            schema_id,
+            offsets: messages.iter().map(|m| m.position.offset).collect(),
+            last: messages[messages.len() - 1].position.clone(),
+        }
+    }
+
+    /// The run's message at `index` as the decoder reads it.
+    pub(super) fn message(&self, index: usize) -> Message<'_> {
+        let copied = &self.messages[index];
+        let header = |name: &str| {
+            copied
+                .headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .and_then(|(_, value)| value.as_deref())
+        };
+        Message {
+            topic: &copied.position.topic,
+            partition: copied.position.partition,
+            offset: copied.position.offset,
+            timestamp_ms: copied.position.timestamp_ms,
+            key: copied
+                .key
+                .as_ref()
+                .map(|(_, range, _)| &self.bytes[range.clone()]),
+            value: Some(&self.bytes[copied.value.0.clone()]),
+            key_schema_header: header("__key_schema_id"),
+            value_schema_header: header("__value_schema_id"),
+        }
+    }
+
+    /// Where the message at `index` sits.
+    pub(super) fn position(&self, index: usize) -> &Position {
+        &self.messages[index].position
+    }
+
+    /// The message at `index` as a dead letter.
+    pub(super) fn dead_letter(&self, index: usize, error: Error) -> DeadLetter {
+        let message = self.message(index);
+        DeadLetter {
+            position: self.messages[index].position.clone(),
+            key: message.key.map(<[u8]>::to_vec),
+            value: message.value.map(<[u8]>::to_vec),
+            headers: self.messages[index].headers.clone(),
+            error,
+        }
+    }
+
+    /// Empty the run, keeping its buffers and plans.
+    pub(super) fn clear(&mut self) {
+        self.current = None;
+        self.bytes.clear();
+        self.messages.clear();
+    }
+}
