@@ -65,7 +65,7 @@ impl Rows {
 /// One piece of a batch.
 #[derive(Debug)]
 pub(super) enum Piece {
-    Change(Change),
+    Change(Box<Change>),
     Rows(Rows),
 }
 
@@ -157,7 +157,7 @@ impl Batch {
         };
         for piece in self.pieces {
             match piece {
-                Piece::Change(change) => changes.push(change),
+                Piece::Change(change) => changes.push(*change),
                 Piece::Rows(rows) => {
                     if !changes.is_empty() {
                         add(

@@ -373,7 +373,7 @@ impl Delivery {
                         .fetch_add(1, Ordering::Relaxed);
                     self.filling_since.get_or_insert_with(Instant::now);
                     self.filling_rows += 1;
-                    self.filling.pieces.push(Piece::Change(change));
+                    self.filling.pieces.push(Piece::Change(Box::new(change)));
                 }
                 Item::Rows(rows) => {
                     self.hand_out(&rows.last, generation);
