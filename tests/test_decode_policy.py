@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 from cdc import CdcProducer, Delivered, bottled_water_key_schema, bottled_water_row_schema
-from changestream import Change, ChangeStream, ChangeStreamError, DeadLetter, DecodeError
+from changestream import (
+    Change,
+    ChangeStream,
+    ChangeStreamError,
+    ConfigError,
+    DeadLetter,
+    DecodeError,
+)
 from group_offsets import committed
 
 pytestmark = [pytest.mark.timeout(120, func_only=True)]
@@ -44,10 +51,15 @@ def produce_bad(cdc: CdcProducer, topic: str, i: int, partition: int) -> Deliver
 class Layout:
     """What the topic holds."""
 
-    def __init__(self, cdc: CdcProducer, topic: str) -> None:
+    def __init__(
+        self,
+        cdc: CdcProducer,
+        topic: str,
+        bad: Callable[[CdcProducer, str, int, int], Delivered] = produce_bad,
+    ) -> None:
         self.topic = topic
         self.before = produce_rows(cdc, topic, [10, 11, 12], BAD)
-        self.bad = produce_bad(cdc, topic, 13, BAD)
+        self.bad = bad(cdc, topic, 13, BAD)
         self.after = produce_rows(cdc, topic, [14, 15], BAD)
         self.other = produce_rows(cdc, topic, [20, 21], 1 - BAD)
         assert [d.offset for d in self.before] == [0, 1, 2]
@@ -225,3 +237,100 @@ def test_skip_at_the_end_of_a_partition_still_ends_a_bounded_read(
             expected = {3} if policy == "dead_letter" else {2, 3}
             assert stream.positions()[(topic, 0)] in expected, policy
             assert len(stream.dead_letters()) == (policy == "dead_letter")
+
+
+# ---------------------------------------------------------------------------
+# batches(): messages are read straight into rows, runs of them at once
+# ---------------------------------------------------------------------------
+
+
+def produce_truncated(cdc: CdcProducer, topic: str, i: int, partition: int) -> Delivered:
+    """A well-framed message whose Avro body ends two bytes early."""
+    key = cdc.serialize(topic, KEY, {"id": i}, is_key=True)
+    value = cdc.serialize(topic, ROW, row(i))[:-2]
+    [bad] = cdc.produce_raw(topic, [(key, value)], partition=partition)
+    return bad
+
+
+@pytest.fixture(params=["bad-magic", "truncated-body"])
+def run_layout(
+    request: pytest.FixtureRequest, cdc: CdcProducer, make_topic: Callable[..., str]
+) -> Layout:
+    """The layout above, with a bad message whose framing is wrong (the run of rows ends
+    before it) or whose body is (the run is read into rows up to it, then decoded change by
+    change)."""
+    bad = produce_bad if request.param == "bad-magic" else produce_truncated
+    return Layout(cdc, make_topic(2), bad)
+
+
+def batch_rows(stream: ChangeStream, **options: Any) -> dict[int, list[tuple[int, int]]]:
+    """``{partition: [(offset, id), ...]}`` of every batch, in delivery order."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for batch in stream.batches(max_wait=30.0, **options):
+        table = batch.to_pyarrow()
+        for partition, offset, i in zip(
+            table.column("_partition").to_pylist(),
+            table.column("_offset").to_pylist(),
+            table.column("id").to_pylist(),
+            strict=True,
+        ):
+            out.setdefault(partition, []).append((offset, i))
+    return out
+
+
+def expected_rows(deliveries: list[Delivered]) -> list[tuple[int, int]]:
+    return [(d.offset, d.value["id"]) for d in deliveries]
+
+
+@pytest.mark.parametrize("policy", ["skip", "dead_letter"])
+def test_batches_apply_the_policy_to_the_bad_message_alone(
+    run_layout: Layout, open_stream: OpenStream, policy: str
+) -> None:
+    layout = run_layout
+    with open_stream(layout.topic, until="end", on_decode_error=policy) as stream:
+        rows = batch_rows(stream)
+        stats = stream.stats()
+        letters = stream.dead_letters()
+        assert stream.positions() == {(layout.topic, BAD): 6, (layout.topic, 1 - BAD): 2}
+    assert rows == {
+        BAD: expected_rows(layout.before + layout.after),
+        1 - BAD: expected_rows(layout.other),
+    }
+    assert stats["delivered"] == 7
+    assert (stats["skipped"], stats["dead_lettered"]) == ((1, 0) if policy == "skip" else (0, 1))
+    if policy == "dead_letter":
+        [letter] = letters
+        assert (letter.partition, letter.offset, letter.value) == (
+            BAD,
+            BAD_OFFSET,
+            layout.bad.value_bytes,
+        )
+        assert_is_the_bad_message(letter.error, layout)
+    else:
+        assert letters == []
+
+
+def test_batches_raise_after_the_rows_before_the_bad_message(
+    run_layout: Layout, open_stream: OpenStream
+) -> None:
+    layout = run_layout
+    start = {(layout.topic, 1 - BAD): 2}
+    with open_stream(layout.topic, start=start, until="end") as stream:
+        batches = stream.batches(max_wait=30.0)
+        before = next(batches).to_pyarrow()
+        offsets, ids = before.column("_offset").to_pylist(), before.column("id").to_pylist()
+        assert list(zip(offsets, ids, strict=True)) == expected_rows(layout.before)
+        with pytest.raises(DecodeError) as raised:
+            next(batches)
+        assert_is_the_bad_message(raised.value, layout)
+        # Nothing past the bad message is finished.
+        assert stream.positions() == {(layout.topic, BAD): BAD_OFFSET, (layout.topic, 1 - BAD): 2}
+
+
+def test_a_stream_read_in_batches_refuses_single_changes(
+    layout: Layout, open_stream: OpenStream
+) -> None:
+    with open_stream(layout.topic, until="end", on_decode_error="skip") as stream:
+        next(stream.batches(max_wait=30.0))
+        with pytest.raises(ConfigError, match="batches"):
+            next(stream)

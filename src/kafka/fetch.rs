@@ -20,7 +20,7 @@ use super::budget::ReadAhead;
 use super::config::OnDecodeError;
 use super::context::{commit, Kafka};
 use super::delivery::{Buffered, DeadLetter, Item};
-use super::run::Run;
+use super::run::Runs;
 use crate::change::{ChangeDecoder, Message, Position};
 use crate::error::{Error, Result};
 use crate::positions::Positions;
@@ -55,8 +55,8 @@ pub(super) struct Fetch {
     pub(super) stop: Arc<AtomicBool>,
     /// Set once the stream is read in batches: how many messages a run reads at most.
     pub(super) rows_per_run: Arc<AtomicUsize>,
-    /// Messages waiting to be read into rows together.
-    pub(super) run: Run,
+    /// Messages being copied and read into rows, for a stream read in batches.
+    pub(super) runs: Runs,
     pub(super) bounded: bool,
     pub(super) auto_commit: bool,
     pub(super) commit_interval: Duration,
@@ -88,19 +88,23 @@ impl Fetch {
             if self.positions.generation() != generation {
                 // A rebalance ran inside the last poll: drop what was fetched for partitions
                 // revoked since, and label the rest with the new generation.
+                if let Err(error) = self.take_back_run(&mut batch) {
+                    self.fail(&mut batch, generation, error);
+                    return;
+                }
                 batch.retain(|buffered: &Buffered| {
                     let p = buffered.item.position();
                     self.positions.is_current(&p.topic, p.partition, generation)
                 });
                 if self
-                    .run
+                    .runs
+                    .filling
                     .partition()
                     .is_some_and(|(t, p)| !self.positions.is_current(t, p, generation))
                 {
-                    self.run.clear();
+                    self.runs.filling.clear();
                 }
-                self.batch_bytes =
-                    batch.iter().map(|b| b.bytes).sum::<usize>() + self.run.heap_bytes();
+                self.batch_bytes = batch.iter().map(|b| b.bytes).sum();
                 generation = self.positions.generation();
                 self.fetched_to.clear();
                 // An end sent before is for the assignment before (the application side
@@ -120,6 +124,10 @@ impl Fetch {
                 self.apply_backpressure();
             }
             if self.bounded && !ended && self.positions.all_done() {
+                if let Err(error) = self.finish_runs(&mut batch) {
+                    self.fail(&mut batch, generation, error);
+                    return;
+                }
                 if !self.send(&mut batch, generation)
                     || self.sender.send(Fetched::End { generation }).is_err()
                 {
@@ -156,6 +164,11 @@ impl Fetch {
             };
             match consumer.poll(wait) {
                 None => {
+                    // Nothing more for now: hand over everything read.
+                    if let Err(error) = self.finish_runs(&mut batch) {
+                        self.fail(&mut batch, generation, error);
+                        return;
+                    }
                     if !ended {
                         self.pass_gaps(&mut batch);
                     }
@@ -172,6 +185,10 @@ impl Fetch {
                     }
                 }
                 Some(Err(RdKafkaError::PartitionEOF(_))) => {
+                    if let Err(error) = self.finish_runs(&mut batch) {
+                        self.fail(&mut batch, generation, error);
+                        return;
+                    }
                     if !ended {
                         self.pass_gaps(&mut batch);
                     }
@@ -214,9 +231,7 @@ impl Fetch {
                     }
                 }
             }
-            let rows_per_run = self.rows_per_run.load(Ordering::Relaxed);
-            let full = batch.len() + self.run.len() >= BATCH_SIZE.max(rows_per_run)
-                || self.batch_bytes >= self.read_ahead.room / 4;
+            let full = batch.len() >= BATCH_SIZE || self.batch_bytes >= self.read_ahead.room / 4;
             if full && !self.send(&mut batch, generation) {
                 return;
             }
@@ -293,23 +308,25 @@ impl Fetch {
         let (key_schema_header, value_schema_header) = schema_id_headers(message);
         let rows_per_run = self.rows_per_run.load(Ordering::Relaxed);
         if rows_per_run > 0 {
-            let planned = self.run.plan(
+            let planned = self.runs.plan(
                 &mut self.decoder,
                 message,
                 (key_schema_header, value_schema_header),
             );
             match planned {
                 Some(planned) => {
-                    if !self.run.continues(topic, partition, &planned)
-                        || self.run.len() >= rows_per_run
+                    let filling = &self.runs.filling;
+                    if !filling.continues(topic, partition, &planned)
+                        || filling.len() >= rows_per_run
+                        || filling.heap_bytes() >= self.read_ahead.room / 4
                     {
-                        self.read_run(batch)?;
+                        self.read_filling_run(batch)?;
                     }
-                    self.batch_bytes += self.run.push(message, position(), planned);
+                    self.runs.filling.push(message, position(), planned);
                     return Ok(());
                 }
-                // Read by the decoder, after the run before it.
-                None => self.read_run(batch)?,
+                // Read by the decoder, after the runs before it.
+                None => self.finish_runs(batch)?,
             }
         }
         let decoded = self.decoder.decode(&Message {
@@ -352,40 +369,66 @@ impl Fetch {
         }
     }
 
-    /// Read the run into rows, and the messages the plan did not follow into changes (with
-    /// the decode-error policy), into the batch; the run is empty after.
-    fn read_run(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
-        if self.run.len() == 0 {
-            return Ok(());
+    /// Start reading the filling run (on the reader thread) once the run read before is
+    /// taken back into the batch.
+    fn read_filling_run(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
+        self.take_back_run(batch)?;
+        if let Some((topic, _)) = self.runs.filling.shared() {
+            let table = self.decoder.table_of(topic);
+            self.runs.start_reading(table);
         }
-        self.batch_bytes = self.batch_bytes.saturating_sub(self.run.heap_bytes());
-        let (rows, rest) = self.run.read(&mut self.decoder);
-        for rows in rows {
+        Ok(())
+    }
+
+    /// Read every run and take the rows into the batch: before anything that follows them.
+    fn finish_runs(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
+        self.read_filling_run(batch)?;
+        self.take_back_run(batch)
+    }
+
+    /// Take the run being read back into the batch: its rows, and the messages the plan did
+    /// not follow decoded into changes (with the decode-error policy). The decoder learns the
+    /// table and schema the run ended with, as if it had read the rows itself.
+    fn take_back_run(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
+        let Some(read) = self.runs.take_read() else {
+            return Ok(());
+        };
+        let run = read.run;
+        if let Some((topic, framing)) = run.shared() {
+            self.decoder.note_read(topic, framing, read.table);
+        }
+        for rows in read.rows {
             self.push(batch, Item::Rows(rows));
         }
-        let outcome = (rest.unwrap_or(self.run.len())..self.run.len()).try_for_each(|index| {
-            let decoded = self.decoder.decode(&self.run.message(index));
-            let position = || self.run.position(index).clone();
+        let outcome = (read.rest.unwrap_or(run.len())..run.len()).try_for_each(|index| {
+            let decoded = self.decoder.decode(&run.message(index));
+            let position = || run.position(index).clone();
             match decoded {
                 Ok(Some(change)) => self.push(batch, Item::Change(change)),
                 Ok(None) => self.push(batch, Item::Passed(position())),
                 Err(error) => match self.on_decode_error(error)? {
                     None => self.push(batch, Item::Passed(position())),
                     Some(error) => {
-                        let dead = self.run.dead_letter(index, error);
+                        let dead = run.dead_letter(index, error);
                         self.push(batch, Item::DeadLetter(dead));
                     }
                 },
             }
             Ok(())
         });
-        self.run.clear();
+        self.runs.recycle(run);
+        if outcome.is_err() {
+            // The stream fails at that message: nothing after it is read.
+            self.runs.filling.clear();
+        }
         outcome
     }
 
     /// Deliver what came before a failure, then the failure; fetching stops, since going on
     /// would skip the message that failed.
     fn fail(&mut self, batch: &mut Vec<Buffered>, generation: u64, error: Error) {
+        // A message read earlier that the policy raises on comes first.
+        let error = self.finish_runs(batch).err().unwrap_or(error);
         if self.send(batch, generation) {
             let _ = self.sender.send(Fetched::Failed(error));
         }
@@ -394,13 +437,6 @@ impl Fetch {
     /// Send the batch (if any), counting its bytes as waiting. False once the channel is
     /// closed.
     fn send(&mut self, batch: &mut Vec<Buffered>, generation: u64) -> bool {
-        if let Err(error) = self.read_run(batch) {
-            // Raised by the decode-error policy: what came before it, then the failure.
-            if self.send(batch, generation) {
-                let _ = self.sender.send(Fetched::Failed(error));
-            }
-            return false;
-        }
         if batch.is_empty() {
             return true;
         }

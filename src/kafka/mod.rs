@@ -166,7 +166,7 @@ impl ChangeConsumer {
             sender,
             stop: stop.clone(),
             rows_per_run: rows_per_run.clone(),
-            run: Default::default(),
+            runs: Default::default(),
             bounded: config.until != Until::Forever,
             auto_commit: config.group_id.is_some() && config.commit == CommitPolicy::Auto,
             commit_interval: config.commit_interval,

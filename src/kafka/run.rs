@@ -12,8 +12,17 @@
 //! not plan) ends the run, and when the plan stops inside a run (a logical decoding message,
 //! a body that fails) the rest of the run is decoded by the fetch thread, which applies the
 //! decode-error policy to the failing message alone, after everything before it.
+//!
+//! Runs are read on a thread of their own ([`Runs`]) while the fetch thread polls and copies
+//! the next one; the fetch thread takes the rows back before it adds anything that comes
+//! after them, so the log order holds, and tells the decoder the table the run ended with. A
+//! long run is read in two halves on two cores: a scoped thread reads the second half,
+//! starting with the table the first starts with, and its rows are kept only when the first
+//! half was one batch of that table (so the second started where the first ended); otherwise
+//! it is read again after the first.
 
 use std::ops::Range;
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
@@ -29,13 +38,155 @@ use crate::error::Error;
 /// Runs shorter than twice this are read on one core: a thread is not worth it.
 const MIN_HALF: usize = 256;
 
+/// The fetch thread's runs: the one being filled, and the one being read.
+#[derive(Default)]
+pub(super) struct Runs {
+    /// The plan of each value schema seen (`None`: the plan does not follow that schema), by
+    /// schema id and envelope.
+    plans: FxHashMap<(u32, bool), Option<Arc<BodyPlan>>>,
+    /// The run being filled.
+    pub(super) filling: Run,
+    /// A run read before, kept for its buffers.
+    spare: Option<Run>,
+    /// The thread that reads runs, started with the first run.
+    reader: Option<RunReader>,
+    /// Whether the reader thread holds a run whose rows are not taken back yet.
+    reading: bool,
+    /// A run read on the fetch thread (when no reader thread could start), not taken back.
+    done: Option<ReadRun>,
+}
+
+/// The thread that reads runs, and the channels to it.
+struct RunReader {
+    runs: SyncSender<(Run, Arc<str>)>,
+    read: Receiver<ReadRun>,
+}
+
+impl RunReader {
+    fn start() -> Option<RunReader> {
+        let (runs, to_read) = mpsc::sync_channel::<(Run, Arc<str>)>(1);
+        let (done, read) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("changestream-rows".into())
+            .spawn(move || {
+                // Ends when the fetch thread drops its end of either channel.
+                for (run, table) in to_read {
+                    let (rows, rest, table) = run.read(table);
+                    let read = ReadRun {
+                        run,
+                        rows,
+                        rest,
+                        table,
+                    };
+                    if done.send(read).is_err() {
+                        return;
+                    }
+                }
+            })
+            .ok()?;
+        Some(RunReader { runs, read })
+    }
+}
+
+/// A run read: its rows, the index of its first message the decoder must read (if any), and
+/// the table its last message read into rows was of.
+pub(super) struct ReadRun {
+    pub(super) run: Run,
+    pub(super) rows: Vec<Rows>,
+    pub(super) rest: Option<usize>,
+    pub(super) table: Arc<str>,
+}
+
+impl Runs {
+    /// How `message` can join a run, or `None` when the decoder must read it (a tombstone, a
+    /// reader schema, a schema the plan does not follow, anything the decoder would refuse).
+    pub(super) fn plan(
+        &mut self,
+        decoder: &mut ChangeDecoder,
+        message: &BorrowedMessage<'_>,
+        headers: (Option<&[u8]>, Option<&[u8]>),
+    ) -> Option<Planned> {
+        let value = decoder
+            .frame_value(message.topic(), message.payload()?, headers.1)
+            .ok()??;
+        let key = match message.key() {
+            Some(key) => Some(decoder.frame_key(key, headers.0).ok()?),
+            None => None,
+        };
+        let plan = self
+            .plans
+            .entry((value.id, value.debezium))
+            .or_insert_with(|| {
+                BodyPlan::new(value.id, value.schema.clone(), value.debezium).map(Arc::new)
+            })
+            .clone()?;
+        Some(Planned { key, value, plan })
+    }
+
+    /// Whether a run is being read and not taken back.
+    pub(super) fn is_reading(&self) -> bool {
+        self.reading || self.done.is_some()
+    }
+
+    /// Start reading the filling run, whose messages that name no table are of `table`. The
+    /// caller has taken back the run read before. Read on the reader thread, or here if it
+    /// cannot run.
+    pub(super) fn start_reading(&mut self, table: Arc<str>) {
+        debug_assert!(!self.is_reading());
+        let spare = self.spare.take().unwrap_or_default();
+        let run = std::mem::replace(&mut self.filling, spare);
+        if self.reader.is_none() {
+            self.reader = RunReader::start();
+        }
+        let (run, table) = match &self.reader {
+            Some(reader) => match reader.runs.send((run, table)) {
+                Ok(()) => {
+                    self.reading = true;
+                    return;
+                }
+                Err(mpsc::SendError(back)) => back,
+            },
+            None => (run, table),
+        };
+        let (rows, rest, table) = run.read(table);
+        self.done = Some(ReadRun {
+            run,
+            rows,
+            rest,
+            table,
+        });
+    }
+
+    /// Take back the run being read, waiting for it; `None` when none is.
+    pub(super) fn take_read(&mut self) -> Option<ReadRun> {
+        if let Some(done) = self.done.take() {
+            return Some(done);
+        }
+        if !std::mem::take(&mut self.reading) {
+            return None;
+        }
+        let reader = self.reader.as_ref()?;
+        match reader.read.recv() {
+            Ok(read) => Some(read),
+            Err(_) => {
+                // The reader thread is gone (it panicked): read here from now on.
+                self.reader = None;
+                None
+            }
+        }
+    }
+
+    /// Keep a run taken back for its buffers.
+    pub(super) fn recycle(&mut self, mut run: Run) {
+        run.clear();
+        self.spare = Some(run);
+    }
+}
+
 /// Consecutive messages of one partition whose values have one schema, copied out of
 /// librdkafka's buffers, not yet read.
 #[derive(Default)]
 pub(super) struct Run {
-    /// The plan of each value schema seen (`None`: the plan does not follow that schema), by
-    /// schema id and envelope.
-    plans: FxHashMap<(u32, bool), Option<Arc<BodyPlan>>>,
     /// What the run's messages share: topic, partition, value framing and plan.
     current: Option<Shared>,
     /// The messages' keys and values, one after the other.
@@ -70,31 +221,6 @@ pub(super) struct Planned {
 }
 
 impl Run {
-    /// How `message` can join a run, or `None` when the decoder must read it (a tombstone, a
-    /// reader schema, a schema the plan does not follow, anything the decoder would refuse).
-    pub(super) fn plan(
-        &mut self,
-        decoder: &mut ChangeDecoder,
-        message: &BorrowedMessage<'_>,
-        headers: (Option<&[u8]>, Option<&[u8]>),
-    ) -> Option<Planned> {
-        let value = decoder
-            .frame_value(message.topic(), message.payload()?, headers.1)
-            .ok()??;
-        let key = match message.key() {
-            Some(key) => Some(decoder.frame_key(key, headers.0).ok()?),
-            None => None,
-        };
-        let plan = self
-            .plans
-            .entry((value.id, value.debezium))
-            .or_insert_with(|| {
-                BodyPlan::new(value.id, value.schema.clone(), value.debezium).map(Arc::new)
-            })
-            .clone()?;
-        Some(Planned { key, value, plan })
-    }
-
     /// Whether a message of this partition with this value schema continues the run.
     pub(super) fn continues(&self, topic: &str, partition: i32, planned: &Planned) -> bool {
         self.current.as_ref().is_none_or(|run| {
@@ -168,12 +294,12 @@ impl Run {
             .map(|run| (&*run.topic, run.partition))
     }
 
-    /// Read the run's messages into rows, as far as the plan follows them: the rows, and the
-    /// index of the first message the decoder must read (the rest of the run), if any. The
-    /// decoder learns the topic's latest table and schema as if it had read the rows.
-    pub(super) fn read(&self, decoder: &mut ChangeDecoder) -> (Vec<Rows>, Option<usize>) {
+    /// Read the run's messages into rows, as far as the plan follows them; messages that name
+    /// no table are of `table`. Returns the rows, the index of the first message the decoder
+    /// must read (the rest of the run) if any, and the table the rows ended with.
+    pub(super) fn read(&self, table: Arc<str>) -> (Vec<Rows>, Option<usize>, Arc<str>) {
         let Some(run) = &self.current else {
-            return (Vec::new(), None);
+            return (Vec::new(), None, table);
         };
         let bodies = self
             .messages
@@ -186,7 +312,7 @@ impl Run {
                 value: Some(&self.bytes[m.value.0.start + m.value.1..m.value.0.end]),
             })
             .collect::<Vec<_>>();
-        let mut table = decoder.table_of(&run.topic);
+        let mut table = table;
         let mut rows = Vec::new();
         let mut start = 0;
         // The second half is read on another core in the meantime, with the table the first
@@ -238,11 +364,14 @@ impl Run {
                 }
                 _ => start,
             };
-            decoder.note_read(&run.topic, &run.value, table);
-            return (rows, Some(end));
+            return (rows, Some(end), table);
         }
-        decoder.note_read(&run.topic, &run.value, table);
-        (rows, None)
+        (rows, None, table)
+    }
+
+    /// The topic and value framing of the run's messages.
+    pub(super) fn shared(&self) -> Option<(&str, &Framing)> {
+        self.current.as_ref().map(|run| (&*run.topic, &run.value))
     }
 
     fn rows(
