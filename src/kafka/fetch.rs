@@ -4,7 +4,6 @@
 //! pauses fetching while the read-ahead budget is full, commits finished positions every
 //! `commit_interval`, and ends a bounded read when every partition reached its end.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
 use super::budget::ReadAhead;
@@ -27,6 +27,9 @@ use crate::positions::Positions;
 
 /// How long one poll of librdkafka may block; also bounds how fast the thread notices a stop.
 const POLL_SLICE: Duration = Duration::from_millis(100);
+/// How many messages in a row the fetch thread takes between its checks for a failure,
+/// back-pressure, a bounded read's end and a periodic commit.
+const HOUSEKEEPING_EVERY: usize = 64;
 /// Most items sent through the channel at once.
 const BATCH_SIZE: usize = 512;
 /// How long resuming waits for the request that wakes librdkafka's broker threads.
@@ -67,7 +70,7 @@ pub(super) struct Fetch {
     /// Whether fetching is paused because the application has a full read-ahead waiting.
     pub(super) paused_for_room: bool,
     /// Next offset after the last message taken from each partition in this generation.
-    pub(super) fetched_to: HashMap<String, HashMap<i32, i64>>,
+    pub(super) fetched_to: FxHashMap<String, FxHashMap<i32, i64>>,
 }
 
 impl Fetch {
@@ -77,11 +80,18 @@ impl Fetch {
         let mut generation = self.positions.generation();
         let mut last_commit = Instant::now();
         let mut ended = false;
+        // Messages taken one after the other: the checks below that take locks or the clock
+        // run once per HOUSEKEEPING_EVERY of them, not per message.
+        let mut in_a_row = 0usize;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            if let Some(error) = consumer.context().take_failure() {
+            let housekeeping = in_a_row % HOUSEKEEPING_EVERY == 0;
+            if let Some(error) = housekeeping
+                .then(|| consumer.context().take_failure())
+                .flatten()
+            {
                 self.fail(&mut batch, generation, error);
                 return;
             }
@@ -120,10 +130,10 @@ impl Fetch {
                     self.resume_remaining();
                 }
             }
-            if !ended {
+            if !ended && housekeeping {
                 self.apply_backpressure();
             }
-            if self.bounded && !ended && self.positions.all_done() {
+            if housekeeping && self.bounded && !ended && self.positions.all_done() {
                 if let Err(error) = self.finish_runs(&mut batch) {
                     self.fail(&mut batch, generation, error);
                     return;
@@ -139,7 +149,7 @@ impl Fetch {
                 ended = true;
                 pause_all(&consumer);
             }
-            if self.auto_commit && last_commit.elapsed() >= self.commit_interval {
+            if housekeeping && self.auto_commit && last_commit.elapsed() >= self.commit_interval {
                 last_commit = Instant::now();
                 match commit(&consumer, &self.positions, self.positions.uncommitted()) {
                     Ok(()) => {}
@@ -162,7 +172,12 @@ impl Fetch {
             } else {
                 Duration::ZERO
             };
-            match consumer.poll(wait) {
+            let polled = consumer.poll(wait);
+            in_a_row = match &polled {
+                Some(Ok(_)) => in_a_row + 1,
+                _ => 0,
+            };
+            match polled {
                 None => {
                     // Nothing more for now: hand over everything read.
                     if let Err(error) = self.finish_runs(&mut batch) {
@@ -310,6 +325,7 @@ impl Fetch {
         if rows_per_run > 0 {
             let planned = self.runs.plan(
                 &mut self.decoder,
+                topic,
                 message,
                 (key_schema_header, value_schema_header),
             );
@@ -322,7 +338,7 @@ impl Fetch {
                     {
                         self.read_filling_run(batch)?;
                     }
-                    self.runs.filling.push(message, position(), planned);
+                    self.runs.filling.push(topic, message, planned);
                     return Ok(());
                 }
                 // Read by the decoder, after the runs before it.

@@ -174,7 +174,7 @@ impl ChangeConsumer {
             read_ahead: read_ahead.clone(),
             batch_bytes: 0,
             paused_for_room: false,
-            fetched_to: HashMap::new(),
+            fetched_to: Default::default(),
         };
         let fetch_thread = std::thread::Builder::new()
             .name("changestream-fetch".into())

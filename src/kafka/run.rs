@@ -103,11 +103,15 @@ impl Runs {
     pub(super) fn plan(
         &mut self,
         decoder: &mut ChangeDecoder,
+        topic: &str,
         message: &BorrowedMessage<'_>,
         headers: (Option<&[u8]>, Option<&[u8]>),
     ) -> Option<Planned> {
+        if let Some(planned) = self.filling.continued_by(topic, message, headers) {
+            return Some(planned);
+        }
         let value = decoder
-            .frame_value(message.topic(), message.payload()?, headers.1)
+            .frame_value(topic, message.payload()?, headers.1)
             .ok()??;
         let key = match message.key() {
             Some(key) => Some(decoder.frame_key(key, headers.0).ok()?),
@@ -199,6 +203,8 @@ struct Shared {
     partition: i32,
     value: Framing,
     plan: Arc<BodyPlan>,
+    /// The key framing of the run's first message, for the messages after it.
+    key: Option<Framing>,
 }
 
 /// One message of a run.
@@ -220,7 +226,46 @@ pub(super) struct Planned {
     plan: Arc<BodyPlan>,
 }
 
+/// The schema id of a Confluent-framed payload (magic byte 0), without checking more.
+fn framed_id(bytes: &[u8]) -> Option<u32> {
+    match bytes {
+        [0, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
 impl Run {
+    /// The framing of a message that continues the run with the same key and value schema
+    /// ids as its first message (no schema id headers), found without the decoder's lookups.
+    fn continued_by(
+        &self,
+        topic: &str,
+        message: &BorrowedMessage<'_>,
+        headers: (Option<&[u8]>, Option<&[u8]>),
+    ) -> Option<Planned> {
+        let run = self.current.as_ref()?;
+        if headers != (None, None) || *run.topic != *topic {
+            return None;
+        }
+        if framed_id(message.payload()?)? != run.value.id || run.value.body_start != 5 {
+            return None;
+        }
+        let key = match (message.key(), &run.key) {
+            (Some(key), Some(framing))
+                if framed_id(key) == Some(framing.id) && framing.body_start == 5 =>
+            {
+                Some(framing.clone())
+            }
+            (None, _) => None,
+            _ => return None,
+        };
+        Some(Planned {
+            key,
+            value: run.value.clone(),
+            plan: run.plan.clone(),
+        })
+    }
+
     /// Whether a message of this partition with this value schema continues the run.
     pub(super) fn continues(&self, topic: &str, partition: i32, planned: &Planned) -> bool {
         self.current.as_ref().is_none_or(|run| {
@@ -231,14 +276,8 @@ impl Run {
         })
     }
 
-    /// Copy `message` into the run (which it continues); returns the bytes it takes.
-    pub(super) fn push(
-        &mut self,
-        message: &BorrowedMessage<'_>,
-        position: Position,
-        planned: Planned,
-    ) -> usize {
-        let before = self.bytes.len();
+    /// Copy `message` of `topic` into the run (which it continues).
+    pub(super) fn push(&mut self, topic: &str, message: &BorrowedMessage<'_>, planned: Planned) {
         let mut copy = |bytes: &[u8]| {
             let start = self.bytes.len();
             self.bytes.extend_from_slice(bytes);
@@ -246,6 +285,7 @@ impl Run {
         };
         let key = planned
             .key
+            .clone()
             .zip(message.key())
             .map(|(framing, key)| (framing.schema, copy(key), framing.body_start));
         let value = (
@@ -261,21 +301,25 @@ impl Run {
                     .collect()
             })
             .unwrap_or_default();
-        if self.current.is_none() {
-            self.current = Some(Shared {
-                topic: position.topic.clone(),
-                partition: position.partition,
-                value: planned.value,
-                plan: planned.plan,
-            });
-        }
+        let run = self.current.get_or_insert_with(|| Shared {
+            topic: topic.into(),
+            partition: message.partition(),
+            value: planned.value,
+            plan: planned.plan,
+            key: planned.key,
+        });
+        let position = Position {
+            topic: run.topic.clone(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+        };
         self.messages.push(Copied {
             position,
             key,
             value,
             headers,
         });
-        self.bytes.len() - before + std::mem::size_of::<Copied>()
     }
 
     pub(super) fn len(&self) -> usize {
