@@ -123,8 +123,10 @@ def assert_batches_equal_changes(
     """The batches hold the changes, in order: row columns, then the metadata columns."""
     rows = list(batch_rows(batches))
     assert len(rows) == len(changes)
-    for (schema, row), change in zip(rows, changes, strict=True):
+    tables = [batch.table for batch in batches for _ in range(batch.num_rows)]
+    for (schema, row), table, change in zip(rows, tables, changes, strict=True):
         where = f"offset {change.offset}"
+        assert table == change.table, where
         assert schema.names[-len(metadata) :] == list(metadata), schema.names
         expected = iterator_row(change) or {}
         columns = schema.names[: -len(metadata)]

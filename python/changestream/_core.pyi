@@ -327,6 +327,10 @@ class ChangeStream:
         Each batch holds changes of one table under one value schema, at most
         ``max_rows``, handed over at the latest ``max_wait`` seconds after its first
         change arrived. Asking for the next batch finishes the previous one.
+
+        From this call on the stream reads messages straight into Arrow columns, so it
+        no longer hands out single changes: iterating it afterwards raises
+        :class:`ConfigError` (open a second stream to iterate).
         """
     def close(self) -> None:
         """Stop fetching, commit the finished positions and leave the group. Idempotent."""

@@ -1,4 +1,5 @@
-//! The fetch thread: polls librdkafka, decodes each message into an item, and sends items in
+//! The fetch thread: polls librdkafka, decodes each message into an item (or, for a stream read
+//! in batches, copies it into a run read into rows; see [`super::run`]), and sends items in
 //! batches to the application side, labelled with the assignment generation they were fetched
 //! in. It applies the decode-error policy, passes transaction markers and compacted gaps,
 //! pauses fetching while the read-ahead budget is full, commits finished positions every

@@ -3,8 +3,10 @@
 //! The fetch thread polls an rdkafka `BaseConsumer`, decodes each message into a [`Change`] and
 //! sends them in batches through a channel whose bytes the read-ahead budget bounds, so decoding
 //! runs beside the application and a slow application makes the thread wait rather than
-//! memory grow. [`ChangeConsumer::next`]
-//! hands changes out one at a time.
+//! memory grow. [`ChangeConsumer::next`] hands changes out one at a time. Once the stream is
+//! read with [`ChangeConsumer::next_batch`], the fetch thread copies runs of messages instead,
+//! read straight into Arrow rows on a thread of their own ([`run`](self::run)), and a batch
+//! is joined from rows and changes ([`batch`](self::batch)).
 //!
 //! Positions follow the application, never the fetcher: a change is *finished* when the
 //! application asks for the next one (or calls `commit`), and only finished positions are
@@ -17,8 +19,10 @@
 //!
 //! The stages live in their own files: [`config`](self::config) (settings),
 //! [`context`](self::context) (librdkafka's callbacks and requests), [`budget`](self::budget)
-//! (read-ahead memory), [`fetch`](self::fetch) (the fetch thread) and
-//! [`delivery`](self::delivery) (what is handed out and finished: the rules); this file holds
+//! (read-ahead memory), [`fetch`](self::fetch) (the fetch thread),
+//! [`run`](self::run) (messages read straight into rows), [`batch`](self::batch) (a batch's
+//! pieces joined) and [`delivery`](self::delivery) (what is handed out and finished: the
+//! rules); this file holds
 //! the [`ChangeConsumer`] that ties them together.
 
 mod batch;
