@@ -484,3 +484,140 @@ impl Run {
         self.messages.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arrow::BodyPlan;
+
+    const TOPIC: &str = "shop.orders";
+
+    /// A run of flat rows `{id: long, __table: string}` (schema id 2), one per `(id, table)`;
+    /// a table of `None` is a body cut short.
+    fn run(rows: &[(i64, Option<&str>)]) -> Run {
+        let schema = Arc::new(
+            Schema::parse(
+                r#"{"type": "record", "name": "orders", "fields": [
+                    {"name": "id", "type": "long"}, {"name": "__table", "type": "string"}]}"#,
+            )
+            .unwrap(),
+        );
+        let plan = Arc::new(BodyPlan::new(2, schema.clone(), false).unwrap());
+        let topic: Arc<str> = TOPIC.into();
+        let mut run = Run {
+            current: Some(Shared {
+                topic: topic.clone(),
+                partition: 0,
+                value: Framing {
+                    id: 2,
+                    schema,
+                    debezium: false,
+                    body_start: 5,
+                },
+                plan,
+                key: None,
+            }),
+            ..Run::default()
+        };
+        for (offset, (id, table)) in rows.iter().enumerate() {
+            let start = run.bytes.len();
+            run.bytes.extend_from_slice(&[0, 0, 0, 0, 2]);
+            let zigzag = |v: i64| (((v << 1) ^ (v >> 63)) as u64);
+            let varint = |mut raw: u64, out: &mut Vec<u8>| loop {
+                let byte = (raw & 0x7f) as u8;
+                raw >>= 7;
+                if raw == 0 {
+                    out.push(byte);
+                    break;
+                }
+                out.push(byte | 0x80);
+            };
+            varint(zigzag(*id), &mut run.bytes);
+            match table {
+                Some(table) => {
+                    varint(zigzag(table.len() as i64), &mut run.bytes);
+                    run.bytes.extend_from_slice(table.as_bytes());
+                }
+                None => varint(zigzag(10), &mut run.bytes),
+            }
+            run.messages.push(Copied {
+                position: Position {
+                    topic: topic.clone(),
+                    partition: 0,
+                    offset: offset as i64,
+                    timestamp_ms: None,
+                },
+                key: None,
+                value: (start..run.bytes.len(), 5),
+                headers: Vec::new(),
+            });
+        }
+        run
+    }
+
+    fn summary(rows: &[Rows]) -> Vec<(String, Vec<i64>)> {
+        rows.iter()
+            .map(|r| (r.table.to_string(), r.offsets.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_run_of_two_tables_is_two_rows_in_order() {
+        let run = run(&[
+            (1, Some("a")),
+            (2, Some("a")),
+            (3, Some("b")),
+            (4, Some("b")),
+        ]);
+        let (rows, rest, table) = run.read("orders".into());
+        assert_eq!(
+            summary(&rows),
+            vec![("a".into(), vec![0, 1]), ("b".into(), vec![2, 3])]
+        );
+        assert_eq!((rest, &*table), (None, "b"));
+        assert_eq!(rows[1].last.offset, 3);
+    }
+
+    #[test]
+    fn a_long_run_is_read_in_halves() {
+        let ids = (0..2 * MIN_HALF as i64 + 10)
+            .map(|i| (i, Some("a")))
+            .collect::<Vec<_>>();
+        let run = run(&ids);
+        let (rows, rest, table) = run.read("a".into());
+        assert_eq!(rest, None);
+        assert_eq!(&*table, "a");
+        assert_eq!(rows.len(), 2);
+        let offsets = rows
+            .iter()
+            .flat_map(|r| r.offsets.clone())
+            .collect::<Vec<_>>();
+        assert_eq!(offsets, (0..ids.len() as i64).collect::<Vec<_>>());
+        assert_eq!(
+            rows.iter().map(|r| r.batch.num_rows()).sum::<usize>(),
+            ids.len()
+        );
+    }
+
+    #[test]
+    fn a_second_half_of_another_table_is_read_again_after_the_first() {
+        let mut ids = (0..MIN_HALF as i64)
+            .map(|i| (i, Some("a")))
+            .collect::<Vec<_>>();
+        ids.extend((0..MIN_HALF as i64).map(|i| (i, Some("b"))));
+        let (rows, rest, table) = run(&ids).read("a".into());
+        let tables = summary(&rows)
+            .into_iter()
+            .map(|(t, o)| (t, o.len()))
+            .collect::<Vec<_>>();
+        assert_eq!(tables, vec![("a".into(), MIN_HALF), ("b".into(), MIN_HALF)]);
+        assert_eq!((rest, &*table), (None, "b"));
+    }
+
+    #[test]
+    fn a_body_cut_short_leaves_the_rest_to_the_decoder() {
+        let (rows, rest, _) = run(&[(1, Some("a")), (2, None), (3, Some("a"))]).read("a".into());
+        assert!(rows.is_empty());
+        assert_eq!(rest, Some(0));
+    }
+}
