@@ -522,7 +522,7 @@ mod tests {
         for (offset, (id, table)) in rows.iter().enumerate() {
             let start = run.bytes.len();
             run.bytes.extend_from_slice(&[0, 0, 0, 0, 2]);
-            let zigzag = |v: i64| (((v << 1) ^ (v >> 63)) as u64);
+            let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
             let varint = |mut raw: u64, out: &mut Vec<u8>| loop {
                 let byte = (raw & 0x7f) as u8;
                 raw >>= 7;
