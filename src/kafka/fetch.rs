@@ -22,7 +22,7 @@ use super::config::OnDecodeError;
 use super::context::{commit, Kafka};
 use super::delivery::{Buffered, DeadLetter, Item};
 use super::run::Runs;
-use crate::change::{ChangeDecoder, Message, Position};
+use crate::change::{Change, ChangeDecoder, Message, Position};
 use crate::error::{Error, Result};
 use crate::positions::Positions;
 
@@ -356,34 +356,41 @@ impl Fetch {
             key_schema_header,
             value_schema_header,
         });
-        match decoded {
-            Ok(Some(change)) => self.push(batch, Item::Change(change)),
-            // A tombstone not delivered: passed like any message, so positions move past it.
-            Ok(None) => self.push(batch, Item::Passed(position())),
-            Err(error) => match self.on_decode_error(error)? {
-                None => self.push(batch, Item::Passed(position())),
-                Some(error) => self.push(batch, Item::DeadLetter(dead_letter(message, error))),
-            },
-        }
-        Ok(())
+        self.push_decoded(batch, decoded, position, |error| {
+            dead_letter(message, error)
+        })
     }
 
-    /// The decode-error policy: raise the error, skip the message (`None`: it is passed), or
-    /// keep the error for its dead letter.
-    fn on_decode_error(&self, error: Error) -> Result<Option<Error>> {
-        let counters = &self.positions.counters;
-        match self.on_decode_error {
-            OnDecodeError::Raise => Err(error),
-            OnDecodeError::Skip => {
-                log::warn!("skipping: {error}");
-                counters.skipped.fetch_add(1, Ordering::Relaxed);
-                Ok(None)
-            }
-            OnDecodeError::DeadLetter => {
-                counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                Ok(Some(error))
-            }
-        }
+    /// Push what decoding one message gave, applying the decode-error policy to a failure:
+    /// raise it, skip the message (passed), or set it aside as a dead letter.
+    fn push_decoded(
+        &mut self,
+        batch: &mut Vec<Buffered>,
+        decoded: Result<Option<Change>>,
+        position: impl FnOnce() -> Position,
+        dead_letter: impl FnOnce(Error) -> DeadLetter,
+    ) -> Result<()> {
+        let item = match decoded {
+            Ok(Some(change)) => Item::Change(change),
+            // A tombstone not delivered: passed like any message, so positions move past it.
+            Ok(None) => Item::Passed(position()),
+            Err(error) => match self.on_decode_error {
+                OnDecodeError::Raise => return Err(error),
+                OnDecodeError::Skip => {
+                    log::warn!("skipping: {error}");
+                    let skipped = &self.positions.counters.skipped;
+                    skipped.fetch_add(1, Ordering::Relaxed);
+                    Item::Passed(position())
+                }
+                OnDecodeError::DeadLetter => {
+                    let dead_lettered = &self.positions.counters.dead_lettered;
+                    dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    Item::DeadLetter(dead_letter(error))
+                }
+            },
+        };
+        self.push(batch, item);
+        Ok(())
     }
 
     /// Start reading the filling run (on the reader thread) once the run read before is
@@ -419,19 +426,12 @@ impl Fetch {
         }
         let outcome = (read.rest.unwrap_or(run.len())..run.len()).try_for_each(|index| {
             let decoded = self.decoder.decode(&run.message(index));
-            let position = || run.position(index).clone();
-            match decoded {
-                Ok(Some(change)) => self.push(batch, Item::Change(change)),
-                Ok(None) => self.push(batch, Item::Passed(position())),
-                Err(error) => match self.on_decode_error(error)? {
-                    None => self.push(batch, Item::Passed(position())),
-                    Some(error) => {
-                        let dead = run.dead_letter(index, error);
-                        self.push(batch, Item::DeadLetter(dead));
-                    }
-                },
-            }
-            Ok(())
+            self.push_decoded(
+                batch,
+                decoded,
+                || run.position(index).clone(),
+                |error| run.dead_letter(index, error),
+            )
         });
         self.runs.recycle(run);
         if outcome.is_err() {
