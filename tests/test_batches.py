@@ -171,6 +171,40 @@ def test_debezium_batches_equal_the_row_iterator(
     }
 
 
+@pytest.mark.parametrize("emit_tombstones", [False, True], ids=["passed", "emitted"])
+def test_debezium_tombstones_between_rows_pass_with_them_or_are_deletes(
+    cdc: CdcProducer, make_topic: Callable[..., str], open_stream: OpenStream, emit_tombstones: bool
+) -> None:
+    """Debezium's tombstone after each delete, in the middle of the stream: not delivered
+    (passed with the rows around it, positions reaching the end) or, with
+    ``emit_tombstones``, a delete of its key, as in the row iterator."""
+    topic = make_topic()
+    lsn = 1000
+
+    def event(op: str, before: Row | None, after: Row | None) -> Row:
+        nonlocal lsn
+        lsn += 8
+        source = debezium_source(PREFIX, table="orders", ts_ms=1_700_000_000_000 + lsn, lsn=lsn)
+        return debezium_event(op, before=before, after=after, source=source, ts_ms=1)
+
+    records: list[tuple[Row | None, Row | None]] = []
+    for i in range(60):
+        records.append(({"id": i}, event("c", None, order(i))))
+        if i % 3 == 2:
+            records.append(({"id": i}, event("d", order(i), None)))
+            records.append(({"id": i}, None))
+    cdc.produce(topic, ORDERS_KEY, ORDERS_ENVELOPE, records, partition=0)
+    options = {"emit_tombstones": emit_tombstones}
+    changes = read_changes(open_stream, topic, **options)
+    assert len(changes) == 60 + 20 + (20 if emit_tombstones else 0)
+    with open_stream(topic, until="end", **options) as stream:
+        batches = list(stream.batches(max_rows=25, max_wait=30.0))
+        assert stream.positions() == {(topic, 0): len(records)}
+        assert stream.stats()["delivered"] == len(changes)
+    assert all(len(batch) <= 25 for batch in batches)
+    assert_batches_equal_changes(batches, changes, metadata=DEBEZIUM_METADATA)
+
+
 def test_flat_rows_with_tombstone_deletes(
     cdc: CdcProducer, make_topic: Callable[..., str], open_stream: OpenStream
 ) -> None:

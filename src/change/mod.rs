@@ -362,6 +362,11 @@ impl ChangeDecoder {
         })
     }
 
+    /// Whether Debezium's tombstones after deletes are delivered (as deletes of their key).
+    pub fn emits_tombstones(&self) -> bool {
+        self.options.emit_tombstones
+    }
+
     /// The table of the topic's latest value: the table of a message that names none.
     pub fn table_of(&mut self, topic: &str) -> Arc<str> {
         topic_state(&mut self.topics, topic).table.clone()

@@ -76,18 +76,29 @@ impl Piece {
             Piece::Rows(rows) => rows.len(),
         }
     }
+
+    pub(super) fn batch_key(&self) -> BatchKey<'_> {
+        match self {
+            Piece::Change(change) => change_batch_key(change),
+            Piece::Rows(rows) => rows.batch_key(),
+        }
+    }
 }
 
 /// What makes changes and rows one batch: the table and the value schema id.
-pub(super) fn batch_key_of_change(change: &Change) -> (Option<&str>, Option<u32>) {
+pub(super) type BatchKey<'a> = (Option<&'a str>, Option<u32>);
+
+pub(super) fn change_batch_key(change: &Change) -> BatchKey<'_> {
     (
         change.table.as_deref(),
         change.value_schema.as_ref().map(|(id, _)| *id),
     )
 }
 
-pub(super) fn batch_key_of_rows(rows: &Rows) -> (Option<&str>, Option<u32>) {
-    (Some(&rows.table), Some(rows.schema_id))
+impl Rows {
+    pub(super) fn batch_key(&self) -> BatchKey<'_> {
+        (Some(&self.table), Some(self.schema_id))
+    }
 }
 
 /// Whether two record batches join into one: the same columns, and dictionaries that share
@@ -117,12 +128,18 @@ fn shared_dictionaries(a: &ArrayData, b: &ArrayData) -> bool {
 #[derive(Debug, Default)]
 pub struct Batch {
     pub(super) pieces: Vec<Piece>,
+    rows: usize,
 }
 
 impl Batch {
+    pub(super) fn push(&mut self, piece: Piece) {
+        self.rows += piece.len();
+        self.pieces.push(piece);
+    }
+
     /// How many rows the batch holds.
     pub fn len(&self) -> usize {
-        self.pieces.iter().map(Piece::len).sum()
+        self.rows
     }
 
     /// Whether the batch holds no rows.

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::batch::{batch_key_of_change, batch_key_of_rows, Batch, Piece, Rows};
+use super::batch::{change_batch_key, Batch, BatchKey, Piece, Rows};
 use super::budget::ReadAhead;
 use super::config::CommitPolicy;
 use super::fetch::Fetched;
@@ -61,6 +61,15 @@ impl Item {
             Item::Rows(rows) => &rows.last,
             Item::DeadLetter(dead) => &dead.position,
             Item::Passed(position) => position,
+        }
+    }
+
+    /// The table and value schema of a change or rows, which a batch holds one of.
+    fn batch_key(&self) -> Option<BatchKey<'_>> {
+        match self {
+            Item::Change(change) => Some(change_batch_key(change)),
+            Item::Rows(rows) => Some(rows.batch_key()),
+            Item::DeadLetter(_) | Item::Passed(_) => None,
         }
     }
 
@@ -116,10 +125,8 @@ pub(super) struct Delivery {
     delivered: Vec<(Position, u64)>,
     /// For progress: how far the application has been handed each partition (next offset).
     pub(super) handed_out_to: Option<HashMap<(Arc<str>, i32), i64>>,
-    /// A batch being filled across calls of `next_batch`, its rows, and when its first change
-    /// came.
+    /// A batch being filled across calls of `next_batch`, and when its first change came.
     pub(super) filling: Batch,
-    pub(super) filling_rows: usize,
     pub(super) filling_since: Option<Instant>,
     pub(super) dead_letters: Vec<DeadLetter>,
     /// Set once the stream failed or ended; returned again on every later call.
@@ -161,7 +168,6 @@ impl Delivery {
             delivered: Vec::new(),
             handed_out_to: track_progress.then(HashMap::new),
             filling: Batch::default(),
-            filling_rows: 0,
             filling_since: None,
             dead_letters: Vec::new(),
             terminal: None,
@@ -337,24 +343,19 @@ impl Delivery {
     /// is ready (full, or the next change belongs to another batch) and whether the stream
     /// ended.
     pub(super) fn fill(&mut self, max_rows: usize) -> Result<(bool, bool)> {
-        while self.filling_rows < max_rows {
+        while self.filling.len() < max_rows {
             if let (Some(first), Some((next, _))) =
                 (self.filling.pieces.first(), self.buffered.front())
             {
-                let first = match first {
-                    Piece::Change(change) => batch_key_of_change(change),
-                    Piece::Rows(rows) => batch_key_of_rows(rows),
-                };
-                let next = match &next.item {
-                    Item::Change(change) => Some(batch_key_of_change(change)),
-                    Item::Rows(rows) => Some(batch_key_of_rows(rows)),
-                    _ => None,
-                };
-                if next.is_some_and(|next| next != first) {
+                if next
+                    .item
+                    .batch_key()
+                    .is_some_and(|next| next != first.batch_key())
+                {
                     return Ok((true, false));
                 }
             }
-            self.split_front_rows(max_rows - self.filling_rows);
+            self.split_front_rows(max_rows - self.filling.len());
             let Some((item, generation)) = self.pop_buffered() else {
                 return match self.terminal() {
                     Some(Ok(())) => Ok((false, true)),
@@ -372,8 +373,7 @@ impl Delivery {
                         .delivered
                         .fetch_add(1, Ordering::Relaxed);
                     self.filling_since.get_or_insert_with(Instant::now);
-                    self.filling_rows += 1;
-                    self.filling.pieces.push(Piece::Change(Box::new(change)));
+                    self.filling.push(Piece::Change(Box::new(change)));
                 }
                 Item::Rows(rows) => {
                     self.hand_out(&rows.last, generation);
@@ -382,8 +382,7 @@ impl Delivery {
                         .delivered
                         .fetch_add(rows.len() as u64, Ordering::Relaxed);
                     self.filling_since.get_or_insert_with(Instant::now);
-                    self.filling_rows += rows.len();
-                    self.filling.pieces.push(Piece::Rows(rows));
+                    self.filling.push(Piece::Rows(rows));
                 }
                 other => self.set_aside(other, generation),
             }
@@ -419,7 +418,6 @@ impl Delivery {
     /// Hand over the batch filled so far.
     pub(super) fn take_filling(&mut self) -> Batch {
         self.filling_since = None;
-        self.filling_rows = 0;
         std::mem::take(&mut self.filling)
     }
 

@@ -323,6 +323,15 @@ impl Fetch {
         };
         let (key_schema_header, value_schema_header) = schema_id_headers(message);
         let rows_per_run = self.rows_per_run.load(Ordering::Relaxed);
+        if rows_per_run > 0
+            && message.payload().is_none()
+            && !self.decoder.emits_tombstones()
+            && self.runs.filling.passes_tombstone(topic, partition)
+        {
+            // Debezium's tombstone after a delete: passed with the run's rows.
+            self.runs.filling.push_tombstone(message);
+            return Ok(());
+        }
         if rows_per_run > 0 {
             let planned = self.runs.plan(
                 &mut self.decoder,

@@ -213,8 +213,9 @@ struct Copied {
     /// The key's schema, its bytes (framing included) in the run's bytes and where its body
     /// starts.
     key: Option<(Arc<Schema>, Range<usize>, usize)>,
-    /// The value's bytes (framing included) and where its body starts.
-    value: (Range<usize>, usize),
+    /// The value's bytes (framing included) and where its body starts; `None` for Debezium's
+    /// tombstone after a delete, which is not delivered and passes with the run's rows.
+    value: Option<(Range<usize>, usize)>,
     /// The message's headers, kept for the decoder (schema id headers) and dead letters.
     headers: Vec<(String, Option<Vec<u8>>)>,
 }
@@ -266,6 +267,34 @@ impl Run {
         })
     }
 
+    /// Whether a tombstone of this partition passes with the run: the run's values are
+    /// Debezium envelopes, after which a tombstone is not delivered (unless the stream emits
+    /// tombstones, which the caller checks).
+    pub(super) fn passes_tombstone(&self, topic: &str, partition: i32) -> bool {
+        self.current.as_ref().is_some_and(|run| {
+            run.value.debezium && run.partition == partition && &*run.topic == topic
+        })
+    }
+
+    /// Add a tombstone that passes with the run (see [`Run::passes_tombstone`]).
+    pub(super) fn push_tombstone(&mut self, message: &BorrowedMessage<'_>) {
+        let Some(run) = &self.current else {
+            return;
+        };
+        let position = Position {
+            topic: run.topic.clone(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+        };
+        self.messages.push(Copied {
+            position,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+        });
+    }
+
     /// Whether a message of this partition with this value schema continues the run.
     pub(super) fn continues(&self, topic: &str, partition: i32, planned: &Planned) -> bool {
         self.current.as_ref().is_none_or(|run| {
@@ -288,10 +317,10 @@ impl Run {
             .clone()
             .zip(message.key())
             .map(|(framing, key)| (framing.schema, copy(key), framing.body_start));
-        let value = (
+        let value = Some((
             copy(message.payload().unwrap_or_default()),
             planned.value.body_start,
-        );
+        ));
         let headers = message
             .headers()
             .map(|headers| {
@@ -345,17 +374,28 @@ impl Run {
         let Some(run) = &self.current else {
             return (Vec::new(), None, table);
         };
-        let bodies = self
+        // The messages with a value, and where each is among the run's messages.
+        let (at, bodies): (Vec<usize>, Vec<Body<'_>>) = self
             .messages
             .iter()
-            .map(|m| Body {
-                position: &m.position,
-                key: m.key.as_ref().map(|(schema, range, start)| {
-                    (&**schema, &self.bytes[range.start + start..range.end])
-                }),
-                value: Some(&self.bytes[m.value.0.start + m.value.1..m.value.0.end]),
+            .enumerate()
+            .filter_map(|(index, m)| {
+                let (range, start) = m.value.as_ref()?;
+                let body = Body {
+                    position: &m.position,
+                    key: m.key.as_ref().map(|(schema, range, start)| {
+                        (&**schema, &self.bytes[range.start + start..range.end])
+                    }),
+                    value: Some(&self.bytes[range.start + start..range.end]),
+                };
+                Some((index, body))
             })
-            .collect::<Vec<_>>();
+            .unzip();
+        let rows_of = |batch, bodies: Range<usize>, table: &Arc<str>| {
+            // The rows' last message: up to the next row's, tombstones after them included.
+            let last = at.get(bodies.end).map_or(self.messages.len(), |&next| next) - 1;
+            self.rows(batch, &at[bodies], last, table, run.value.id)
+        };
         let mut table = table;
         let mut rows = Vec::new();
         let mut start = 0;
@@ -369,10 +409,10 @@ impl Run {
                 (first, second.join())
             });
             if let Ok(Read::Batch(first)) = first {
-                rows.push(self.rows(first, 0..half, &table, run.value.id));
+                rows.push(rows_of(first, 0..half, &table));
                 start = half;
                 if let Ok(Ok(Read::Batch(second))) = second {
-                    rows.push(self.rows(second, half..bodies.len(), &table, run.value.id));
+                    rows.push(rows_of(second, half..bodies.len(), &table));
                     start = bodies.len();
                 }
             }
@@ -380,7 +420,7 @@ impl Run {
         while start < bodies.len() {
             let end = match run.plan.record_batch(&table, &bodies[start..]) {
                 Ok(Read::Batch(batch)) => {
-                    rows.push(self.rows(batch, start..bodies.len(), &table, run.value.id));
+                    rows.push(rows_of(batch, start..bodies.len(), &table));
                     start = bodies.len();
                     continue;
                 }
@@ -398,7 +438,7 @@ impl Run {
                 }) if index > 0 => {
                     match run.plan.record_batch(&table, &bodies[start..start + index]) {
                         Ok(Read::Batch(batch)) => {
-                            rows.push(self.rows(batch, start..start + index, &table, run.value.id));
+                            rows.push(rows_of(batch, start..start + index, &table));
                             start += index;
                             table = named.into();
                             continue;
@@ -408,7 +448,7 @@ impl Run {
                 }
                 _ => start,
             };
-            return (rows, Some(end), table);
+            return (rows, Some(at[end]), table);
         }
         (rows, None, table)
     }
@@ -418,20 +458,24 @@ impl Run {
         self.current.as_ref().map(|run| (&*run.topic, &run.value))
     }
 
+    /// Rows of the messages at `indexes`, the last message they cover at `last`.
     fn rows(
         &self,
         batch: arrow_array::RecordBatch,
-        range: Range<usize>,
+        indexes: &[usize],
+        last: usize,
         table: &Arc<str>,
         schema_id: u32,
     ) -> Rows {
-        let messages = &self.messages[range];
         Rows {
             batch,
             table: table.clone(),
             schema_id,
-            offsets: messages.iter().map(|m| m.position.offset).collect(),
-            last: messages[messages.len() - 1].position.clone(),
+            offsets: indexes
+                .iter()
+                .map(|&i| self.messages[i].position.offset)
+                .collect(),
+            last: self.messages[last].position.clone(),
         }
     }
 
@@ -454,7 +498,10 @@ impl Run {
                 .key
                 .as_ref()
                 .map(|(_, range, _)| &self.bytes[range.clone()]),
-            value: Some(&self.bytes[copied.value.0.clone()]),
+            value: copied
+                .value
+                .as_ref()
+                .map(|(range, _)| &self.bytes[range.clone()]),
             key_schema_header: header("__key_schema_id"),
             value_schema_header: header("__value_schema_id"),
         }
@@ -492,9 +539,33 @@ mod tests {
 
     const TOPIC: &str = "shop.orders";
 
-    /// A run of flat rows `{id: long, __table: string}` (schema id 2), one per `(id, table)`;
-    /// a table of `None` is a body cut short.
-    fn run(rows: &[(i64, Option<&str>)]) -> Run {
+    /// One message of a test run.
+    #[derive(Clone, Copy)]
+    enum Msg {
+        /// A flat row `{id, __table}`.
+        Row(i64, &'static str),
+        /// A row whose body ends early.
+        Cut(i64),
+        /// A tombstone passed with the run.
+        Tombstone,
+    }
+    use Msg::*;
+
+    fn varint(value: i64, out: &mut Vec<u8>) {
+        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+        loop {
+            let byte = (raw & 0x7f) as u8;
+            raw >>= 7;
+            if raw == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    /// A run of flat rows `{id: long, __table: string}` (schema id 2), one message each.
+    fn run(messages: &[Msg]) -> Run {
         let schema = Arc::new(
             Schema::parse(
                 r#"{"type": "record", "name": "orders", "fields": [
@@ -519,27 +590,24 @@ mod tests {
             }),
             ..Run::default()
         };
-        for (offset, (id, table)) in rows.iter().enumerate() {
+        for (offset, message) in messages.iter().enumerate() {
             let start = run.bytes.len();
-            run.bytes.extend_from_slice(&[0, 0, 0, 0, 2]);
-            let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
-            let varint = |mut raw: u64, out: &mut Vec<u8>| loop {
-                let byte = (raw & 0x7f) as u8;
-                raw >>= 7;
-                if raw == 0 {
-                    out.push(byte);
-                    break;
-                }
-                out.push(byte | 0x80);
-            };
-            varint(zigzag(*id), &mut run.bytes);
-            match table {
-                Some(table) => {
-                    varint(zigzag(table.len() as i64), &mut run.bytes);
+            let value = match *message {
+                Row(id, table) => {
+                    run.bytes.extend_from_slice(&[0, 0, 0, 0, 2]);
+                    varint(id, &mut run.bytes);
+                    varint(table.len() as i64, &mut run.bytes);
                     run.bytes.extend_from_slice(table.as_bytes());
+                    Some((start..run.bytes.len(), 5))
                 }
-                None => varint(zigzag(10), &mut run.bytes),
-            }
+                Cut(id) => {
+                    run.bytes.extend_from_slice(&[0, 0, 0, 0, 2]);
+                    varint(id, &mut run.bytes);
+                    varint(10, &mut run.bytes);
+                    Some((start..run.bytes.len(), 5))
+                }
+                Tombstone => None,
+            };
             run.messages.push(Copied {
                 position: Position {
                     topic: topic.clone(),
@@ -548,76 +616,75 @@ mod tests {
                     timestamp_ms: None,
                 },
                 key: None,
-                value: (start..run.bytes.len(), 5),
+                value,
                 headers: Vec::new(),
             });
         }
         run
     }
 
-    fn summary(rows: &[Rows]) -> Vec<(String, Vec<i64>)> {
+    /// Each rows' table, offsets and last offset.
+    fn summary(rows: &[Rows]) -> Vec<(String, Vec<i64>, i64)> {
         rows.iter()
-            .map(|r| (r.table.to_string(), r.offsets.clone()))
+            .map(|r| (r.table.to_string(), r.offsets.clone(), r.last.offset))
             .collect()
     }
 
     #[test]
-    fn a_run_of_two_tables_is_two_rows_in_order() {
-        let run = run(&[
-            (1, Some("a")),
-            (2, Some("a")),
-            (3, Some("b")),
-            (4, Some("b")),
-        ]);
-        let (rows, rest, table) = run.read("orders".into());
+    fn a_run_of_two_tables_is_two_rows_in_order_and_tombstones_pass_with_them() {
+        let messages = [Row(1, "a"), Tombstone, Row(2, "a"), Row(3, "b"), Tombstone];
+        let (rows, rest, table) = run(&messages).read("orders".into());
         assert_eq!(
             summary(&rows),
-            vec![("a".into(), vec![0, 1]), ("b".into(), vec![2, 3])]
+            vec![("a".into(), vec![0, 2], 2), ("b".into(), vec![3], 4)]
         );
+        assert_eq!(rows[0].batch.num_rows(), 2);
         assert_eq!((rest, &*table), (None, "b"));
-        assert_eq!(rows[1].last.offset, 3);
     }
 
     #[test]
     fn a_long_run_is_read_in_halves() {
-        let ids = (0..2 * MIN_HALF as i64 + 10)
-            .map(|i| (i, Some("a")))
-            .collect::<Vec<_>>();
-        let run = run(&ids);
-        let (rows, rest, table) = run.read("a".into());
-        assert_eq!(rest, None);
-        assert_eq!(&*table, "a");
+        let count = 2 * MIN_HALF + 10;
+        let messages = (0..count as i64).map(|i| Row(i, "a")).collect::<Vec<_>>();
+        let (rows, rest, table) = run(&messages).read("a".into());
+        assert_eq!((rest, &*table), (None, "a"));
         assert_eq!(rows.len(), 2);
         let offsets = rows
             .iter()
             .flat_map(|r| r.offsets.clone())
             .collect::<Vec<_>>();
-        assert_eq!(offsets, (0..ids.len() as i64).collect::<Vec<_>>());
+        assert_eq!(offsets, (0..count as i64).collect::<Vec<_>>());
         assert_eq!(
             rows.iter().map(|r| r.batch.num_rows()).sum::<usize>(),
-            ids.len()
+            count
         );
     }
 
     #[test]
     fn a_second_half_of_another_table_is_read_again_after_the_first() {
-        let mut ids = (0..MIN_HALF as i64)
-            .map(|i| (i, Some("a")))
+        let mut messages = (0..MIN_HALF as i64)
+            .map(|i| Row(i, "a"))
             .collect::<Vec<_>>();
-        ids.extend((0..MIN_HALF as i64).map(|i| (i, Some("b"))));
-        let (rows, rest, table) = run(&ids).read("a".into());
+        messages.extend((0..MIN_HALF as i64).map(|i| Row(i, "b")));
+        let (rows, rest, table) = run(&messages).read("a".into());
         let tables = summary(&rows)
             .into_iter()
-            .map(|(t, o)| (t, o.len()))
+            .map(|(table, offsets, _)| (table, offsets.len()))
             .collect::<Vec<_>>();
         assert_eq!(tables, vec![("a".into(), MIN_HALF), ("b".into(), MIN_HALF)]);
         assert_eq!((rest, &*table), (None, "b"));
     }
 
     #[test]
-    fn a_body_cut_short_leaves_the_rest_to_the_decoder() {
-        let (rows, rest, _) = run(&[(1, Some("a")), (2, None), (3, Some("a"))]).read("a".into());
+    fn a_body_cut_short_leaves_the_run_from_its_chunk_to_the_decoder() {
+        let (rows, rest, _) = run(&[Row(1, "a"), Cut(2), Row(3, "a")]).read("a".into());
         assert!(rows.is_empty());
         assert_eq!(rest, Some(0));
+        // Rows of another table before it are kept; the decoder reads from the failing chunk,
+        // tombstones before it passing with the rows before.
+        let messages = [Row(1, "a"), Tombstone, Row(2, "b"), Cut(3)];
+        let (rows, rest, _) = run(&messages).read("a".into());
+        assert_eq!(summary(&rows), vec![("a".into(), vec![0], 1)]);
+        assert_eq!(rest, Some(2));
     }
 }
