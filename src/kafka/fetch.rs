@@ -423,7 +423,11 @@ impl Fetch {
     /// not follow decoded into changes (with the decode-error policy). The decoder learns the
     /// table and schema the run ended with, as if it had read the rows itself.
     fn take_back_run(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
-        let Some(read) = self.runs.take_read() else {
+        let read = self.runs.take_read().inspect_err(|_| {
+            // Nothing after the lost run may be delivered either.
+            self.runs.filling.clear();
+        });
+        let Some(read) = read? else {
             return Ok(());
         };
         let run = read.run;

@@ -33,7 +33,7 @@ use super::delivery::DeadLetter;
 use crate::arrow::{Body, BodyPlan, Read};
 use crate::avro::Schema;
 use crate::change::{ChangeDecoder, Framing, Message, Position};
-use crate::error::Error;
+use crate::error::{Error, Result};
 
 /// Runs shorter than twice this are read on one core: a thread is not worth it.
 const MIN_HALF: usize = 256;
@@ -161,21 +161,24 @@ impl Runs {
         });
     }
 
-    /// Take back the run being read, waiting for it; `None` when none is.
-    pub(super) fn take_read(&mut self) -> Option<ReadRun> {
+    /// Take back the run being read, waiting for it; `None` when none is. An error when the
+    /// reader thread died with the run (a bug): the stream must fail, not skip the run.
+    pub(super) fn take_read(&mut self) -> Result<Option<ReadRun>> {
         if let Some(done) = self.done.take() {
-            return Some(done);
+            return Ok(Some(done));
         }
         if !std::mem::take(&mut self.reading) {
-            return None;
+            return Ok(None);
         }
-        let reader = self.reader.as_ref()?;
-        match reader.read.recv() {
-            Ok(read) => Some(read),
-            Err(_) => {
-                // The reader thread is gone (it panicked): read here from now on.
+        let received = self.reader.as_ref().map(|reader| reader.read.recv());
+        match received {
+            Some(Ok(read)) => Ok(Some(read)),
+            _ => {
                 self.reader = None;
-                None
+                Err(Error::decode(
+                    "the thread reading messages into Arrow rows stopped (a bug); the stream \
+                     fails here rather than skip them",
+                ))
             }
         }
     }
