@@ -317,7 +317,9 @@ class Figures:
         )
 
 
-def figures(reading: Reading, acked: set[tuple[int, int]], down: float, up: float) -> Figures:
+def figures(
+    reading: Reading, acked: set[tuple[int, int]], down: float, restarting: float, up: float
+) -> Figures:
     times = [t for t, _, _ in reading.seen]
     counts = Counter((p, o) for _, p, o in reading.seen)
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -329,7 +331,9 @@ def figures(reading: Reading, acked: set[tuple[int, int]], down: float, up: floa
         repeats=sum(n - 1 for n in counts.values()),
         longest_pause=max(gaps, default=0.0),
         # Changes fetched before the stop may still be in the stream's buffer for a moment.
-        during_outage=sum(1 for t in times if down + 1.0 < t < up),
+        # The window ends when the restart begins: the broker may serve a fetch before the
+        # restart's own readiness check sees it up.
+        during_outage=sum(1 for t in times if down + 1.0 < t < restarting),
         resumed_after=(min(after) - up) if after else None,
         disconnects=reading.stats.get("broker_disconnects", 0),
     )
@@ -387,6 +391,7 @@ def broker_outage(
         # During the outage, a blocking next() in another process answers Ctrl-C.
         latency, blocked, closing = child.interrupt_and_wait(timeout=max(outage - 1.0, 5.0))
         time.sleep(max(0.0, down + outage - time.monotonic()))
+        restarting = time.monotonic()
         broker.start_kafka()
         up = time.monotonic()
 
@@ -401,7 +406,7 @@ def broker_outage(
         for reader in readers:
             reader.finish()
 
-    results = [figures(reader, acked, down, up) for reader in readers]
+    results = [figures(reader, acked, down, restarting, up) for reader in readers]
     print(
         f"\noutage {outage:.0f}s (stop took {down - stopping:.1f}s, broker down "
         f"{up - down:.1f}s until it answered): {len(acked)} messages acknowledged; Ctrl-C "
