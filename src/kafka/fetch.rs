@@ -575,17 +575,22 @@ fn dead_letter(message: &BorrowedMessage<'_>, error: Error) -> DeadLetter {
         },
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
-        headers: message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        headers: owned_headers(message),
         error,
     }
+}
+
+/// A message's headers, copied out of librdkafka's buffers.
+pub(super) fn owned_headers(message: &BorrowedMessage<'_>) -> Vec<(String, Option<Vec<u8>>)> {
+    message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The `__key_schema_id` and `__value_schema_id` headers, found in one pass (librdkafka

@@ -25,11 +25,12 @@ use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 
-use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rustc_hash::FxHashMap;
 
 use super::batch::Rows;
 use super::delivery::DeadLetter;
+use super::fetch::owned_headers;
 use crate::arrow::{Body, BodyPlan, Read};
 use crate::avro::Schema;
 use crate::change::{ChangeDecoder, Framing, Message, Position};
@@ -230,6 +231,16 @@ pub(super) struct Planned {
     plan: Arc<BodyPlan>,
 }
 
+/// Where `message` of the run's topic sits (the topic's name shared, not copied).
+fn position_of(topic: &Arc<str>, message: &BorrowedMessage<'_>) -> Position {
+    Position {
+        topic: topic.clone(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
+    }
+}
+
 /// The schema id of a Confluent-framed payload (magic byte 0), without checking more.
 fn framed_id(bytes: &[u8]) -> Option<u32> {
     match bytes {
@@ -284,14 +295,8 @@ impl Run {
         let Some(run) = &self.current else {
             return;
         };
-        let position = Position {
-            topic: run.topic.clone(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms: message.timestamp().to_millis(),
-        };
         self.messages.push(Copied {
-            position,
+            position: position_of(&run.topic, message),
             key: None,
             value: None,
             headers: Vec::new(),
@@ -324,15 +329,7 @@ impl Run {
             copy(message.payload().unwrap_or_default()),
             planned.value.body_start,
         ));
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = owned_headers(message);
         let run = self.current.get_or_insert_with(|| Shared {
             topic: topic.into(),
             partition: message.partition(),
@@ -340,14 +337,8 @@ impl Run {
             plan: planned.plan,
             key: planned.key,
         });
-        let position = Position {
-            topic: run.topic.clone(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms: message.timestamp().to_millis(),
-        };
         self.messages.push(Copied {
-            position,
+            position: position_of(&run.topic, message),
             key,
             value,
             headers,
