@@ -11,7 +11,7 @@ use arrow_array::{Array, RecordBatch};
 use serde_json::{json, Value as Json};
 
 use super::{record_batch, Body, BodyPlan, Read, MAX_MICROS, MIN_MICROS};
-use crate::avro::{Named, Node, Schema};
+use crate::avro::{write_long as zigzag, Named, Node, Schema};
 use crate::change::{ChangeDecoder, DecoderOptions, Format, Message, SchemaSource};
 use crate::error::{Error, Result};
 
@@ -27,19 +27,6 @@ impl SchemaSource for Schemas {
             .get(&id)
             .cloned()
             .ok_or(Error::SchemaNotFound { id, at: None })
-    }
-}
-
-fn zigzag(out: &mut Vec<u8>, value: i64) {
-    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-    loop {
-        let byte = (raw & 0x7f) as u8;
-        raw >>= 7;
-        if raw == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
     }
 }
 

@@ -437,16 +437,8 @@ mod tests {
     use super::*;
 
     fn zigzag(mut out: Vec<u8>, value: i64) -> Vec<u8> {
-        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-        loop {
-            let byte = (raw & 0x7f) as u8;
-            raw >>= 7;
-            if raw == 0 {
-                out.push(byte);
-                return out;
-            }
-            out.push(byte | 0x80);
-        }
+        crate::avro::write_long(&mut out, value);
+        out
     }
 
     #[test]

@@ -29,3 +29,18 @@ pub use resolve::Resolved;
 pub use schema::{EnumDef, FieldDefault, FixedDef, LogicalNode, Named, Node, RecordDef, Schema};
 pub use temporal::civil_from_days;
 pub use value::{Decimal, Interval, Record, Temporal, Time, Timestamp, Value};
+
+/// Write `value` as an Avro `long` (zigzag varint): the one encoder the tests share.
+#[cfg(test)]
+pub(crate) fn write_long(out: &mut Vec<u8>, value: i64) {
+    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+    loop {
+        let byte = (raw & 0x7f) as u8;
+        raw >>= 7;
+        if raw == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}

@@ -530,6 +530,7 @@ impl Run {
 mod tests {
     use super::*;
     use crate::arrow::BodyPlan;
+    use crate::avro::write_long;
 
     const TOPIC: &str = "shop.orders";
 
@@ -544,19 +545,6 @@ mod tests {
         Tombstone,
     }
     use Msg::*;
-
-    fn varint(value: i64, out: &mut Vec<u8>) {
-        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-        loop {
-            let byte = (raw & 0x7f) as u8;
-            raw >>= 7;
-            if raw == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
 
     /// A run of flat rows `{id: long, __table: string}` (schema id 2), one message each.
     fn run(messages: &[Msg]) -> Run {
@@ -589,15 +577,15 @@ mod tests {
             let value = match *message {
                 Row(id, table) => {
                     run.bytes.extend_from_slice(&[0, 0, 0, 0, 2]);
-                    varint(id, &mut run.bytes);
-                    varint(table.len() as i64, &mut run.bytes);
+                    write_long(&mut run.bytes, id);
+                    write_long(&mut run.bytes, table.len() as i64);
                     run.bytes.extend_from_slice(table.as_bytes());
                     Some((start..run.bytes.len(), 5))
                 }
                 Cut(id) => {
                     run.bytes.extend_from_slice(&[0, 0, 0, 0, 2]);
-                    varint(id, &mut run.bytes);
-                    varint(10, &mut run.bytes);
+                    write_long(&mut run.bytes, id);
+                    write_long(&mut run.bytes, 10);
                     Some((start..run.bytes.len(), 5))
                 }
                 Tombstone => None,
