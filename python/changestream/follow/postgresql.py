@@ -171,6 +171,10 @@ class PostgresqlTarget(Target):
 
     def delete(self, table: str, keys: pa.Table, kinds: Mapping[str, str]) -> None:
         stage = self._stage(table, keys, kinds)
+        # Join by the key's index: a table the planner has no statistics for yet (one
+        # this run created) otherwise gets a hash join that reads the whole table per batch.
+        self._db.execute("SET LOCAL enable_hashjoin = off")
+        self._db.execute("SET LOCAL enable_mergejoin = off")
         where = " AND ".join(f"t.{quote(c)} = k.{quote(c)}" for c in keys.column_names)
         self._db.execute(f"DELETE FROM {quote(table)} AS t USING {stage} AS k WHERE {where}")
 
