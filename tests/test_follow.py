@@ -336,6 +336,33 @@ def test_locked_sqlite_target_is_a_retriable_error(
     assert_tables_equal("sqlite", path, workload)
 
 
+def test_sqlite_url_opens_wal_and_a_connection_passed_in_keeps_its_settings(
+    stack: dict[str, str], cdc: CdcProducer, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    workload = make_workload(cdc, make_topic, seed=17)
+    topics = [t.topic for t in workload.tables]
+    workload.changes(60, allow_truncate=False)
+    workload.finish()
+    opened = str(tmp_path / "opened.db")
+    run_follow(stack, topics, f"sqlite:///{opened}")
+    check = sqlite3.connect(opened)
+    try:
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        check.close()
+    assert_tables_equal("sqlite", opened, workload)
+
+    passed_path = str(tmp_path / "passed.db")
+    passed = sqlite3.connect(passed_path)
+    try:
+        run_follow(stack, topics, passed)
+        assert passed.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert passed.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL, the default
+    finally:
+        passed.close()
+    assert_tables_equal("sqlite", passed_path, workload)
+
+
 def test_group_member_starts_at_the_targets_positions_not_the_groups(
     stack: dict[str, str], cdc: CdcProducer, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:

@@ -173,6 +173,7 @@ class PostgresqlTarget(Target):
         stage = self._stage(table, keys, kinds)
         # Join by the key's index: a table the planner has no statistics for yet (one
         # this run created) otherwise gets a hash join that reads the whole table per batch.
+        # SET LOCAL ends with the batch's transaction; its other statements join nothing.
         self._db.execute("SET LOCAL enable_hashjoin = off")
         self._db.execute("SET LOCAL enable_mergejoin = off")
         where = " AND ".join(f"t.{quote(c)} = k.{quote(c)}" for c in keys.column_names)
