@@ -103,6 +103,8 @@ class SqliteTarget(Target):
 
     def positions(self) -> dict[tuple[str, int], int]:
         if self._owned:
+            # Here, not in connect(): the follower's first statement, where a locked file
+            # is already a TargetError that leaves the positions where they were.
             for pragma in _OWNED_PRAGMAS:
                 self._db.execute(f"PRAGMA {pragma}")
         self._db.execute(
