@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -88,10 +88,16 @@ class Member(threading.Thread):
         assert not self.is_alive(), f"{self.name} did not close within {DEADLINE}s"
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
+def wait_until(condition: Callable[[], bool], what: str, members: Sequence[Member] = ()) -> None:
+    """Wait for ``condition``; a member whose stream failed meanwhile fails the wait at once,
+    with its error (not a timeout that hides it)."""
     deadline = time.monotonic() + DEADLINE
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        for member in members:
+            assert member.error is None, f"{member.name} failed before {what}: {member.error!r}"
+        assert time.monotonic() < deadline, f"timed out waiting until {what}; " + ", ".join(
+            f"{m.name} alive={m.is_alive()} delivered={m.count()}" for m in members
+        )
         time.sleep(0.05)
 
 
@@ -160,12 +166,14 @@ def test_members_join_and_leave_mid_stream_and_nothing_is_lost(
         producer.start()
         mark("m1, m2 and the producer started")
         # Both members own partitions and deliver.
-        wait_until(lambda: first.count() > 0 and second.count() > 0, "m1 and m2 both deliver")
-        wait_until(lambda: produced_count() >= MIN_BEFORE_JOIN, "enough is produced")
+        wait_until(
+            lambda: first.count() > 0 and second.count() > 0, "m1 and m2 both deliver", members
+        )
+        wait_until(lambda: produced_count() >= MIN_BEFORE_JOIN, "enough is produced", members)
         mark("m3 joins")
         third.start()
         # m3 got partitions: the group rebalanced while changes kept coming.
-        wait_until(lambda: third.count() > 0, "m3 delivers")
+        wait_until(lambda: third.count() > 0, "m3 delivers", members)
         mark("m3 delivers; m2 leaves")
         second.leave()
         at_leave = (first.count(), third.count())
@@ -176,7 +184,7 @@ def test_members_join_and_leave_mid_stream_and_nothing_is_lost(
             after = first.positions_since(at_leave[0]) | third.positions_since(at_leave[1])
             return {p for p, _ in after} == set(range(PARTITIONS))
 
-        wait_until(taken_over, "m1 and m3 read every partition after m2 left")
+        wait_until(taken_over, "m1 and m3 read every partition after m2 left", members)
         mark("m1 and m3 took over m2's partitions; the producer stops")
         stop_producing.set()
         producer.join(DEADLINE)

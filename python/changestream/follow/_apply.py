@@ -455,7 +455,7 @@ def run_read_table(
         key = found
     by_table: dict[str, _Folded] = {}
     with ChangeStream(topic, start="earliest", until="end", **stream_options) as stream:
-        for batch in stream.batches(max_rows=100_000, max_wait=0.5):
+        for batch in stream.batches(max_rows=20_000, max_wait=0.5):
             records = batch.to_pyarrow()
             if records.num_rows:
                 name = batch.table or topic.rsplit(".", 1)[-1]

@@ -48,8 +48,16 @@ TYPES = {
 # the disk (synchronous=NORMAL: a power cut may undo the last transactions, rows and
 # positions together, so the next run applies them again; an application crash loses
 # nothing), and a 64 MB page cache, as a follower's changes land all over its tables.
-# Together 1.3x faster.
-_OWNED_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-65536")
+# Together 1.3x faster. The log is copied into the database (a checkpoint, which waits for
+# the disk twice) once it holds 50,000 pages (about 200 MB), not at SQLite's 1,000: a batch
+# that changes rows all over a table writes most of its pages, so the default checkpointed
+# at every commit (1.4x faster; the log file is deleted when the follower closes).
+_OWNED_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    "cache_size=-65536",
+    "wal_autocheckpoint=50000",
+)
 
 # A TEXT column keeps any value exactly, as text; no other column takes another type.
 _TEXT_TAKES = {"INTEGER", "REAL", "TEXT"}
