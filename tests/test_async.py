@@ -57,6 +57,33 @@ def test_cancelled_wait_loses_nothing(open_stream: Open, cdc: CdcProducer, topic
     assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]
 
 
+def test_a_cancelled_async_for_loses_nothing(
+    open_stream: Open, cdc: CdcProducer, topic: str
+) -> None:
+    """``async for`` waits inside its generator: cancelling that wait ends the loop, and the
+    next ``async for`` on the stream delivers everything from the first change."""
+
+    async def first_change(stream: changestream.ChangeStream) -> changestream.Change:
+        async for change in stream:
+            return change
+        raise AssertionError("the stream ended")
+
+    async def scenario() -> list[int]:
+        async with open_stream(topic) as stream:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(first_change(stream), timeout=0.5)
+            produce(cdc, topic, range(5))
+            got: list[int] = []
+            async for change in stream:
+                assert change.after is not None
+                got.append(int(change.after["id"]))
+                if len(got) == 5:
+                    break
+            return got
+
+    assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]
+
+
 def test_other_tasks_run_while_waiting(open_stream: Open, topic: str) -> None:
     async def scenario() -> int:
         ticks = 0

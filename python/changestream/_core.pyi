@@ -4,7 +4,7 @@ Checked against the compiled module by ``make lint`` (``mypy.stubtest``).
 """
 
 import datetime
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeAlias, final
 
 from changestream._types import Op
@@ -337,9 +337,13 @@ class ChangeStream:
     def __enter__(self) -> ChangeStream: ...
     def __exit__(self, *exc_info: object) -> None:
         """Close; when an exception leaves the block, commit nothing more."""
-    def __aiter__(self) -> ChangeStream: ...
+    def __aiter__(self) -> AsyncIterator[Change]:
+        """``async for``: the changes already fetched without awaiting, awaiting only when
+        none is. Cancelling loses nothing."""
     def __anext__(self) -> Awaitable[Change]:
         """The next change; ready at once when one is already fetched. Cancelling loses nothing."""
+    def _take_ready(self, end: object) -> Any: ...
+    def _ready_future(self) -> Awaitable[None]: ...
     def __aenter__(self) -> Awaitable[ChangeStream]: ...
     def __aexit__(self, *exc_info: object) -> Awaitable[None]:
         """Close; when an exception leaves the block, commit nothing more."""

@@ -34,8 +34,8 @@ struct WaitState {
 }
 
 impl Waiters {
-    /// A future for the current task to yield; it completes when `wait` (started now unless a
-    /// wait is running already) returns.
+    /// A future that completes when `wait` (started now unless a wait is running already)
+    /// returns: to `await`, or to hand to the task from an awaitable's step (`yielded`).
     pub(crate) fn future<'py>(
         self: &Arc<Self>,
         py: Python<'py>,
@@ -43,8 +43,6 @@ impl Waiters {
     ) -> PyResult<Bound<'py, PyAny>> {
         let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
         let future = event_loop.call_method0("create_future")?;
-        // What `yield from future` does: tells the task to wait for it.
-        future.setattr("_asyncio_future_blocking", true)?;
         let watched = self.watched()?.as_raw_fd();
         let (start, moved_from) = {
             let mut state = self.state();
@@ -139,6 +137,13 @@ impl Waiters {
         }
         std::mem::take(&mut self.state().futures)
     }
+}
+
+/// `future`, marked as `yield from future` marks it: an awaitable's step that yields it
+/// tells the task to wait for it.
+pub(crate) fn yielded(future: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    future.setattr("_asyncio_future_blocking", true)?;
+    Ok(future)
 }
 
 /// The callback the event loop calls when the watched socket is readable.

@@ -26,7 +26,7 @@ use pyo3_arrow::ffi::{
     to_array_pycapsules, to_schema_pycapsule, to_stream_pycapsule, ArrayIterator,
 };
 
-use super::aio::Waiters;
+use super::aio::{yielded, Waiters};
 use super::oauth::{self, TokenCallback};
 use super::progress::Progress;
 use crate::kafka::{ChangeConsumer, NextBatch};
@@ -227,7 +227,7 @@ impl PyNextBatch {
             Some(Taken::End) => Err(PyStopAsyncIteration::new_err(())),
             None => {
                 let batches = iterator.batches.clone();
-                iterator.waiters.future(py, move || batches.slice())
+                yielded(iterator.waiters.future(py, move || batches.slice())?)
             }
         }
     }

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple};
 
-use super::aio::Waiters;
+use super::aio::{yielded, Waiters};
 use super::batch::PyBatchIterator;
 use super::change::PyChange;
 use super::convert::utc_datetime;
@@ -342,8 +343,38 @@ impl PyChangeStream {
         self.close_committing(py, true)
     }
 
-    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    /// `async for`: an async generator (`changestream._aio.changes`) that takes the changes
+    /// already fetched through `_take_ready` and awaits `_ready_future` only when there are
+    /// none.
+    fn __aiter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        static CHANGES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        CHANGES
+            .import(slf.py(), "changestream._aio", "changes")?
+            .call1((slf,))
+    }
+
+    /// A change already fetched, `end` when the stream has ended, or `None` when nothing is
+    /// ready yet; never waits.
+    fn _take_ready<'py>(
+        &self,
+        py: Python<'py>,
+        end: Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        Ok(match self.take_ready(py)? {
+            Some(Some(change)) => Some(Bound::new(py, change)?.into_any()),
+            Some(None) => Some(end),
+            None => None,
+        })
+    }
+
+    /// An asyncio future that completes when changes may have arrived (see `aio`).
+    fn _ready_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let consumer = self.consumer()?;
+        self.waiters.future(py, move || {
+            if let Err(error) = consumer.wait_ready(WAIT_SLICE) {
+                log::debug!("waiting for a change: {error}");
+            }
+        })
     }
 
     /// An awaitable for the next change. When one is already fetched it is ready at once;
@@ -577,14 +608,7 @@ impl NextChange {
                 Bound::new(py, change)?.into_any().unbind(),
             )),
             Some(None) => Err(PyStopAsyncIteration::new_err(())),
-            None => {
-                let consumer = stream.consumer()?;
-                stream.waiters.future(py, move || {
-                    if let Err(error) = consumer.wait_ready(WAIT_SLICE) {
-                        log::debug!("waiting for a change: {error}");
-                    }
-                })
-            }
+            None => yielded(stream._ready_future(py)?),
         }
     }
 }
