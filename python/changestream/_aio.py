@@ -3,7 +3,7 @@
 Each step takes a change already fetched and decoded (``_take_ready``, which never blocks),
 and awaits only when none is: then ``_ready_future`` gives an asyncio future that the
 stream completes from the event loop's thread when changes may have arrived (``aio.rs``).
-Yielding from a generator costs the interpreter far less than completing one awaitable
+Yielding from a generator costs the interpreter less than completing one awaitable
 object per change (``__anext__``, still there for ``anext(stream)``). Cancelling the wait
 takes nothing, so it loses nothing; a change is finished, as with ``for``, when the next
 is asked for.
