@@ -91,18 +91,17 @@ def collapse(batch: pa.RecordBatch | pa.Table, key: list[str]) -> Collapsed:
     result = Collapsed(truncate=truncate, deletes=deletes, changes=changes)
     if upserted.num_rows == 0:
         return result
-    if UNAVAILABLE_COLUMN not in upserted.column_names:
+    # Rows naming unavailable columns (rare: the others are not copied when there are none).
+    partial = (
+        pc.greater(pc.list_value_length(upserted.column(UNAVAILABLE_COLUMN)).fill_null(0), 0)
+        if UNAVAILABLE_COLUMN in upserted.column_names
+        else None
+    )
+    if partial is None or not pc.any(partial).as_py():
         result.upserts.append(Upserts(upserted.select(columns)))
         return result
-    missing = pc.list_value_length(upserted.column(UNAVAILABLE_COLUMN)).fill_null(0)
-    complete = pc.equal(missing, 0)
-    if pc.all(complete).as_py():
-        result.upserts.append(Upserts(upserted.select(columns)))
-        return result
-    result.upserts.append(Upserts(upserted.filter(complete).select(columns)))
-    partial = upserted.filter(pc.invert(complete))
-    if partial.num_rows:
-        result.upserts.extend(_fill_unavailable(table, ops, key, columns, partial))
+    result.upserts.append(Upserts(upserted.filter(pc.invert(partial)).select(columns)))
+    result.upserts.extend(_fill_unavailable(table, ops, key, columns, upserted.filter(partial)))
     return result
 
 
