@@ -92,13 +92,14 @@ soak: build ## Slow broker-fault tests, then a produce/consume soak with a broke
 	$(PY) tests/soak.py --minutes $(or $(SOAK_MINUTES),30)
 
 .PHONY: lint
-lint: build ## cargo fmt --check, clippy -D warnings, ruff, mypy, stubtest
+lint: build ## cargo fmt --check, clippy -D warnings, ruff, mypy, stubtest, notices up to date
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --features python -- -D warnings
 	$(VENV)/bin/ruff check python tests examples tools
 	$(VENV)/bin/ruff format --check python tests examples tools
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest changestream._core
+	python3 tools/third_party_notices.py --check
 
 .PHONY: format
 format: venv ## Format Rust and Python code

@@ -22,6 +22,7 @@ pub mod kafka;
 pub mod positions;
 pub mod registry;
 pub mod runtime;
+pub mod threads;
 
 #[cfg(feature = "python")]
 mod python;

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -522,6 +523,7 @@ def test_cli_capture(setup: CaptureSetup, stack: dict[str, str]) -> None:
     setup.sql(f"CREATE TABLE {setup.schema}.cli (id integer PRIMARY KEY)")
     setup.sql(f"INSERT INTO {setup.schema}.cli VALUES (7)")
     out = io.StringIO()
+    handler_before = signal.getsignal(signal.SIGTERM)
     with contextlib.redirect_stdout(out):
         status = cli.main(
             [
@@ -547,6 +549,8 @@ def test_cli_capture(setup: CaptureSetup, stack: dict[str, str]) -> None:
             ]
         )
     assert status == 0
+    # The command's SIGTERM handler is gone with it: a pool forked later ends on terminate().
+    assert signal.getsignal(signal.SIGTERM) is handler_before
     assert json.loads(out.getvalue())["snapshot_rows"] == 1
     assert [c.key["id"] for c in read_all(stack, [setup.topic("cli")])] == [7]
 

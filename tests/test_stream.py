@@ -3,6 +3,7 @@ the GIL, and resuming a consumer group from what the application finished."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -124,6 +125,78 @@ def test_ctrl_c_interrupts_a_blocking_next(stack: dict[str, str], topic: str) ->
     latency = float(done.stdout.split()[-1])
     # The wait is sliced at 100 ms; a wait that ignored signals would hang until the timeout.
     assert latency < 1.0, latency
+
+
+def test_the_process_signals_reach_python_while_a_stream_is_open(
+    stack: dict[str, str], cdc: CdcProducer, topic: str
+) -> None:
+    """A signal goes to any thread of the process that does not block it. Python runs handlers in
+    its main thread only, so one taken by a thread of ours would leave the main thread waiting
+    (a pool worker that never ended on ``terminate()``). Ours must all block signals."""
+    produce_rows(cdc, topic, 10)
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, signal, threading, changestream
+        stream = changestream.ChangeStream(
+            {topic!r}, bootstrap_servers={stack["KAFKA_BOOTSTRAP_SERVERS"]!r},
+            schema_registry_url={stack["SCHEMA_REGISTRY_URL"]!r})
+        # Every kind of thread of ours: fetch, registry, and a wait started by async iteration.
+        assert [next(stream).offset for _ in range(10)] == list(range(10))
+        async def wait_async():
+            try:
+                await asyncio.wait_for(stream.__anext__(), 0.5)
+            except TimeoutError:
+                pass
+        asyncio.run(wait_async())
+        python_threads = {{t.native_id for t in threading.enumerate()}}
+        for tid in os.listdir("/proc/self/task"):
+            if int(tid) in python_threads:
+                continue
+            status = open(f"/proc/self/task/{{tid}}/status").read()
+            fields = dict(line.split(":", 1) for line in status.splitlines())
+            blocked = int(fields["SigBlk"], 16)
+            for number in (signal.SIGINT, signal.SIGTERM):
+                if not blocked & (1 << (number - 1)):
+                    print("unblocked", number, fields["Name"].strip(), flush=True)
+        class Woke(Exception):
+            pass
+        def woke(signum, frame):
+            raise Woke
+        signal.signal(signal.SIGTERM, woke)
+        held = threading.Lock()
+        held.acquire()
+        for _ in range(20):
+            try:
+                print("waiting", flush=True)
+                held.acquire(timeout=10)
+                print("not woken", flush=True)
+            except Woke:
+                print("woke", flush=True)
+        stream.close()
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as child:
+
+        def the_rest(said: str) -> str:
+            child.kill()
+            out, err = child.communicate()
+            return said + out + err
+
+        assert child.stdout is not None
+        for _ in range(20):
+            said = child.stdout.readline()
+            assert said == "waiting\n", the_rest(said)
+            child.send_signal(signal.SIGTERM)
+            # A signal a thread of ours took would leave the 10 s wait running to its end.
+            said = child.stdout.readline()
+            assert said == "woke\n", the_rest(said)
+        try:
+            out, err = child.communicate(timeout=30)
+        finally:
+            child.kill()
+        assert child.returncode == 0, out + err
 
 
 def test_group_resumes_after_the_last_finished_change(

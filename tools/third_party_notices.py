@@ -3,6 +3,7 @@
 The release extension links librdkafka, OpenSSL, zstd and zlib statically (built from the
 sources the -sys crates vendor) and the Rust crates of its dependency graph. Run by
 ``make notices`` after a dependency changes; the file goes into the wheel and the sdist.
+``--check`` (run by ``make lint``) only says whether the file is out of date.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def license_texts(package: dict[str, object]) -> list[str]:
     ]
 
 
-def main() -> int:
+def main(check: bool) -> int:
     packages, by_name = linked_packages()
     out = [
         "# Third-party notices",
@@ -109,10 +110,16 @@ def main() -> int:
             owners.append(f"{package['name']} {package['version']}")
     for text, owners in texts.values():
         out += [f"#### {', '.join(owners)}", "", "```", text.replace("```", "'''"), "```", ""]
-    (ROOT / "THIRD-PARTY-NOTICES.md").write_text("\n".join(out))
+    notices = ROOT / "THIRD-PARTY-NOTICES.md"
+    if check:
+        if notices.read_text() != "\n".join(out):
+            print(f"{notices.name} is out of date with Cargo.lock: run `make notices`")
+            return 1
+        return 0
+    notices.write_text("\n".join(out))
     print(f"THIRD-PARTY-NOTICES.md: {len(packages)} crates, {len(texts)} distinct license texts")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(check=sys.argv[1:] == ["--check"]))

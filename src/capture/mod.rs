@@ -182,6 +182,7 @@ pub fn run(config: &CaptureConfig, stop: &AtomicBool) -> Result<Counters> {
         ));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .on_thread_start(crate::threads::block_signals)
         .enable_all()
         .build()
         .map_err(|e| Error::Config(format!("cannot start the capture runtime: {e}")))?;

@@ -180,9 +180,7 @@ impl ChangeConsumer {
             paused_for_room: false,
             fetched_to: Default::default(),
         };
-        let fetch_thread = std::thread::Builder::new()
-            .name("changestream-fetch".into())
-            .spawn(move || fetch.run())
+        let fetch_thread = crate::threads::spawn("changestream-fetch", move || fetch.run())
             .map_err(|e| Error::Config(format!("cannot start the fetch thread: {e}")))?;
         let delivery = Delivery::new(
             positions.clone(),

@@ -67,24 +67,22 @@ impl RunReader {
     fn start() -> Option<RunReader> {
         let (runs, to_read) = mpsc::sync_channel::<(Run, Arc<str>)>(1);
         let (done, read) = mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("changestream-rows".into())
-            .spawn(move || {
-                // Ends when the fetch thread drops its end of either channel.
-                for (run, table) in to_read {
-                    let (rows, rest, table) = run.read(table);
-                    let read = ReadRun {
-                        run,
-                        rows,
-                        rest,
-                        table,
-                    };
-                    if done.send(read).is_err() {
-                        return;
-                    }
+        crate::threads::spawn("changestream-rows", move || {
+            // Ends when the fetch thread drops its end of either channel.
+            for (run, table) in to_read {
+                let (rows, rest, table) = run.read(table);
+                let read = ReadRun {
+                    run,
+                    rows,
+                    rest,
+                    table,
+                };
+                if done.send(read).is_err() {
+                    return;
                 }
-            })
-            .ok()?;
+            }
+        })
+        .ok()?;
         Some(RunReader { runs, read })
     }
 }

@@ -90,11 +90,9 @@ pub(crate) fn capture<'py>(
     let stop = Arc::new(AtomicBool::new(false));
     let (sender, receiver) = mpsc::channel();
     let flag = stop.clone();
-    std::thread::Builder::new()
-        .name("changestream-capture".into())
-        .spawn(move || {
-            let _ = sender.send(run(&config, &flag));
-        })?; // an OSError: the process cannot start a thread
+    crate::threads::spawn("changestream-capture", move || {
+        let _ = sender.send(run(&config, &flag));
+    })?; // an OSError: the process cannot start a thread
     let mut interrupted = None;
     let mut receiver = receiver;
     let result = loop {

@@ -76,20 +76,25 @@ def run(args: argparse.Namespace) -> int:
     # Progress lines are INFO; the command's default level is WARNING.
     if not args.debug:
         logging.getLogger("changestream").setLevel(logging.INFO)
-    # SIGTERM stops the capture the way Ctrl-C does: after a flush.
-    signal.signal(signal.SIGTERM, _terminate)
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
-    counters = capture(
-        dsn=args.dsn,
-        tables=tables,
-        topic_prefix=args.topic_prefix,
-        slot=args.slot,
-        publication=args.publication,
-        snapshot=args.snapshot,
-        format=args.format,
-        until=args.until,
-        transaction_metadata=args.transaction_metadata,
-        **stream_settings(args),
-    )
+    # SIGTERM stops the capture the way Ctrl-C does: after a flush. The handler before is
+    # restored after, for a caller of `cli.main` whose process goes on (its forked workers
+    # would otherwise inherit ours).
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        counters = capture(
+            dsn=args.dsn,
+            tables=tables,
+            topic_prefix=args.topic_prefix,
+            slot=args.slot,
+            publication=args.publication,
+            snapshot=args.snapshot,
+            format=args.format,
+            until=args.until,
+            transaction_metadata=args.transaction_metadata,
+            **stream_settings(args),
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(json.dumps(counters))
     return 0
