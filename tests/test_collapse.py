@@ -1,8 +1,10 @@
-"""Collapsing a batch of changes to what a follower target applies (no stack needed).
+"""Collapsing a batch of changes to what a follower target applies, and ``read_table``'s
+folding of changes into a table (no stack needed).
 
 The expected effect is computed by replaying every change, one by one, on a dict; the
 collapsed batch (deletes, then upserts) applied to the same starting state must give the
-same table, with each key once and the rows sorted by key.
+same table, with each key once and the rows sorted by key; the table folded from the same
+changes, in any number of folds, must be that table too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
 from changestream.follow._changes import collapse
+from changestream.follow._read_table import TableState
 
 Row = dict[str, Any]
 
@@ -104,3 +107,40 @@ def test_a_truncate_empties_the_table_and_only_what_follows_it_is_applied() -> N
     assert collapsed.truncate
     assert collapsed.deletes.column("id").to_pylist() == [3]
     assert apply_collapsed(stored, changes, key) == {(4,): {"region": "eu", "id": 4, "name": "d"}}
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("key", [["id"], ["region", "id"]])
+@pytest.mark.parametrize("fold_rows", [1, 50, 10_000])
+def test_a_folded_table_is_its_changes_replayed(
+    seed: int, key: list[str], fold_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Folds after every batch, every few batches, or once at the end: the stored rows the
+    # changes touch are replaced, the others kept.
+    monkeypatch.setattr(TableState, "FOLD_ROWS", fold_rows)
+    rng = random.Random(seed)
+    expected: dict[tuple[Any, ...], Row] = {}
+    state = TableState(key)
+    for _ in range(8):
+        changes = random_changes(rng, rng.randrange(1, 120), keys=60)
+        if rng.random() < 0.1:
+            changes.insert(rng.randrange(len(changes)), ("truncate", {}))
+        expected = replay(expected, changes, key)
+        state.add(batch(changes))
+    rows = state.fold().to_pylist()
+    assert {tuple(r[k] for k in key): r for r in rows} == expected
+    assert len(rows) == len(expected)
+
+
+def test_a_folded_table_takes_a_column_a_later_schema_added() -> None:
+    state = TableState(["id"])
+    state.add(batch([("insert", {"region": "eu", "id": 1, "name": "a"})]))
+    state.fold()
+    later = batch([("update", {"region": "eu", "id": 1, "name": "b"})])
+    later = later.add_column(3, "size", pa.array([7], pa.int32()))
+    state.add(later)
+    state.add(batch([("insert", {"region": "us", "id": 2, "name": "c"})]))
+    assert sorted(state.fold().to_pylist(), key=lambda r: r["id"]) == [
+        {"region": "eu", "id": 1, "name": "b", "size": 7},
+        {"region": "us", "id": 2, "name": "c", "size": None},
+    ]

@@ -25,7 +25,7 @@ from cdc import CdcProducer, debezium_envelope_schema, debezium_event, debezium_
 from cdc import debezium_source as source_block
 from changestream import cli
 from changestream.follow import SchemaChangeError, TargetError
-from changestream.follow import _apply as follow_apply
+from changestream.follow._read_table import TableState
 from confluent_kafka import Consumer, TopicPartition
 from follow_support import (
     KINDS,
@@ -175,7 +175,7 @@ def test_read_table_equals_the_source(
     # read_table folds the changes read into the table every fold_rows changes: at the end
     # only (the default here), or many times, with UNAVAILABLE values, primary-key changes
     # and truncates crossing the folds.
-    monkeypatch.setattr(follow_apply._Folded, "FOLD_ROWS", fold_rows)
+    monkeypatch.setattr(TableState, "FOLD_ROWS", fold_rows)
     workload = make_workload(cdc, make_topic, seed=12)
     workload.changes(300)
     workload.evolve()

@@ -5,11 +5,12 @@ the rows and the positions after them, and starts where the database's positions
 :func:`read_table` gives a table's current state as a ``pyarrow.Table``. The README's
 "Followers" section documents the semantics and the type table of each target.
 
-Modules: ``_apply`` (the loop and ``read_table``), ``_changes`` (collapsing a batch by
-key), ``_types`` (column kinds), ``_registry`` (key and ``connect.name`` lookups),
-``_target`` (the target interface and its errors), ``targets`` (opening a URL or a
-connection), and one module per target: ``sqlite``, ``duckdb``, ``postgresql``. pyarrow
-is imported when a follower runs, so ``import changestream`` does not need it.
+Modules: ``_apply`` (the apply loop), ``_read_table`` (folding a table in memory),
+``_changes`` (collapsing a batch by key), ``_types`` (column kinds), ``_registry`` (key and
+``connect.name`` lookups), ``_target`` (the target interface and its errors), ``targets``
+(opening a URL or a connection), and one module per target: ``sqlite``, ``duckdb``,
+``postgresql``. pyarrow is imported when a follower runs, so ``import changestream`` does
+not need it.
 """
 
 from __future__ import annotations
@@ -35,14 +36,11 @@ __all__ = [
 ]
 
 
-def _apply_module() -> Any:
+def _require_pyarrow() -> None:
     try:
         import pyarrow  # noqa: F401
     except ImportError as e:
         raise ImportError("followers need pyarrow: pip install 'changestream[follow]'") from e
-    from changestream.follow import _apply
-
-    return _apply
 
 
 def follow(
@@ -87,7 +85,10 @@ def follow(
     a batch (locked, read-only, full) and :class:`SchemaChangeError` when a column changes
     type in a way the table cannot follow; nothing of that batch is applied.
     """
-    return _apply_module().run_follow(  # type: ignore[no-any-return]
+    _require_pyarrow()
+    from changestream.follow._apply import run_follow
+
+    return run_follow(
         topics,
         target,
         {
@@ -137,7 +138,10 @@ def read_table(
     A topic holding several tables needs ``table=``; the key is the key schema's fields
     (``<topic>-key``) or ``primary_key``. The other options are ChangeStream's.
     """
-    return _apply_module().run_read_table(
+    _require_pyarrow()
+    from changestream.follow._read_table import run_read_table
+
+    return run_read_table(
         topic,
         {
             "bootstrap_servers": bootstrap_servers,

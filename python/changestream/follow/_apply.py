@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from changestream._core import ChangeStream, ChangeStreamError, ConfigError
 from changestream.follow._changes import Collapsed, collapse, row_columns
@@ -382,91 +381,3 @@ def run_follow(
         return follower.counters
     finally:
         opened.close()
-
-
-class _Folded:
-    """One table's state while ``read_table`` reads: the rows so far (row columns and an
-    ``_op`` of ``read``), and the changes read since they were last folded in."""
-
-    FOLD_ROWS = 200_000
-
-    def __init__(self) -> None:
-        self.columns: list[str] = []
-        self.state: pa.Table | None = None
-        self.pending: list[pa.Table] = []
-        self.pending_rows = 0
-
-    def add(self, records: pa.RecordBatch, key: list[str]) -> None:
-        row = row_columns(records.schema)
-        if not row:
-            # Tombstones before any row of the topic: nothing before them to delete.
-            return
-        self.columns.extend(c for c in row if c not in self.columns)
-        kept = [*row, "_op", *(["_unavailable"] if "_unavailable" in records.schema.names else [])]
-        changes = pa.Table.from_batches([records]).select(kept)
-        ops = changes.column("_op")
-        if pa.types.is_dictionary(ops.type):
-            changes = changes.set_column(kept.index("_op"), "_op", ops.cast(pa.string()))
-        self.pending.append(changes)
-        self.pending_rows += changes.num_rows
-        if self.pending_rows >= self.FOLD_ROWS:
-            self.fold(key)
-
-    def fold(self, key: list[str]) -> pa.Table:
-        """Apply the pending changes to the state; returns the rows (row columns)."""
-        parts = ([self.state] if self.state is not None else []) + self.pending
-        if not parts:
-            return pa.table({})
-        # Columns a later schema added come after the metadata columns when concatenated:
-        # put every row column (of any version) first again.
-        changes = pa.concat_tables(parts, promote_options="permissive")
-        columns = self.columns
-        changes = changes.select(columns + [c for c in changes.column_names if c not in columns])
-        collapsed = collapse(changes, key)
-        rows = [u.rows.select(columns) for u in collapsed.upserts if u.rows.num_rows]
-        state = pa.concat_tables(rows) if rows else changes.select(columns).slice(0, 0)
-        self.state = state.append_column("_op", pa.repeat("read", state.num_rows))
-        self.pending, self.pending_rows = [], 0
-        return state
-
-
-def run_read_table(
-    topic: str,
-    stream_options: dict[str, Any],
-    *,
-    table: str | None,
-    primary_key: Sequence[str] | None,
-) -> pa.Table:
-    """:func:`changestream.follow.read_table`: ``stream_options`` are ChangeStream's.
-
-    Changes are folded into the state every ``_Folded.FOLD_ROWS``, so memory holds the
-    table and that many changes, not the whole log.
-    """
-    key = list(primary_key or ())
-    if not key:
-        registry = Registry(
-            stream_options["schema_registry_url"],
-            stream_options.get("registry"),
-            stream_options.get("registry_timeout", 30.0),
-        )
-        found = registry.key_columns(topic)
-        if found is None:
-            raise ConfigError(f"topic {topic!r} has no key schema: pass primary_key=[columns]")
-        key = found
-    by_table: dict[str, _Folded] = {}
-    with ChangeStream(topic, start="earliest", until="end", **stream_options) as stream:
-        for batch in stream.batches(max_rows=20_000, max_wait=0.5):
-            records = batch.to_pyarrow()
-            if records.num_rows:
-                name = batch.table or topic.rsplit(".", 1)[-1]
-                if table is None or name == table:
-                    by_table.setdefault(name, _Folded()).add(records, key)
-    if table is None and len(by_table) > 1:
-        raise ConfigError(
-            f"topic {topic!r} holds the tables {sorted(by_table)}: pass table= to pick one"
-        )
-    folded = by_table.get(table) if table is not None else next(iter(by_table.values()), None)
-    if folded is None:
-        return pa.table({})
-    state = folded.fold(key)
-    return state.take(pc.sort_indices(state, sort_keys=[(k, "ascending") for k in key]))
