@@ -144,3 +144,16 @@ def test_a_folded_table_takes_a_column_a_later_schema_added() -> None:
         {"region": "eu", "id": 1, "name": "b", "size": 7},
         {"region": "us", "id": 2, "name": "c", "size": None},
     ]
+
+
+@pytest.mark.parametrize("key", [["id"], ["region", "id"]])
+def test_a_folded_table_follows_a_key_column_widened_by_a_later_schema(key: list[str]) -> None:
+    # The lookup of the stored rows by key needs one type: the whole table is folded then.
+    state = TableState(key)
+    first = batch([("insert", {"region": "eu", "id": 1, "name": "a"})])
+    state.add(first.set_column(1, "id", first.column("id").cast(pa.int32())))
+    state.fold()
+    state.add(batch([("update", {"region": "eu", "id": 1, "name": "b"})]))
+    folded = state.fold()
+    assert folded.schema.field("id").type == pa.int64()
+    assert folded.to_pylist() == [{"region": "eu", "id": 1, "name": "b"}]
