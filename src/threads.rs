@@ -6,7 +6,7 @@
 //! the process to any thread that does not block it. When that was one of ours, Python only
 //! noted the signal, and a main thread waiting in a lock, a `sleep` or a read went on waiting:
 //! a `multiprocessing` pool's worker never ended on `terminate()`. With our threads blocking
-//! every signal, the process's signals always reach a Python thread and interrupt its wait.
+//! the process's signals, those signals always reach a Python thread and interrupt its wait.
 //! The signals of a fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL) stay unblocked: they belong to the
 //! thread that faulted, and Rust's stack-overflow report and `faulthandler` rely on them.
 
@@ -21,29 +21,30 @@ pub fn spawn<T: Send + 'static>(
     with_signals_blocked(|| Builder::new().name(name.into()).spawn(run))
 }
 
-/// Runs `start` with every signal blocked in the calling thread, so that the threads `start`
+/// Runs `start` with the signals blocked in the calling thread, so that the threads `start`
 /// creates (a runtime's, a blocking task's) block them from their first instruction; the
 /// calling thread's own mask is restored after. A signal arriving meanwhile waits, pending.
 pub fn with_signals_blocked<T>(start: impl FnOnce() -> T) -> T {
-    let _restore = mask::Blocked::all();
+    let _restore = mask::Blocked::signals();
     start()
 }
 
-/// Blocks every signal in the calling thread for the rest of its life: the start hook of a
+/// Blocks the signals in the calling thread for the rest of its life: the start hook of a
 /// runtime's threads, for those a Python thread may start (`spawn_blocking`).
 pub fn block_signals() {
-    std::mem::forget(mask::Blocked::all());
+    std::mem::forget(mask::Blocked::signals());
 }
 
 #[cfg(unix)]
 mod mask {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
-    /// Every signal blocked in this thread until dropped; then the mask it had before.
+    /// The signals (all but a fault's) blocked in this thread until dropped; then the mask it
+    /// had before.
     pub struct Blocked(Option<SigSet>);
 
     impl Blocked {
-        pub fn all() -> Blocked {
+        pub fn signals() -> Blocked {
             let mut signals = SigSet::all();
             for fault in [
                 Signal::SIGSEGV,
@@ -73,7 +74,7 @@ mod mask {
     pub struct Blocked;
 
     impl Blocked {
-        pub fn all() -> Blocked {
+        pub fn signals() -> Blocked {
             Blocked
         }
     }
