@@ -12,6 +12,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::prelude::*;
@@ -20,14 +21,12 @@ use pyo3::prelude::*;
 #[derive(Default)]
 pub(crate) struct Waiters {
     state: Mutex<WaitState>,
-    /// The end a finished wait writes to, and the end the event loop watches.
-    socket: OnceLock<(UnixStream, UnixStream)>,
+    signal: Arc<Signal>,
 }
 
+/// The Python objects of the waits, only ever touched (and dropped) with the GIL held.
 #[derive(Default)]
 struct WaitState {
-    /// Whether a wait is running on a runtime thread.
-    running: bool,
     futures: Vec<Py<PyAny>>,
     /// The event loop watching the socket, and the callback it calls.
     watcher: Option<(Py<PyAny>, Py<Wake>)>,
@@ -43,11 +42,11 @@ impl Waiters {
     ) -> PyResult<Bound<'py, PyAny>> {
         let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
         let future = event_loop.call_method0("create_future")?;
-        let watched = self.watched()?.as_raw_fd();
+        let watched = self.signal.watched()?.as_raw_fd();
         let (start, moved_from) = {
             let mut state = self.state();
             state.futures.push(future.clone().unbind());
-            let start = !std::mem::replace(&mut state.running, true);
+            let start = !self.signal.running.swap(true, Ordering::SeqCst);
             let watching = state
                 .watcher
                 .as_ref()
@@ -71,10 +70,13 @@ impl Waiters {
             stop_watching(py, previous.bind(py), watched);
         }
         if start {
-            let waiters = self.clone();
+            // Only the signal goes to the runtime thread: were the last reference to the
+            // futures or the event loop dropped there, Python would run their finalizers at
+            // the next attach of any thread, where a Ctrl-C they catch would be lost.
+            let signal = self.signal.clone();
             crate::runtime::runtime().spawn_blocking(move || {
                 wait();
-                waiters.signal();
+                signal.send();
             });
         }
         Ok(future)
@@ -98,6 +100,22 @@ impl Waiters {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Empty the watched socket; the futures that waited.
+    fn drain(&self) -> Vec<Py<PyAny>> {
+        self.signal.drain();
+        std::mem::take(&mut self.state().futures)
+    }
+}
+
+/// Whether a wait runs, and the socket its end is signalled on: all a runtime thread holds.
+#[derive(Default)]
+struct Signal {
+    running: AtomicBool,
+    /// The end a finished wait writes to, and the end the event loop watches.
+    socket: OnceLock<(UnixStream, UnixStream)>,
+}
+
+impl Signal {
     /// The socket pair, made on first use.
     fn pair(&self) -> PyResult<&(UnixStream, UnixStream)> {
         if let Some(pair) = self.socket.get() {
@@ -114,16 +132,16 @@ impl Waiters {
     }
 
     /// A wait ended (on a runtime thread): tell the event loop, without entering Python.
-    fn signal(&self) {
-        self.state().running = false;
+    fn send(&self) {
+        self.running.store(false, Ordering::SeqCst);
         if let Some((signal, _)) = self.socket.get() {
             // A full socket already holds a signal the loop has not read yet.
             let _ = (&*signal).write(&[1]);
         }
     }
 
-    /// Empty the watched socket; the futures that waited.
-    fn drain(&self) -> Vec<Py<PyAny>> {
+    /// Empty the watched socket.
+    fn drain(&self) {
         if let Some((_, watched)) = self.socket.get() {
             let mut buffer = [0u8; 64];
             loop {
@@ -135,7 +153,6 @@ impl Waiters {
                 }
             }
         }
-        std::mem::take(&mut self.state().futures)
     }
 }
 
@@ -162,7 +179,7 @@ impl Wake {
     /// After `detach`: stop watching and wake whoever still waits.
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
-        if let Ok(watched) = self.waiters.watched() {
+        if let Ok(watched) = self.waiters.signal.watched() {
             stop_watching(py, &event_loop, watched.as_raw_fd());
         }
         complete(py, self.waiters.drain())

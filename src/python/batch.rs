@@ -29,6 +29,7 @@ use pyo3_arrow::ffi::{
 use super::aio::{yielded, Waiters};
 use super::oauth::{self, TokenCallback};
 use super::progress::Progress;
+use super::wait;
 use crate::kafka::{ChangeConsumer, NextBatch};
 
 /// The longest one slice of waiting takes: how long the GIL stays released before Ctrl-C is
@@ -184,7 +185,7 @@ impl PyBatchIterator {
                 None => {}
             }
             py.detach(|| self.batches.slice());
-            py.check_signals()?;
+            wait::interrupted(py)?;
         }
     }
 

@@ -15,6 +15,7 @@ use crate::capture::types::Flavor;
 use crate::capture::{run, CaptureConfig, Counters, SnapshotMode};
 use crate::error::Error;
 use crate::python::stream::settings;
+use crate::python::wait;
 
 /// How long one wait lasts before signals are checked.
 const SLICE: Duration = Duration::from_millis(100);
@@ -113,7 +114,7 @@ pub(crate) fn capture<'py>(
             }
         }
         if interrupted.is_none() {
-            if let Err(signal) = py.check_signals() {
+            if let Err(signal) = wait::interrupted(py) {
                 stop.store(true, Ordering::Relaxed);
                 interrupted = Some(signal);
             }

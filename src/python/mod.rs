@@ -15,6 +15,7 @@ mod group;
 mod oauth;
 mod progress;
 mod stream;
+mod wait;
 
 use pyo3::prelude::*;
 

@@ -18,6 +18,7 @@ use super::change::PyChange;
 use super::convert::utc_datetime;
 use super::oauth::{self, TokenCallback};
 use super::progress::Progress;
+use super::wait;
 use crate::avro::Schema;
 use crate::change::{DecoderOptions, Format, ReaderSchemas};
 use crate::error::Error;
@@ -288,7 +289,7 @@ impl PyChangeStream {
         let consumer = self.consumer()?;
         let deadline = Instant::now() + ASSIGNMENT_WAIT;
         while !py.detach(|| consumer.wait_assigned(WAIT_SLICE)) && Instant::now() < deadline {
-            py.check_signals()?;
+            wait::interrupted(py)?;
             oauth::serve(py, self.oauth.as_deref())?;
         }
         Ok(py.detach(|| consumer.lag())?)
@@ -530,7 +531,7 @@ impl PyChangeStream {
                     return Ok(None);
                 }
                 Next::Pending => {
-                    py.check_signals()?;
+                    wait::interrupted(py)?;
                     oauth::serve(py, self.oauth.as_deref())?;
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(None);
