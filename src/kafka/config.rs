@@ -170,6 +170,10 @@ pub(super) fn client_config(config: &StreamConfig) -> ClientConfig {
         // librdkafka waits up to a second before refilling an emptied prefetch queue; the
         // read-ahead is bounded in bytes anyway, so refill at once.
         .set("fetch.queue.backoff.ms", "10")
+        // A partition resumed after a pause for room waits for the fetch in flight, which the
+        // broker holds up to this long when the partitions it asks for have nothing new (those
+        // at their end): 500 ms by default, a stall of up to that much at every resume.
+        .set("fetch.wait.max.ms", "100")
         // Half the read-ahead budget for raw messages (librdkafka also keeps a single fetch
         // response within it, unless `fetch.max.bytes` is set). librdkafka applies it to the
         // group's one queue, but to each partition's queue when partitions are assigned
