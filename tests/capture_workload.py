@@ -37,7 +37,10 @@ def capture_process(
 ) -> subprocess.Popen[str]:
     """A capture of both tables, logging warnings to ``log``, running until SIGINT."""
     code = (
-        "import logging, changestream\n"
+        "import logging, signal, changestream\n"
+        # Ctrl-C raises KeyboardInterrupt even where this test's process ignores SIGINT (a
+        # job a script started with &): children inherit that.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "logging.basicConfig(level=logging.WARNING)\n"
         "try:\n"
         f"    changestream.capture(dsn={setup.dsn!r}, bootstrap_servers={bootstrap_servers!r}, "

@@ -235,6 +235,8 @@ CTRL_C_CHILD = textwrap.dedent(
     """
     import os, signal, sys, threading, time
     import changestream
+    # As in a terminal, whatever this test was started from (see test_batches).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     topic, bootstrap, registry = sys.argv[1:4]
     stream = changestream.ChangeStream(
         topic, bootstrap_servers=bootstrap, schema_registry_url=registry, start="latest"

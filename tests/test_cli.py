@@ -237,8 +237,14 @@ def test_ctrl_c_ends_a_following_tail_quietly(
     stack: dict[str, str], cdc: CdcProducer, topic: str
 ) -> None:
     inserts(cdc, topic, range(2))
+    # `python -m changestream`, with the SIGINT handler a terminal's Python has even where
+    # this test's process ignores SIGINT (a job a script started with &; children inherit it).
+    as_in_a_terminal = (
+        "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "runpy.run_module('changestream', run_name='__main__', alter_sys=True)"
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "changestream", "tail", "--from", "earliest", "--json", topic],
+        [sys.executable, "-c", as_in_a_terminal, "tail", "--from", "earliest", "--json", topic],
         env=stack_env(stack),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -101,6 +101,8 @@ def test_ctrl_c_interrupts_a_blocking_next(stack: dict[str, str], topic: str) ->
     script = textwrap.dedent(
         f"""
         import os, signal, threading, time, changestream
+        # As in a terminal, whatever this test was started from (see test_batches).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         stream = changestream.ChangeStream(
             {topic!r}, bootstrap_servers={stack["KAFKA_BOOTSTRAP_SERVERS"]!r},
             schema_registry_url={stack["SCHEMA_REGISTRY_URL"]!r})
