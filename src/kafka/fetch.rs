@@ -131,7 +131,10 @@ impl Fetch {
                     self.resume_remaining();
                 }
             }
-            if !ended && housekeeping {
+            // A full budget pauses at once, not at the next housekeeping: a poll that comes
+            // back empty before it would send the partial batch on top.
+            let filled = !self.paused_for_room && self.read_ahead.is_full();
+            if !ended && (housekeeping || filled) {
                 self.apply_backpressure();
             }
             if housekeeping && self.bounded && !ended && self.positions.all_done() {
