@@ -131,10 +131,7 @@ impl Fetch {
                     self.resume_remaining();
                 }
             }
-            // A full budget pauses at once, not at the next housekeeping: a poll that comes
-            // back empty before it would send the partial batch on top.
-            let filled = !self.paused_for_room && self.read_ahead.is_full();
-            if !ended && (housekeeping || filled) {
+            if !ended && housekeeping {
                 self.apply_backpressure();
             }
             if housekeeping && self.bounded && !ended && self.positions.all_done() {
@@ -475,9 +472,16 @@ impl Fetch {
         }
         let items = std::mem::take(batch);
         self.read_ahead.add(std::mem::take(&mut self.batch_bytes));
-        self.sender
+        let sent = self
+            .sender
             .send(Fetched::Items { generation, items })
-            .is_ok()
+            .is_ok();
+        // The budget grows only here, so a full one pauses here, not at the next housekeeping:
+        // a poll that came back empty before it would send its partial batch on top.
+        if !self.paused_for_room && self.read_ahead.is_full() {
+            self.apply_backpressure();
+        }
+        sent
     }
 
     /// Where the consumer's position is past the last message taken from a partition —
