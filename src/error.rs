@@ -98,6 +98,19 @@ pub enum Error {
         /// Whether trying again later may succeed.
         retriable: bool,
     },
+
+    /// A caller passed an argument of the wrong type (Python's `TypeError`).
+    #[error("{0}")]
+    ArgumentType(String),
+
+    /// A caller passed an argument of the right type and a wrong value (Python's `ValueError`).
+    #[error("{0}")]
+    ArgumentValue(String),
+
+    /// Something that cannot happen happened: a bug of changestream, not a condition of Kafka,
+    /// the registry or the database.
+    #[error("internal error (a bug of changestream, please report it): {0}")]
+    Internal(String),
 }
 
 fn describe(at: &Option<Location>) -> String {
@@ -133,7 +146,10 @@ impl Error {
             | Error::Closed
             | Error::Forked { .. }
             | Error::Kafka { .. }
-            | Error::Postgres { .. } => {}
+            | Error::Postgres { .. }
+            | Error::ArgumentType(_)
+            | Error::ArgumentValue(_)
+            | Error::Internal(_) => {}
         }
         self
     }
@@ -148,7 +164,10 @@ impl Error {
             | Error::Closed
             | Error::Forked { .. }
             | Error::Kafka { .. }
-            | Error::Postgres { .. } => None,
+            | Error::Postgres { .. }
+            | Error::ArgumentType(_)
+            | Error::ArgumentValue(_)
+            | Error::Internal(_) => None,
         }
     }
 
@@ -162,7 +181,10 @@ impl Error {
             | Error::Closed
             | Error::Forked { .. }
             | Error::Decode { .. }
-            | Error::SchemaNotFound { .. } => false,
+            | Error::SchemaNotFound { .. }
+            | Error::ArgumentType(_)
+            | Error::ArgumentValue(_)
+            | Error::Internal(_) => false,
         }
     }
 }

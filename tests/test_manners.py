@@ -55,6 +55,14 @@ def test_change_pickles_and_has_to_dict(update: Change) -> None:
     assert as_dict["timestamp"] == update.timestamp is not None
 
 
+def test_misuse_raises_pythons_own_exceptions(update: Change) -> None:
+    restore, state = update.__reduce__()
+    with pytest.raises(ValueError, match='not a change operation: "upsert!"'):
+        restore("upsert!", *state[1:])
+    with pytest.raises(TypeError, match="topics must be a str or a sequence of str"):
+        ChangeStream(42, bootstrap_servers="127.0.0.1:9", schema_registry_url="http://127.0.0.1:9")  # type: ignore[arg-type]
+
+
 def test_change_html_shows_what_an_update_changed(update: Change) -> None:
     html = update._repr_html_()
     assert "<b>update</b> items" in html

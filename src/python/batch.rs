@@ -385,13 +385,11 @@ fn needs<'py>(
         if !error.is_instance_of::<PyImportError>(py) {
             return error;
         }
-        let needed = PyImportError::new_err((format!(
+        let message = format!(
             "ChangeBatch.{method}() needs {module}: pip install 'changestream[{extra}]' \
-                 (or {module} itself)"
-        ),));
-        let _ = needed.value(py).setattr("name", module);
-        needed.set_cause(py, Some(error));
-        needed
+             (or {module} itself)"
+        );
+        super::errors::missing_module(py, error, module, message)
     })
 }
 

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -108,9 +107,10 @@ pub(crate) fn capture<'py>(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // The thread panicked: a bug of ours, not a condition of the database.
-                return Err(PyRuntimeError::new_err(
-                    "the capture thread ended without a result",
-                ));
+                return Err(Error::Internal(
+                    "the capture thread ended without a result".to_owned(),
+                )
+                .into());
             }
         }
         if interrupted.is_none() {

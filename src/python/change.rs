@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
@@ -11,6 +10,7 @@ use super::convert::{utc_datetime, value_to_py};
 use super::errors::DecodeError;
 use crate::avro::Value;
 use crate::change::{Change, Op, Position};
+use crate::error::Error;
 
 /// One change event: what happened to one row, and where it sits in Kafka.
 #[pyclass(name = "Change", module = "changestream", frozen)]
@@ -259,7 +259,7 @@ impl PyChange {
         timestamp_ms: Option<i64>,
     ) -> PyResult<PyChange> {
         let op = op_named(op)
-            .ok_or_else(|| PyValueError::new_err(format!("not a change operation: {op:?}")))?;
+            .ok_or_else(|| Error::ArgumentValue(format!("not a change operation: {op:?}")))?;
         let known = |object: Py<PyAny>| {
             let cache = PyOnceLock::new();
             let _ = cache.set(py, object);

@@ -3,7 +3,7 @@
 //! Every exception carries `retriable`, `topic`, `partition` and `offset` attributes (the last
 //! three `None` when the error does not concern one message).
 
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyImportError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::error::Error;
@@ -80,7 +80,12 @@ impl From<Error> for PyErr {
             Error::Registry { .. } => SchemaRegistryError::new_err(message),
             Error::Kafka { .. } => KafkaError::new_err(message),
             Error::Postgres { .. } => PostgresError::new_err(message),
-            Error::Closed | Error::Forked { .. } => ChangeStreamError::new_err(message),
+            Error::Closed | Error::Forked { .. } | Error::Internal(_) => {
+                ChangeStreamError::new_err(message)
+            }
+            // Python's own exceptions for misuse, as every library raises them.
+            Error::ArgumentType(_) => return PyTypeError::new_err(message),
+            Error::ArgumentValue(_) => return PyValueError::new_err(message),
         };
         Python::attach(|py| {
             let value = exception.value(py);
@@ -99,4 +104,18 @@ impl From<Error> for PyErr {
             exception
         })
     }
+}
+
+/// The `ImportError` for an optional module that is not installed: names the extra that
+/// brings it, keeps `name` (the module) and the original import failure as its cause.
+pub(crate) fn missing_module(
+    py: Python<'_>,
+    failure: PyErr,
+    module: &str,
+    message: String,
+) -> PyErr {
+    let needed = PyImportError::new_err((message,));
+    let _ = needed.value(py).setattr("name", module);
+    needed.set_cause(py, Some(failure));
+    needed
 }

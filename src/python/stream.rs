@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyTypeError};
+use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple};
@@ -775,11 +775,12 @@ pub(super) fn topic_list(topics: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     if let Ok(topic) = topics.cast::<PyString>() {
         return Ok(vec![topic.to_str()?.to_owned()]);
     }
-    topics
-        .try_iter()?
-        .map(|t| t?.extract::<String>())
-        .collect::<PyResult<Vec<_>>>()
-        .map_err(|_| PyTypeError::new_err("topics must be a str or a sequence of str"))
+    let names = || -> PyResult<Vec<String>> {
+        topics.try_iter()?.map(|t| t?.extract::<String>()).collect()
+    };
+    names().map_err(|_| {
+        Error::ArgumentType("topics must be a str or a sequence of str".to_owned()).into()
+    })
 }
 
 /// Client settings (librdkafka's, the registry client's) from a mapping, values as strings.
