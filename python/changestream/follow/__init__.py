@@ -126,7 +126,7 @@ def read_table(
     kafka: Mapping[str, str | int | float | bool] | None = None,
     registry: Mapping[str, str] | None = None,
     registry_timeout: float = 30.0,
-    max_buffer_bytes: int = 64 * 1024 * 1024,
+    max_buffer_bytes: int = 8 * 1024 * 1024,
     progress: bool = False,
     oauth_cb: Callable[[str], _OAuthToken] | None = None,
 ) -> pa.Table:
@@ -136,7 +136,9 @@ def read_table(
     (``.to_pandas()``, ``polars.from_arrow(...)``).
 
     A topic holding several tables needs ``table=``; the key is the key schema's fields
-    (``<topic>-key``) or ``primary_key``. The other options are ChangeStream's.
+    (``<topic>-key``) or ``primary_key``. The other options are ChangeStream's;
+    ``max_buffer_bytes`` defaults to 8 MiB (as for ``follow``): more read-ahead does not
+    make the read faster, and the memory is better left to the table.
     """
     _require_pyarrow()
     from changestream.follow._read_table import run_read_table

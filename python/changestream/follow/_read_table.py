@@ -4,12 +4,14 @@ The changes read are kept until ``TableState.FOLD_ROWS`` of them are pending, th
 into the state: only the stored rows whose keys the pending changes name are collapsed with
 them (``_changes.collapse``); the other rows are kept as they are. A fold then costs the
 changes and one lookup of their keys over the table, not a re-collapse of the whole table,
-and memory holds the table, the pending changes and the rows they touch.
+and memory holds the table, the pending changes and the rows they touch. Filtering the
+table after a fold and sorting it at the end go column by column (``_per_column``), each old
+column let go before the next is made: the table is never held twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -60,13 +62,15 @@ class TableState:
             return self.rows if self.rows is not None else pa.table({})
         changes = pa.concat_tables(self.pending, promote_options="permissive")
         self.pending, self.pending_rows = [], 0
-        untouched = self.rows
+        untouched, self.rows = self.rows, None
         if untouched is not None and untouched.num_rows:
             # The stored rows of the keys changed go through the collapse as reads before
             # the changes: a change keeping an unchanged TOASTed value takes it from them.
             touched = _rows_with_keys(untouched, changes, self.key)
             stored = untouched.filter(touched)
-            untouched = untouched.filter(pc.invert(touched))
+            untouched_rows = pc.invert(touched)
+            holder, untouched = [untouched], None
+            untouched = _per_column(holder, lambda c: c.filter(untouched_rows))
             stored = stored.append_column("_op", pa.repeat("read", stored.num_rows))
             changes = pa.concat_tables([stored, changes], promote_options="permissive")
         # Columns a later schema added come after the metadata columns when concatenated:
@@ -83,7 +87,23 @@ class TableState:
             else changes.select(columns).slice(0, 0)
         )
         self.rows = rows
+        # Give back what the fold's copies took (pyarrow's allocator keeps it otherwise).
+        pa.default_memory_pool().release_unused()
         return rows
+
+
+def _per_column(
+    holder: list[pa.Table], step: Callable[[pa.ChunkedArray], pa.ChunkedArray]
+) -> pa.Table:
+    """The table in ``holder`` with ``step`` applied to each column. The table is taken out
+    of ``holder`` (its only reference) and each column is let go as soon as its replacement
+    is made, so the peak is the table and one column, not two tables."""
+    table = holder.pop()
+    schema, columns = table.schema, table.columns
+    del table
+    for i in range(len(columns)):
+        columns[i] = step(columns[i])
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _rows_with_keys(rows: pa.Table, changes: pa.Table, key: list[str]) -> pa.ChunkedArray:
@@ -136,5 +156,8 @@ def run_read_table(
     state = by_table.get(table) if table is not None else next(iter(by_table.values()), None)
     if state is None:
         return pa.table({})
-    rows = state.fold()
-    return rows.take(pc.sort_indices(rows, sort_keys=[(k, "ascending") for k in key]))
+    rows = [state.fold()]
+    state.rows = None
+    by_table.clear()
+    order = pc.sort_indices(rows[0], sort_keys=[(k, "ascending") for k in key])
+    return _per_column(rows, lambda c: c.take(order))
