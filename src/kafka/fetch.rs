@@ -21,6 +21,7 @@ use super::budget::ReadAhead;
 use super::config::OnDecodeError;
 use super::context::{commit, Kafka};
 use super::delivery::{Buffered, DeadLetter, Item};
+use super::doorbell::Doorbell;
 use super::run::Runs;
 use crate::change::{Change, ChangeDecoder, Message, Position};
 use crate::error::{Error, Result};
@@ -56,6 +57,8 @@ pub(super) struct Fetch {
     pub(super) positions: Arc<Positions>,
     pub(super) decoder: ChangeDecoder,
     pub(super) sender: mpsc::UnboundedSender<Fetched>,
+    /// Rung after every hand-over, for an async reader waiting on its event loop.
+    pub(super) doorbell: Arc<Doorbell>,
     pub(super) stop: Arc<AtomicBool>,
     /// Set once the stream is read in batches: how many messages a run reads at most.
     pub(super) rows_per_run: Arc<AtomicUsize>,
@@ -144,6 +147,7 @@ impl Fetch {
                 {
                     return;
                 }
+                self.doorbell.handed_over();
                 // The read is over, but the stream is still a group member until it is
                 // closed: keep serving rebalances and committing what the application
                 // finishes, with nothing fetched.
@@ -461,6 +465,7 @@ impl Fetch {
         let error = self.finish_runs(batch).err().unwrap_or(error);
         if self.send(batch, generation) {
             let _ = self.sender.send(Fetched::Failed(error));
+            self.doorbell.handed_over();
         }
     }
 
@@ -476,6 +481,7 @@ impl Fetch {
             .sender
             .send(Fetched::Items { generation, items })
             .is_ok();
+        self.doorbell.handed_over();
         // The budget grows only here, so a full one pauses here, not at the next housekeeping:
         // a poll that came back empty before it would send its partial batch on top.
         if !self.paused_for_room && self.read_ahead.is_full() {

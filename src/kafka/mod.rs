@@ -30,6 +30,7 @@ mod budget;
 mod config;
 mod context;
 mod delivery;
+mod doorbell;
 mod fetch;
 mod oauth;
 mod run;
@@ -61,6 +62,7 @@ pub use self::config::{
 };
 pub(crate) use self::context::log_librdkafka;
 pub use self::delivery::DeadLetter;
+pub use self::doorbell::Doorbell;
 pub use self::oauth::{OAuthToken, OAuthTokens};
 
 /// The most messages the fetch thread reads into rows at once, whatever `max_rows`: bounds
@@ -104,6 +106,8 @@ pub struct ChangeConsumer {
     consumer: Arc<Kafka>,
     positions: Arc<Positions>,
     receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<Fetched>>,
+    /// Rung by the fetch thread when an async reader waits (see [`Doorbell`]).
+    doorbell: Arc<Doorbell>,
     delivery: Mutex<Delivery>,
     read_ahead: Arc<ReadAhead>,
     config: StreamConfig,
@@ -163,11 +167,13 @@ impl ChangeConsumer {
         let stop = Arc::new(AtomicBool::new(false));
         let rows_per_run = Arc::new(AtomicUsize::new(0));
         let read_ahead = Arc::new(ReadAhead::new(config.max_buffer_bytes));
+        let doorbell = Arc::<Doorbell>::default();
         let fetch = Fetch {
             consumer: consumer.clone(),
             positions: positions.clone(),
             decoder: ChangeDecoder::new(registry, config.decoder.clone()),
             sender,
+            doorbell: doorbell.clone(),
             stop: stop.clone(),
             rows_per_run: rows_per_run.clone(),
             runs: Default::default(),
@@ -180,8 +186,13 @@ impl ChangeConsumer {
             paused_for_room: false,
             fetched_to: Default::default(),
         };
-        let fetch_thread = crate::threads::spawn("changestream-fetch", move || fetch.run())
-            .map_err(|e| Error::Config(format!("cannot start the fetch thread: {e}")))?;
+        let rung_at_exit = doorbell.clone();
+        let fetch_thread = crate::threads::spawn("changestream-fetch", move || {
+            fetch.run();
+            // The channel is closed now: a reader waiting on its event loop must see it.
+            rung_at_exit.ring();
+        })
+        .map_err(|e| Error::Config(format!("cannot start the fetch thread: {e}")))?;
         let delivery = Delivery::new(
             positions.clone(),
             read_ahead.clone(),
@@ -192,6 +203,7 @@ impl ChangeConsumer {
             consumer,
             positions,
             receiver: tokio::sync::Mutex::new(receiver),
+            doorbell,
             delivery: Mutex::new(delivery),
             read_ahead,
             config,
@@ -235,12 +247,15 @@ impl ChangeConsumer {
     }
 
     /// The next change without waiting, if one is already fetched; `Ok(None)` means the caller
-    /// must wait with [`ChangeConsumer::next_async`].
+    /// must wait (an async reader: for the doorbell, see [`ChangeConsumer::ring_when_ready`]).
     pub fn next_ready(&self) -> Result<Option<Next>> {
         self.check_process()?;
         self.check_not_batched()?;
         self.delivery().finish_on_next();
-        let taken = self.delivery().take();
+        let mut taken = self.delivery().take();
+        if matches!(taken, Taken::Empty) && self.absorb_queued() {
+            taken = self.delivery().take();
+        }
         Ok(match taken {
             Taken::Change(change) => Some(Next::Change(change)),
             Taken::End => Some(Next::End),
@@ -249,22 +264,45 @@ impl ChangeConsumer {
         })
     }
 
-    /// Wait at most `wait` for something to take (a change, the end, a failure), without
-    /// taking it: the async iterators wait here on a runtime thread and take on the event
-    /// loop's, so a cancelled wait loses nothing.
-    pub fn wait_ready(&self, wait: Duration) -> Result<()> {
-        self.check_process()?;
-        if self.delivery().has_news() {
-            return Ok(());
+    /// Move what the fetch thread has handed over already into the delivery, without
+    /// waiting (not even for the receiver, when a wait holds it); whether anything came.
+    fn absorb_queued(&self) -> bool {
+        let Ok(mut receiver) = self.receiver.try_lock() else {
+            return false;
+        };
+        let mut absorbed = false;
+        loop {
+            match receiver.try_recv() {
+                Ok(fetched) => self.delivery().absorb(Some(fetched)),
+                Err(mpsc::error::TryRecvError::Empty) => return absorbed,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.delivery().absorb(None);
+                    return true;
+                }
+            }
+            absorbed = true;
         }
-        let received = runtime().block_on(async {
-            let mut receiver = self.receiver.lock().await;
-            tokio::time::timeout(wait, receiver.recv()).await
-        });
-        if let Ok(fetched) = received {
-            self.delivery().absorb(fetched);
+    }
+
+    /// The bell the fetch thread rings for a reader that waits on an event loop.
+    pub fn doorbell(&self) -> &Arc<Doorbell> {
+        &self.doorbell
+    }
+
+    /// Have the doorbell rung once something can be taken: now, if something can be already
+    /// (checked after arming, so a hand-over in between is not missed), else at the fetch
+    /// thread's next hand-over.
+    pub fn ring_when_ready(&self) {
+        self.doorbell.arm();
+        let queued = match self.receiver.try_lock() {
+            Ok(receiver) => !receiver.is_empty() || receiver.is_closed(),
+            // A blocking reader of the same stream waits on the receiver: what it receives
+            // the next hand-over or the timer's ring brings (ringing now would spin).
+            Err(_) => false,
+        };
+        if queued || self.delivery().has_news() {
+            self.doorbell.ring();
         }
-        Ok(())
     }
 
     /// From now on the stream is read with [`ChangeConsumer::next_batch`], in batches of at

@@ -1,24 +1,30 @@
 //! Awaiting a stream from asyncio, the one mechanism for changes and batches.
 //!
 //! An awaitable's step takes what is ready (on the event loop's thread); when nothing is, it
-//! yields an asyncio future and, unless one is running already, starts a wait on a blocking
-//! thread of the runtime. When the wait ends, that thread writes a byte to a socket the event
-//! loop watches (`add_reader`); the loop's callback completes every future that waited, and
-//! the awaiting tasks take what arrived in their next step. No runtime thread ever enters
-//! Python, so nothing of ours can be caught mid-call when the interpreter exits. The wait
-//! itself takes nothing, so a cancelled await loses nothing. The runtime is the process's own
-//! (rebuilt after a `fork()`), so awaiting works in a forked child too.
+//! yields an asyncio future, and the event loop watches the stream's doorbell
+//! ([`crate::kafka::Doorbell`], `add_reader`). The loop's callback completes every future that
+//! waited, and the awaiting tasks take what arrived in their next step. Who rings:
+//! - for changes, the fetch thread itself, at its next hand-over (the step arms the bell), so
+//!   the loop wakes with no thread in between; a timer on the runtime rings once a slice
+//!   has passed anyway, so a waiting task's step runs (and serves an OAuth token request)
+//!   at least once a slice;
+//! - for batches, a blocking thread of the runtime, once the slice it ran (which builds the
+//!   batch, off the loop's thread) has ended.
+//!
+//! No runtime thread ever enters Python, so nothing of ours can be caught mid-call when the
+//! interpreter exits. Waiting takes nothing, so a cancelled await loses nothing. The runtime
+//! is the process's own (rebuilt after a `fork()`), so awaiting works in a forked child too.
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 
+use crate::kafka::Doorbell;
+
 /// The asyncio futures waiting on one stream, and how their wait reaches the event loop.
-#[derive(Default)]
 pub(crate) struct Waiters {
     state: Mutex<WaitState>,
     signal: Arc<Signal>,
@@ -28,30 +34,76 @@ pub(crate) struct Waiters {
 #[derive(Default)]
 struct WaitState {
     futures: Vec<Py<PyAny>>,
-    /// The event loop watching the socket, and the callback it calls.
+    /// The event loop watching the doorbell, and the callback it calls.
     watcher: Option<(Py<PyAny>, Py<Wake>)>,
 }
 
 impl Waiters {
-    /// A future that completes when `wait` (started now unless a wait is running already)
-    /// returns: to `await`, or to hand to the task from an awaitable's step (`yielded`).
+    /// Waiters on the stream whose fetch thread rings `doorbell`.
+    pub(crate) fn new(doorbell: Arc<Doorbell>) -> Waiters {
+        Waiters {
+            state: Mutex::default(),
+            signal: Arc::new(Signal {
+                running: AtomicBool::new(false),
+                doorbell,
+            }),
+        }
+    }
+
+    /// A future that completes when the doorbell rings: `arm` asks for the ring (the fetch
+    /// thread's next hand-over), and a timer rings after `slice` unless one runs already.
+    pub(crate) fn rung<'py>(
+        self: &Arc<Self>,
+        py: Python<'py>,
+        slice: Duration,
+        arm: impl FnOnce(),
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let future = self.register(py)?;
+        arm();
+        if !self.signal.running.swap(true, Ordering::SeqCst) {
+            let signal = self.signal.clone();
+            crate::runtime::runtime().spawn(async move {
+                tokio::time::sleep(slice).await;
+                signal.send();
+            });
+        }
+        Ok(future)
+    }
+
+    /// A future that completes when `wait` (started now on a blocking thread of the runtime,
+    /// unless a wait is running already) returns.
     pub(crate) fn future<'py>(
         self: &Arc<Self>,
         py: Python<'py>,
         wait: impl FnOnce() + Send + 'static,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let future = self.register(py)?;
+        if !self.signal.running.swap(true, Ordering::SeqCst) {
+            // Only the signal goes to the runtime thread: were the last reference to the
+            // futures or the event loop dropped there, Python would run their finalizers at
+            // the next attach of any thread, where a Ctrl-C they catch would be lost.
+            let signal = self.signal.clone();
+            crate::runtime::runtime().spawn_blocking(move || {
+                wait();
+                signal.send();
+            });
+        }
+        Ok(future)
+    }
+
+    /// A new future of the running loop among those waiting, the loop watching the doorbell.
+    fn register<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
         let future = event_loop.call_method0("create_future")?;
-        let watched = self.signal.watched()?.as_raw_fd();
-        let (start, moved_from) = {
+        let watched = self.signal.watched()?;
+        let moved_from = {
             let mut state = self.state();
             state.futures.push(future.clone().unbind());
-            let start = !self.signal.running.swap(true, Ordering::SeqCst);
             let watching = state
                 .watcher
                 .as_ref()
                 .is_some_and(|(watching, _)| watching.bind(py).is(&event_loop));
-            let moved_from = if watching {
+            if watching {
                 None
             } else {
                 let wake = Py::new(
@@ -62,22 +114,11 @@ impl Waiters {
                 )?;
                 event_loop.call_method1("add_reader", (watched, wake.clone_ref(py)))?;
                 Some(state.watcher.replace((event_loop.unbind(), wake)))
-            };
-            (start, moved_from)
+            }
         };
         // The stream is now awaited from another event loop (`asyncio.run` again).
         if let Some(Some((previous, _))) = moved_from {
             stop_watching(py, previous.bind(py), watched);
-        }
-        if start {
-            // Only the signal goes to the runtime thread: were the last reference to the
-            // futures or the event loop dropped there, Python would run their finalizers at
-            // the next attach of any thread, where a Ctrl-C they catch would be lost.
-            let signal = self.signal.clone();
-            crate::runtime::runtime().spawn_blocking(move || {
-                wait();
-                signal.send();
-            });
         }
         Ok(future)
     }
@@ -100,59 +141,28 @@ impl Waiters {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Empty the watched socket; the futures that waited.
+    /// Empty the doorbell's socket; the futures that waited.
     fn drain(&self) -> Vec<Py<PyAny>> {
-        self.signal.drain();
+        self.signal.doorbell.drain();
         std::mem::take(&mut self.state().futures)
     }
 }
 
-/// Whether a wait runs, and the socket its end is signalled on: all a runtime thread holds.
-#[derive(Default)]
+/// Whether a wait (or a timer) runs, and the doorbell it rings: all a runtime thread holds.
 struct Signal {
     running: AtomicBool,
-    /// The end a finished wait writes to, and the end the event loop watches.
-    socket: OnceLock<(UnixStream, UnixStream)>,
+    doorbell: Arc<Doorbell>,
 }
 
 impl Signal {
-    /// The socket pair, made on first use.
-    fn pair(&self) -> PyResult<&(UnixStream, UnixStream)> {
-        if let Some(pair) = self.socket.get() {
-            return Ok(pair);
-        }
-        let (signal, watched) = UnixStream::pair()?;
-        signal.set_nonblocking(true)?;
-        watched.set_nonblocking(true)?;
-        Ok(self.socket.get_or_init(|| (signal, watched)))
-    }
-
-    fn watched(&self) -> PyResult<&UnixStream> {
-        Ok(&self.pair()?.1)
+    fn watched(&self) -> PyResult<RawFd> {
+        Ok(self.doorbell.watched()?)
     }
 
     /// A wait ended (on a runtime thread): tell the event loop, without entering Python.
     fn send(&self) {
         self.running.store(false, Ordering::SeqCst);
-        if let Some((signal, _)) = self.socket.get() {
-            // A full socket already holds a signal the loop has not read yet.
-            let _ = (&*signal).write(&[1]);
-        }
-    }
-
-    /// Empty the watched socket.
-    fn drain(&self) {
-        if let Some((_, watched)) = self.socket.get() {
-            let mut buffer = [0u8; 64];
-            loop {
-                match (&*watched).read(&mut buffer) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => break, // WouldBlock: empty
-                }
-            }
-        }
+        self.doorbell.ring();
     }
 }
 
@@ -180,7 +190,7 @@ impl Wake {
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
         if let Ok(watched) = self.waiters.signal.watched() {
-            stop_watching(py, &event_loop, watched.as_raw_fd());
+            stop_watching(py, &event_loop, watched);
         }
         complete(py, self.waiters.drain())
     }

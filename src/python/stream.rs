@@ -215,13 +215,14 @@ impl PyChangeStream {
         let topics = config.topics.clone();
         let group_id = config.group_id.clone();
         let consumer = py.detach(|| ChangeConsumer::start(config))?;
+        let waiters = Arc::new(Waiters::new(consumer.doorbell().clone()));
         Ok(PyChangeStream {
             consumer: Mutex::new(Some(Arc::new(consumer))),
             closed: Mutex::new(None),
             topics,
             group_id,
             progress,
-            waiters: Arc::default(),
+            waiters,
             oauth,
         })
     }
@@ -371,11 +372,8 @@ impl PyChangeStream {
     /// An asyncio future that completes when changes may have arrived (see `aio`).
     fn _ready_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let consumer = self.consumer()?;
-        self.waiters.future(py, move || {
-            if let Err(error) = consumer.wait_ready(WAIT_SLICE) {
-                log::debug!("waiting for a change: {error}");
-            }
-        })
+        self.waiters
+            .rung(py, WAIT_SLICE, || consumer.ring_when_ready())
     }
 
     /// An awaitable for the next change. When one is already fetched it is ready at once;
