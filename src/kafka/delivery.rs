@@ -322,6 +322,9 @@ impl Delivery {
                     generation: Some(generation),
                 });
             }
+            // The fetch thread is gone. After a failure it always is: the failure stays
+            // the stream's last word (a reader draining the channel sees both at once).
+            None if matches!(self.terminal, Some(Terminal::Failed(_))) => {}
             None => self.terminal = Some(Terminal::Ended { generation: None }),
         }
     }
@@ -568,6 +571,23 @@ mod tests {
         // Nothing more fetched: asking again finishes the last change handed out.
         assert_eq!(next(&mut delivery), None);
         assert_eq!(to_commit(&positions), HashMap::from([(0, 2), (1, 1)]));
+    }
+
+    #[test]
+    fn a_failure_is_not_undone_by_the_channel_closing_after_it() {
+        let positions = owning(&[0], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        let generation = positions.generation();
+        send(&mut delivery, generation, vec![change(0, 0)]);
+        delivery.absorb(Some(Fetched::Failed(Error::decode("bad body"))));
+        delivery.absorb(None); // the fetch thread ended after sending the failure
+        assert_eq!(next(&mut delivery), Some((0, 0)), "what came before is delivered first");
+        for _ in 0..2 {
+            match delivery.take() {
+                Taken::Failed(error) => assert!(error.to_string().contains("bad body")),
+                _ => panic!("the failure was lost"),
+            }
+        }
     }
 
     #[test]
