@@ -581,7 +581,11 @@ mod tests {
         send(&mut delivery, generation, vec![change(0, 0)]);
         delivery.absorb(Some(Fetched::Failed(Error::decode("bad body"))));
         delivery.absorb(None); // the fetch thread ended after sending the failure
-        assert_eq!(next(&mut delivery), Some((0, 0)), "what came before is delivered first");
+        assert_eq!(
+            next(&mut delivery),
+            Some((0, 0)),
+            "what came before is delivered first"
+        );
         for _ in 0..2 {
             match delivery.take() {
                 Taken::Failed(error) => assert!(error.to_string().contains("bad body")),
