@@ -20,6 +20,7 @@ pub mod frame;
 pub mod group;
 pub mod kafka;
 pub mod positions;
+pub mod process;
 pub mod registry;
 pub mod runtime;
 pub mod threads;

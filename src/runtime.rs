@@ -19,7 +19,7 @@ static RUNTIME: Mutex<Option<(u32, &'static Runtime)>> = Mutex::new(None);
 
 /// The shared runtime of this process.
 pub fn runtime() -> &'static Runtime {
-    let pid = std::process::id();
+    let pid = crate::process::id();
     let mut current = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
     match *current {
         Some((built_in, runtime)) if built_in == pid => runtime,

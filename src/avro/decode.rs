@@ -219,7 +219,7 @@ impl<'a> Reader<'a> {
             Node::Float => Value::Float(self.float()?),
             Node::Double => Value::Double(self.double()?),
             Node::Bytes => Value::Bytes(self.bytes()?),
-            Node::String => Value::String(self.string()?),
+            Node::String => Value::String(self.text()?.into()),
             Node::Union(branches) => {
                 let branch = self.branch(branches)?;
                 self.value(schema, branch, depth + 1)?

@@ -1395,7 +1395,7 @@ mod tests {
                     micros: 14_706_780_000
                 }),
                 // Not Kafka Connect: the placeholder text is just text.
-                Value::String(UNAVAILABLE_PLACEHOLDER.to_owned()),
+                Value::String(UNAVAILABLE_PLACEHOLDER.into()),
             ]
         );
     }
@@ -1473,7 +1473,7 @@ mod tests {
         );
         assert_eq!(
             values[4],
-            Value::String("__debezium_unavailable_value ".to_owned())
+            Value::String("__debezium_unavailable_value ".into())
         );
     }
 
@@ -1556,7 +1556,7 @@ mod tests {
             };
             for text in texts.into_iter().chain([UNAVAILABLE_PLACEHOLDER]) {
                 let in_place = schema.decode(&Body::default().string(text).0);
-                let applied = node.logical.apply(Value::String(text.to_owned()));
+                let applied = node.logical.apply(Value::String(text.into()));
                 match (in_place, applied) {
                     (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
                     (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),

@@ -95,7 +95,7 @@ impl Resolved {
             Plan::Float => Value::Float(reader.float()?),
             Plan::Double => Value::Double(reader.double()?),
             Plan::Bytes => Value::Bytes(reader.bytes()?),
-            Plan::String => Value::String(reader.string()?),
+            Plan::String => Value::String(reader.text()?.into()),
             Plan::Promote(promotion) => match promotion {
                 Promotion::IntToLong => Value::Long(i64::from(reader.int()?)),
                 Promotion::IntToFloat => Value::Float(reader.int()? as f32),
@@ -104,7 +104,7 @@ impl Resolved {
                 Promotion::LongToDouble => Value::Double(reader.long()? as f64),
                 Promotion::FloatToDouble => Value::Double(f64::from(reader.float()?)),
                 Promotion::StringToBytes => Value::Bytes(reader.bytes()?),
-                Promotion::BytesToString => Value::String(reader.string()?),
+                Promotion::BytesToString => Value::String(reader.text()?.into()),
             },
             Plan::Array {
                 items,

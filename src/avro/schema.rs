@@ -609,7 +609,7 @@ impl DefaultExpander<'_> {
             Node::Float => Value::Float(float(json).ok_or_else(wrong)? as f32),
             Node::Double => Value::Double(float(json).ok_or_else(wrong)?),
             Node::Bytes => Value::Bytes(latin1(json).ok_or_else(wrong)?),
-            Node::String => Value::String(json.as_str().ok_or_else(wrong)?.to_owned()),
+            Node::String => Value::String(json.as_str().ok_or_else(wrong)?.into()),
             Node::Array { items, .. } => Value::Array(
                 json.as_array()
                     .ok_or_else(wrong)?

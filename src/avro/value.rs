@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 /// One decoded Avro value, shaped by the writer schema.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
@@ -20,8 +22,8 @@ pub enum Value {
     Double(f64),
     /// `bytes`.
     Bytes(Vec<u8>),
-    /// `string`.
-    String(String),
+    /// `string` (kept inline up to 24 bytes).
+    String(CompactString),
     /// `fixed`.
     Fixed(Vec<u8>),
     /// An `enum` symbol.

@@ -210,7 +210,7 @@ impl ChangeConsumer {
             stop,
             rows_per_run,
             fetch_thread: Mutex::new(Some(fetch_thread)),
-            opened_in: std::process::id(),
+            opened_in: crate::process::id(),
             closed: Mutex::new(None),
         })
     }
@@ -322,7 +322,7 @@ impl ChangeConsumer {
 
     /// Whether the stream was opened in this process (not in a parent before a `fork()`).
     fn check_process(&self) -> Result<()> {
-        if std::process::id() == self.opened_in {
+        if crate::process::id() == self.opened_in {
             Ok(())
         } else {
             Err(Error::Forked {

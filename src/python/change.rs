@@ -190,9 +190,7 @@ impl PyChange {
     /// The Kafka message timestamp (timezone-aware, UTC), if the message has one.
     #[getter]
     fn timestamp<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.timestamp_ms
-            .map(|ms| utc_datetime(py, ms).map(Bound::into_any))
-            .transpose()
+        self.timestamp_ms.map(|ms| utc_datetime(py, ms)).transpose()
     }
 
     /// The change as a plain ``dict`` (``op``, ``table``, ``key``, ``before``, ``after``,

@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBytes, PyDate, PyDateTime, PyDelta, PyDict, PyList, PyString, PyTime, PyTuple, PyType,
-    PyTzInfo,
+    PyBytes, PyDate, PyDateTime, PyDelta, PyDict, PyList, PyString, PyTuple, PyType, PyTzInfo,
 };
 
 use crate::avro::{civil_from_days, Decimal, Interval, Temporal, Time, Timestamp, Value};
@@ -65,9 +64,9 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
             kwargs.set_item("bytes", PyBytes::new(py, bytes))?;
             UUID.import(py, "uuid", "UUID")?.call((), Some(&kwargs))?
         }
-        Value::Date(days) => date_to_py(py, i64::from(*days))?.into_any(),
-        Value::Time(time) => time_to_py(py, time)?.into_any(),
-        Value::Timestamp(timestamp) => timestamp_to_py(py, timestamp)?.into_any(),
+        Value::Date(days) => date_to_py(py, i64::from(*days))?,
+        Value::Time(time) => time_to_py(py, time)?,
+        Value::Timestamp(timestamp) => timestamp_to_py(py, timestamp)?,
         Value::Infinity { negative, of } => infinity_to_py(py, *negative, *of)?,
         Value::Interval(interval) => Bound::new(py, PyInterval::from(*interval))?.into_any(),
         Value::Duration(micros) => duration_to_py(py, *micros)?.into_any(),
@@ -106,7 +105,7 @@ fn field_names(py: Python<'_>, names: &FieldNames) -> Arc<[Py<PyString>]> {
 }
 
 /// Milliseconds since the epoch as an aware UTC `datetime`, computed exactly (no float).
-pub(crate) fn utc_datetime(py: Python<'_>, millis: i64) -> PyResult<Bound<'_, PyDateTime>> {
+pub(crate) fn utc_datetime(py: Python<'_>, millis: i64) -> PyResult<Bound<'_, PyAny>> {
     timestamp_to_py(
         py,
         &Timestamp {
@@ -139,14 +138,58 @@ fn python_date(days: i64) -> Option<(i32, u8, u8)> {
         .then_some((year as i32, month, day))
 }
 
-fn date_to_py(py: Python<'_>, days: i64) -> PyResult<Bound<'_, PyDate>> {
+// `date`, `time` and `datetime` are made from their pickled state (`datetime(state, tz)`):
+// the constructors read those bytes directly, where eight separate arguments go through
+// argument parsing at about three times the cost (the stable ABI this module is built for
+// has no datetime C API). Pickles must stay readable, so CPython keeps that layout: year
+// (two bytes, big-endian), month, day, hour, minute, second, microsecond (three bytes).
+// The fields are checked before (years 1 to 9999, a real calendar day, a time of day).
+
+fn date_to_py(py: Python<'_>, days: i64) -> PyResult<Bound<'_, PyAny>> {
     let (year, month, day) = python_date(days).ok_or_else(|| {
         let (year, ..) = civil_from_days(days);
         out_of_range(format!(
             "date {days} days from 1970-01-01 (year {year}) is outside Python's date range (years 1 to 9999)"
         ))
     })?;
-    PyDate::new(py, year, month, day)
+    static DATE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let [high, low] = (year as u16).to_be_bytes();
+    let state = PyBytes::new(py, &[high, low, month, day]);
+    DATE.import(py, "datetime", "date")?.call1((state,))
+}
+
+/// A `time` or `datetime` (`of`) from its pickled state and zone.
+fn from_pickled_state<'py>(
+    py: Python<'py>,
+    of: &'static str,
+    state: &[u8],
+    tz: Option<Bound<'py, PyTzInfo>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    static TIME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    static DATETIME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let class = match of {
+        "time" => &TIME,
+        _ => &DATETIME,
+    }
+    .import(py, "datetime", of)?;
+    let state = PyBytes::new(py, state);
+    match tz {
+        Some(tz) => class.call1((state, tz)),
+        None => class.call1((state,)),
+    }
+}
+
+/// The pickled state's time-of-day bytes.
+fn time_state(second_of_day: i64, micros: u32) -> [u8; 6] {
+    let [_, us_high, us_mid, us_low] = micros.to_be_bytes();
+    [
+        (second_of_day / 3600) as u8,
+        (second_of_day / 60 % 60) as u8,
+        (second_of_day % 60) as u8,
+        us_high,
+        us_mid,
+        us_low,
+    ]
 }
 
 /// `datetime.timezone` for an offset in seconds east of UTC (`timezone.utc` for 0).
@@ -158,7 +201,7 @@ fn timezone(py: Python<'_>, offset: i32) -> PyResult<Bound<'_, PyTzInfo>> {
     PyTzInfo::fixed_offset(py, delta)
 }
 
-fn time_to_py<'py>(py: Python<'py>, time: &Time) -> PyResult<Bound<'py, PyTime>> {
+fn time_to_py<'py>(py: Python<'py>, time: &Time) -> PyResult<Bound<'py, PyAny>> {
     let tz = time.offset.map(|offset| timezone(py, offset)).transpose()?;
     // PostgreSQL's 24:00:00 has no `time`: the last representable instant of the day stands in.
     let nanos = time.nanos.min(SECONDS_PER_DAY * NANOS_PER_SECOND - 1000);
@@ -168,21 +211,14 @@ fn time_to_py<'py>(py: Python<'py>, time: &Time) -> PyResult<Bound<'py, PyTime>>
             time.nanos
         )));
     }
-    let seconds = nanos / NANOS_PER_SECOND;
-    PyTime::new(
-        py,
-        (seconds / 3600) as u8,
-        (seconds / 60 % 60) as u8,
-        (seconds % 60) as u8,
+    let state = time_state(
+        nanos / NANOS_PER_SECOND,
         (nanos % NANOS_PER_SECOND / 1000) as u32,
-        tz.as_ref(),
-    )
+    );
+    from_pickled_state(py, "time", &state, tz)
 }
 
-fn timestamp_to_py<'py>(
-    py: Python<'py>,
-    timestamp: &Timestamp,
-) -> PyResult<Bound<'py, PyDateTime>> {
+fn timestamp_to_py<'py>(py: Python<'py>, timestamp: &Timestamp) -> PyResult<Bound<'py, PyAny>> {
     // Python's datetime holds the wall clock of its zone: shift the instant by the offset.
     let local = timestamp
         .seconds
@@ -201,17 +237,13 @@ fn timestamp_to_py<'py>(
         .offset
         .map(|offset| timezone(py, offset))
         .transpose()?;
-    PyDateTime::new(
-        py,
-        year,
-        month,
-        day,
-        (second_of_day / 3600) as u8,
-        (second_of_day / 60 % 60) as u8,
-        (second_of_day % 60) as u8,
-        timestamp.nanos / 1000,
-        tz.as_ref(),
-    )
+    let [year_high, year_low] = (year as u16).to_be_bytes();
+    let [hour, minute, second, us_high, us_mid, us_low] =
+        time_state(second_of_day, timestamp.nanos / 1000);
+    let state = [
+        year_high, year_low, month, day, hour, minute, second, us_high, us_mid, us_low,
+    ];
+    from_pickled_state(py, "datetime", &state, tz)
 }
 
 /// PostgreSQL's ±infinity as the type's `max` / `min`, so a column keeps one Python type and

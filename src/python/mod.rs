@@ -33,6 +33,13 @@ fn _before_exit() {
     log::set_max_level(log::LevelFilter::Off);
 }
 
+/// Run by `os.register_at_fork` in every child `os.fork()` makes: streams compare the
+/// process id with their opener's on every call, and read it from this cache.
+#[pyfunction]
+fn _after_fork_in_child() {
+    crate::process::forked();
+}
+
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -42,6 +49,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.py()
         .import("atexit")?
         .call_method1("register", (wrap_pyfunction!(_before_exit, m)?,))?;
+    let after_fork = pyo3::types::PyDict::new(m.py());
+    after_fork.set_item("after_in_child", wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    m.py()
+        .import("os")?
+        .call_method("register_at_fork", (), Some(&after_fork))?;
     m.add_class::<stream::PyChangeStream>()?;
     m.add_class::<change::PyChange>()?;
     m.add_class::<batch::PyChangeBatch>()?;

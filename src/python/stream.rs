@@ -640,7 +640,7 @@ impl PyDeadLetter {
         Ok(PyDeadLetter {
             timestamp: position
                 .timestamp_ms
-                .map(|ms| utc_datetime(py, ms).map(|d| d.into_any().unbind()))
+                .map(|ms| utc_datetime(py, ms).map(Bound::unbind))
                 .transpose()?,
             topic: position.topic.to_string(),
             partition: position.partition,
