@@ -384,7 +384,7 @@ impl Column {
                 Column::TimestampMicros { .. } | Column::TimestampNanos { .. },
                 Value::Infinity { of, .. },
             ) => *of != Temporal::Date,
-            (Column::Struct { name, .. }, Value::Record(record)) => record.name == *name,
+            (Column::Struct { name, .. }, Value::Record(record)) => record.name() == name,
             (Column::OneOf { branches, .. }, value) => branches.iter().any(|b| b.accepts(value)),
             _ => false,
         }
@@ -502,7 +502,7 @@ impl Column {
                 },
                 Value::Record(record),
             ) => {
-                if Arc::ptr_eq(&record.names, names) {
+                if Arc::ptr_eq(record.names(), names) {
                     for (child, value) in children.iter_mut().zip(&record.values) {
                         child.append(value)?;
                     }

@@ -42,9 +42,10 @@ impl<'a> Layout<'a> {
         let root = schema.root_record();
         // The stream reads an envelope-shaped schema as flat rows when told to
         // (format="row"); the decoded rows say which it did.
-        let rows_are_roots = changes.iter().find_map(row_record).is_some_and(|record| {
-            root.is_some_and(|root| Arc::ptr_eq(&record.names, &root.field_names))
-        });
+        let rows_are_roots = changes
+            .iter()
+            .find_map(row_record)
+            .is_some_and(|record| root.is_some_and(|root| std::ptr::eq(record.shape, root.shape)));
         let envelope = root.and_then(|root| envelope_parts(schema, root));
         let (row, source) = match (envelope, root) {
             (Some((row, source)), _) if !rows_are_roots => (RowShape::Record(row), source),
@@ -169,7 +170,7 @@ pub(super) fn fill_row_with(
     };
     match (row, shape) {
         (Some(Value::Record(record)), RowShape::Record(def))
-            if Arc::ptr_eq(&record.names, &def.field_names) =>
+            if std::ptr::eq(record.shape, def.shape) =>
         {
             for ((name, column), value) in columns.iter_mut().zip(&record.values) {
                 put(&*name, column, Some(value))?;

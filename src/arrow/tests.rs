@@ -30,8 +30,7 @@ fn parse(json: &str) -> Arc<Schema> {
 /// A record value of the schema's record `def`, fields in order.
 fn record(def: &RecordDef, values: Vec<Value>) -> Value {
     Value::Record(Record {
-        name: def.name.clone(),
-        names: def.field_names.clone(),
+        shape: def.shape,
         values,
     })
 }

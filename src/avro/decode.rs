@@ -284,8 +284,7 @@ impl<'a> Reader<'a> {
                         }
                     }
                     let value = Value::Record(Record {
-                        name: record.name.clone(),
-                        names: record.field_names.clone(),
+                        shape: record.shape,
                         values,
                     });
                     match &record.logical {

@@ -28,7 +28,7 @@ pub use logical::{InfinitySentinels, Logical, TimeUnit, UNAVAILABLE_PLACEHOLDER}
 pub use resolve::Resolved;
 pub use schema::{EnumDef, FieldDefault, FixedDef, LogicalNode, Named, Node, RecordDef, Schema};
 pub use temporal::civil_from_days;
-pub use value::{Decimal, Interval, Record, Temporal, Time, Timestamp, Value};
+pub use value::{Decimal, Interval, Record, RecordShape, Temporal, Time, Timestamp, Value};
 
 /// Write `value` as an Avro `long` (zigzag varint): the one encoder the tests share.
 #[cfg(test)]

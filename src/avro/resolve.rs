@@ -33,7 +33,7 @@ use std::sync::Arc;
 use super::decode::Reader;
 use super::logical::{is_unavailable_placeholder, Logical};
 use super::schema::{describe, FieldDefault, Named, Node, RecordDef, Schema};
-use super::value::{Record, Value};
+use super::value::{Record, RecordShape, Value};
 use crate::error::{Error, Result};
 
 /// Decodes bodies written with a writer schema into values shaped by a reader schema.
@@ -190,7 +190,7 @@ impl Resolved {
     }
 
     fn record(&self, reader: &mut Reader<'_>, plan: &RecordPlan, depth: usize) -> Result<Value> {
-        let mut values = vec![Value::Null; plan.names.len()];
+        let mut values = vec![Value::Null; plan.shape.names.len()];
         for step in &plan.steps {
             match step {
                 Step::Read { to, plan } => values[*to] = self.value(reader, plan, depth + 1)?,
@@ -209,8 +209,7 @@ impl Resolved {
             }
         }
         let value = Value::Record(Record {
-            name: plan.name.clone(),
-            names: plan.names.clone(),
+            shape: plan.shape,
             values,
         });
         Ok(match &plan.logical {
@@ -371,8 +370,7 @@ enum RecordSlot {
 #[derive(Debug)]
 struct RecordPlan {
     /// The reader's full name and field names.
-    name: Arc<str>,
-    names: Arc<[Arc<str>]>,
+    shape: &'static RecordShape,
     /// One step per writer field, in the writer's order.
     steps: Vec<Step>,
     /// Reader fields the writer does not have: their slot and default.
@@ -704,8 +702,7 @@ impl<'s> Compiler<'s> {
             });
         }
         Ok(RecordPlan {
-            name: reader.name.clone(),
-            names: reader.field_names.clone(),
+            shape: reader.shape,
             steps,
             defaults,
             kafka_connect: reader.is_kafka_connect(),
@@ -852,7 +849,7 @@ mod tests {
     }
 
     fn names(record: &Record) -> Vec<&str> {
-        record.names.iter().map(|n| &**n).collect()
+        record.names().iter().map(|n| &**n).collect()
     }
 
     fn error(result: Result<impl std::fmt::Debug>) -> String {
@@ -875,13 +872,13 @@ mod tests {
             {"name":"raw","type":"bytes","default":"\u00ff\u0000"},
             {"name":"late","type":["null","long"],"default":7}]}"#;
         let value = record(read(writer, reader, Body::default().long(42)).unwrap());
-        assert_eq!(&*value.name, "v2.User");
+        assert_eq!(&**value.name(), "v2.User");
         assert_eq!(
             names(&value),
             ["id", "email", "nick", "home", "tags", "joined", "raw", "late"]
         );
         let point = record(value.values[3].clone());
-        assert_eq!(&*point.name, "v2.Point");
+        assert_eq!(&**point.name(), "v2.Point");
         assert_eq!(point.values, [Value::Int(3), Value::Double(0.5)]);
         assert_eq!(
             value.values,
@@ -1124,7 +1121,7 @@ mod tests {
             {"type":"record","name":"B","fields":[
                 {"name":"day","type":{"type":"int","logicalType":"date"}}]}]"#;
         let value = record(read(writer, reader, Body::default().long(10)).unwrap());
-        assert_eq!(&*value.name, "B");
+        assert_eq!(&**value.name(), "B");
         assert_eq!(value.values, [Value::Date(10)]);
         assert!(error(resolve(r#""boolean""#, r#"["null","int"]"#)).contains("matches no branch"));
     }
@@ -1138,7 +1135,7 @@ mod tests {
             {"name":"years","type":"long","aliases":["age"]},
             {"name":"full_name","type":"string","aliases":["name"]}]}"#;
         let value = record(read(writer, reader, Body::default().string("Ada").long(36)).unwrap());
-        assert_eq!(&*value.name, "com.new.Person");
+        assert_eq!(&**value.name(), "com.new.Person");
         assert_eq!(names(&value), ["years", "full_name"]);
         assert_eq!(value.values, [Value::Long(36), Value::String("Ada".into())]);
         // An unqualified alias is relative to the record's namespace, and names match by their

@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json};
 
 use super::decode::MAX_DEPTH;
 use super::logical::{self, Logical};
-use super::value::{Record, Temporal, Value};
+use super::value::{Record, RecordShape, Temporal, Value};
 use crate::error::{Error, Result};
 
 /// A parsed writer schema, ready to decode message bodies.
@@ -96,6 +96,9 @@ pub struct RecordDef {
     pub name: Arc<str>,
     /// Field names in order, shared with every decoded record.
     pub field_names: Arc<[Arc<str>]>,
+    /// The name and field names as every decoded record holds them (the same `Arc`s as
+    /// `name` and `field_names`).
+    pub shape: &'static RecordShape,
     /// Field types in order.
     pub fields: Vec<Node>,
     /// Kafka Connect's `connect.name` property, when present (Debezium sets it).
@@ -392,10 +395,12 @@ impl Parser {
         let logical = logical::of_record(&full_name, connect_name.as_deref(), &names, &nodes);
         let defaults = vec![FieldDefault::Absent; nodes.len()];
         self.defaults[slot] = raw_defaults;
+        let shape = RecordShape::interned(full_name.into(), names.into());
         self.named[slot] = Some(Named::Record(RecordDef {
             aliases: aliases(object.get("aliases"), Some(&inner_namespace)),
-            name: full_name.into(),
-            field_names: names.into(),
+            name: shape.name.clone(),
+            field_names: shape.names.clone(),
+            shape,
             fields: nodes,
             connect_name,
             logical,
@@ -661,8 +666,7 @@ impl DefaultExpander<'_> {
                         values.push(value);
                     }
                     let value = Value::Record(Record {
-                        name: record.name.clone(),
-                        names: record.field_names.clone(),
+                        shape: record.shape,
                         values,
                     });
                     match &record.logical {

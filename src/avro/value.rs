@@ -1,6 +1,8 @@
 //! Decoded Avro values.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashSet;
 
 use compact_str::CompactString;
 
@@ -115,28 +117,80 @@ pub struct Interval {
     pub micros: i64,
 }
 
-/// A decoded record: field values in schema order, with the field names shared by every record
-/// decoded with the same schema.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
+/// What every record of one record type shares: its full name and its field names.
+///
+/// Interned: the process keeps one of each distinct shape and never frees it, so there are as
+/// many as record types read (the schema caches keep those too). A decoded record points to
+/// its shape without a reference count: records are built on the fetch thread and dropped on
+/// the Python thread, and a shared count would move between the two cores twice per record.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RecordShape {
     /// The full name of the record type.
     pub name: Arc<str>,
     /// Field names, in schema order.
     pub names: Arc<[Arc<str>]>,
+}
+
+/// Every shape interned so far.
+static SHAPES: Mutex<Option<FxHashSet<&'static RecordShape>>> = Mutex::new(None);
+
+impl RecordShape {
+    /// The one shape with this name and these field names.
+    pub fn interned(name: Arc<str>, names: Arc<[Arc<str>]>) -> &'static RecordShape {
+        let shape = RecordShape { name, names };
+        let mut shapes = SHAPES.lock().unwrap_or_else(|e| e.into_inner());
+        let shapes = shapes.get_or_insert_with(FxHashSet::default);
+        if let Some(known) = shapes.get(&shape) {
+            return known;
+        }
+        let leaked: &'static RecordShape = Box::leak(Box::new(shape));
+        shapes.insert(leaked);
+        leaked
+    }
+}
+
+/// A decoded record: field values in schema order, with the shape (name and field names)
+/// shared by every record of its type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The record type's name and field names.
+    pub shape: &'static RecordShape,
     /// Field values, in schema order.
     pub values: Vec<Value>,
 }
 
 impl Record {
+    /// A record of the type called `name` with fields `names`, holding `values`.
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        names: impl Into<Arc<[Arc<str>]>>,
+        values: Vec<Value>,
+    ) -> Record {
+        Record {
+            shape: RecordShape::interned(name.into(), names.into()),
+            values,
+        }
+    }
+
+    /// The full name of the record type.
+    pub fn name(&self) -> &Arc<str> {
+        &self.shape.name
+    }
+
+    /// Field names, in schema order.
+    pub fn names(&self) -> &Arc<[Arc<str>]> {
+        &self.shape.names
+    }
+
     /// The value of the field called `name`, if the record has one.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        let index = self.names.iter().position(|n| &**n == name)?;
+        let index = self.names().iter().position(|n| &**n == name)?;
         self.values.get(index)
     }
 
     /// Take the value of the field called `name` out of the record, leaving `Null` behind.
     pub fn take(&mut self, name: &str) -> Option<Value> {
-        let index = self.names.iter().position(|n| &**n == name)?;
+        let index = self.names().iter().position(|n| &**n == name)?;
         self.values.get_mut(index).map(std::mem::take)
     }
 }

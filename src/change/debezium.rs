@@ -25,8 +25,14 @@ impl Op {
     }
 }
 
-/// The change a Debezium envelope describes. The table comes from `source.table`, when set.
-pub(super) fn change(value: Value, key: Option<Value>, position: Position) -> Result<Change> {
+/// The change a Debezium envelope describes. The table comes from `source.table`, when set;
+/// `known_table` (the topic's latest) is reused when it is the same.
+pub(super) fn change(
+    value: Value,
+    key: Option<Value>,
+    position: Position,
+    known_table: &Arc<str>,
+) -> Result<Change> {
     let Value::Record(mut envelope) = value else {
         return Err(Error::decode(
             "format=\"debezium\" but the value is not a record",
@@ -49,7 +55,10 @@ pub(super) fn change(value: Value, key: Option<Value>, position: Position) -> Re
             .get("table")
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
-            .map(Arc::from),
+            .map(|t| match t == &**known_table {
+                true => known_table.clone(),
+                false => Arc::from(t),
+            }),
         _ => None,
     };
     Ok(Change {
@@ -76,11 +85,7 @@ mod tests {
             .into_iter()
             .map(|(n, v)| (Arc::<str>::from(n), v))
             .unzip();
-        Value::Record(Record {
-            name: name.into(),
-            names: names.into(),
-            values,
-        })
+        Value::Record(Record::new(name, names, values))
     }
 
     fn position() -> Position {
@@ -133,7 +138,7 @@ mod tests {
     #[test]
     fn rows_source_and_table_are_taken() {
         let value = envelope("u", row(1), row(2), source("orders"));
-        let change = change(value, Some(Value::Int(2)), position()).unwrap();
+        let change = change(value, Some(Value::Int(2)), position(), &"".into()).unwrap();
         assert_eq!(change.op, Op::Update);
         assert_eq!(change.before, Some(row(1)));
         assert_eq!(change.after, Some(row(2)));
@@ -146,11 +151,23 @@ mod tests {
     }
 
     #[test]
+    fn the_topics_table_is_shared_when_the_envelope_names_it_again() {
+        let known: Arc<str> = "orders".into();
+        let value = envelope("c", Value::Null, row(1), source("orders"));
+        let same = change(value, None, position(), &known).unwrap();
+        assert!(Arc::ptr_eq(same.table.as_ref().unwrap(), &known));
+        let value = envelope("c", Value::Null, row(1), source("items"));
+        let other = change(value, None, position(), &known).unwrap();
+        assert_eq!(other.table.as_deref(), Some("items"));
+    }
+
+    #[test]
     fn null_rows_and_empty_table_are_absent() {
         let change = change(
             envelope("t", Value::Null, Value::Null, source("")),
             None,
             position(),
+            &"".into(),
         )
         .unwrap();
         assert_eq!(change.op, Op::Truncate);
@@ -172,7 +189,7 @@ mod tests {
         if let Value::Record(r) = &mut value {
             r.values[4] = transaction.clone();
         }
-        let change = change(value, None, position()).unwrap();
+        let change = change(value, None, position(), &"".into()).unwrap();
         assert_eq!(change.op, Op::Insert);
         assert_eq!(change.transaction, Some(transaction));
     }
@@ -194,7 +211,7 @@ mod tests {
                 ("message", message.clone()),
             ],
         );
-        let change = change(value, None, position()).unwrap();
+        let change = change(value, None, position(), &"".into()).unwrap();
         assert_eq!(change.op, Op::Message);
         assert_eq!(change.after, Some(message));
         assert_eq!(change.before, None);
@@ -207,6 +224,7 @@ mod tests {
             envelope("z", Value::Null, row(1), Value::Null),
             None,
             position(),
+            &"".into(),
         )
         .unwrap_err();
         assert!(
@@ -215,10 +233,11 @@ mod tests {
         );
         let no_op = record("Envelope", vec![("after", row(1))]);
         assert!(matches!(
-            change(no_op, None, position()),
+            change(no_op, None, position(), &"".into()),
             Err(Error::Decode { .. })
         ));
-        let not_a_record = change(Value::String("c".into()), None, position()).unwrap_err();
+        let not_a_record =
+            change(Value::String("c".into()), None, position(), &"".into()).unwrap_err();
         assert!(
             matches!(&not_a_record, Error::Decode { reason, .. } if reason.contains("not a record")),
             "{not_a_record}"

@@ -319,7 +319,7 @@ impl ChangeDecoder {
         }
         let change = match writer.envelope {
             Envelope::Row => row::change(&writer, value, key, position)?,
-            Envelope::Debezium => debezium::change(value, key, position)?,
+            Envelope::Debezium => debezium::change(value, key, position, &topic.table)?,
         };
         if let Some(table) = &change.table {
             topic.table = table.clone();

@@ -82,8 +82,7 @@ mod tests {
     fn record(writer: &Writer, values: Vec<Value>) -> Value {
         let root = writer.schema.root_record().unwrap();
         Value::Record(Record {
-            name: root.name.clone(),
-            names: root.field_names.clone(),
+            shape: root.shape,
             values,
         })
     }

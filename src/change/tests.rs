@@ -147,11 +147,11 @@ fn message<'a>(topic: &'a str, key: Option<&'a [u8]>, value: Option<&'a [u8]>) -
 const TOPIC: &str = "shop.public.orders";
 
 fn orders_row(id: i32, item: &str) -> Value {
-    Value::Record(crate::avro::Record {
-        name: "shop.public.orders.Value".into(),
-        names: vec![Arc::from("id"), Arc::from("item")].into(),
-        values: vec![Value::Int(id), Value::String(item.into())],
-    })
+    Value::Record(crate::avro::Record::new(
+        "shop.public.orders.Value",
+        vec![Arc::from("id"), Arc::from("item")],
+        vec![Value::Int(id), Value::String(item.into())],
+    ))
 }
 
 fn field<'a>(value: &'a Option<Value>, name: &str) -> &'a Value {

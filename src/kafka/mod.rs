@@ -251,8 +251,11 @@ impl ChangeConsumer {
     pub fn next_ready(&self) -> Result<Option<Next>> {
         self.check_process()?;
         self.check_not_batched()?;
-        self.delivery().finish_on_next();
-        let mut taken = self.delivery().take();
+        let mut taken = {
+            let mut delivery = self.delivery();
+            delivery.finish_on_next();
+            delivery.take()
+        };
         if matches!(taken, Taken::Empty) && self.absorb_queued() {
             taken = self.delivery().take();
         }

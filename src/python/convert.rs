@@ -8,7 +8,6 @@
 //! PostgreSQL's ±infinity becomes the type's `max`/`min` and 24:00 becomes `time.max` (see
 //! docs/types.md); any other value out of Python's range is a `DecodeError` that names it.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
@@ -16,8 +15,11 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyBytes, PyDate, PyDateTime, PyDelta, PyDict, PyList, PyString, PyTuple, PyType, PyTzInfo,
 };
+use rustc_hash::FxHashMap;
 
-use crate::avro::{civil_from_days, Decimal, Interval, Temporal, Time, Timestamp, Value};
+use crate::avro::{
+    civil_from_days, Decimal, Interval, RecordShape, Temporal, Time, Timestamp, Value,
+};
 use crate::error::Error;
 
 const SECONDS_PER_DAY: i64 = 86_400;
@@ -52,7 +54,7 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
         }
         Value::Record(record) => {
             let dict = PyDict::new(py);
-            for (name, item) in field_names(py, &record.names).iter().zip(&record.values) {
+            for (name, item) in field_names(py, record.shape).iter().zip(&record.values) {
                 dict.set_item(name.bind(py), value_to_py(py, item)?)?;
             }
             dict.into_any()
@@ -74,33 +76,31 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
     })
 }
 
-/// A record schema's field names.
-type FieldNames = Arc<[Arc<str>]>;
-
-/// Field names as Python strings, made once per record schema rather than once per record:
+/// Field names as Python strings, made once per record shape rather than once per record:
 /// Python caches a string's hash, so the dicts of later records hash nothing. Keyed by the
-/// address of the schema's name list, which each entry keeps alive so the address is not
-/// reused; there are as many entries as record schemas seen, like the schema cache.
-#[allow(clippy::type_complexity)]
-static PY_FIELD_NAMES: Mutex<Option<HashMap<usize, (FieldNames, Arc<[Py<PyString>]>)>>> =
-    Mutex::new(None);
+/// shape's address (shapes live as long as the process); there are as many entries as
+/// record types seen, like the shapes themselves.
+static PY_FIELD_NAMES: Mutex<Option<FxHashMap<usize, PyNames>>> = Mutex::new(None);
 
-fn field_names(py: Python<'_>, names: &FieldNames) -> Arc<[Py<PyString>]> {
-    let key = Arc::as_ptr(names).cast::<()>() as usize;
+/// A record shape's field names as Python strings.
+type PyNames = Arc<[Py<PyString>]>;
+
+fn field_names(py: Python<'_>, shape: &'static RecordShape) -> PyNames {
+    let key = std::ptr::from_ref(shape) as usize;
     let cache = || PY_FIELD_NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, strings)) = cache().as_ref().and_then(|c| c.get(&key)) {
+    if let Some(strings) = cache().as_ref().and_then(|c| c.get(&key)) {
         return strings.clone();
     }
     // Made without the lock held: making Python objects may run other Python threads.
-    let strings: Arc<[Py<PyString>]> = names
+    let strings: PyNames = shape
+        .names
         .iter()
         .map(|name| PyString::intern(py, name).unbind())
         .collect();
     cache()
-        .get_or_insert_with(HashMap::new)
+        .get_or_insert_with(FxHashMap::default)
         .entry(key)
-        .or_insert_with(|| (names.clone(), strings))
-        .1
+        .or_insert(strings)
         .clone()
 }
 
