@@ -384,7 +384,7 @@ impl Fetch {
         dead_letter: impl FnOnce(Error) -> DeadLetter,
     ) -> Result<()> {
         let item = match decoded {
-            Ok(Some(change)) => Item::Change(change),
+            Ok(Some(change)) => Item::Change(Box::new(change)),
             // A tombstone not delivered: passed like any message, so positions move past it.
             Ok(None) => Item::Passed(position()),
             Err(error) => match self.on_decode_error {
