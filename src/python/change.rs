@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
-use super::convert::{utc_datetime, value_to_py};
+use super::convert::{check_convertible, utc_datetime, value_to_py};
 use super::errors::DecodeError;
 use crate::avro::Value;
 use crate::change::{Change, Op, Position};
@@ -17,7 +17,11 @@ use crate::error::Error;
 pub(crate) struct PyChange {
     op: Op,
     key: Py<PyAny>,
-    before: Py<PyAny>,
+    /// The row before the change, converted when first asked for: most applications read
+    /// `after` (and the key of a delete); its convertibility is checked when the change is
+    /// taken, so its errors come where every decode error comes.
+    before: Option<Value>,
+    before_py: PyOnceLock<Py<PyAny>>,
     after: Py<PyAny>,
     /// Debezium's `source` and `transaction` blocks, converted when first asked for: most
     /// applications never look at them, and `source` is the largest record of an envelope.
@@ -47,7 +51,13 @@ impl PyChange {
         Ok(PyChange {
             op: change.op,
             key: convert(&change.key)?,
-            before: convert(&change.before)?,
+            before: {
+                if let Some(before) = &change.before {
+                    check_convertible(py, before).map_err(|e| locate(py, e, position))?;
+                }
+                change.before
+            },
+            before_py: PyOnceLock::new(),
             after: convert(&change.after)?,
             source: change.source,
             source_py: PyOnceLock::new(),
@@ -132,8 +142,8 @@ impl PyChange {
 
     /// The row before the change, when the format carries it (a dict for record rows).
     #[getter]
-    fn before(&self, py: Python<'_>) -> Py<PyAny> {
-        self.before.clone_ref(py)
+    fn before(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        lazy(py, &self.before, &self.before_py)
     }
 
     /// The row after the change (a dict for record rows; the value itself on a topic whose
@@ -201,7 +211,7 @@ impl PyChange {
         dict.set_item("op", self.op.as_str())?;
         dict.set_item("table", self.table.as_deref())?;
         dict.set_item("key", &self.key)?;
-        dict.set_item("before", &self.before)?;
+        dict.set_item("before", self.before(py)?)?;
         dict.set_item("after", &self.after)?;
         dict.set_item("source", self.source(py)?)?;
         dict.set_item("transaction", self.transaction(py)?)?;
@@ -221,7 +231,7 @@ impl PyChange {
         let state = (
             this.op.as_str(),
             this.key.clone_ref(py),
-            this.before.clone_ref(py),
+            this.before(py)?,
             this.after.clone_ref(py),
             this.source(py)?,
             this.transaction(py)?,
@@ -266,7 +276,8 @@ impl PyChange {
         Ok(PyChange {
             op,
             key,
-            before,
+            before: None,
+            before_py: known(before),
             after,
             source: None,
             source_py: known(source),
@@ -301,7 +312,7 @@ impl PyChange {
                 None => "None".to_owned(),
             },
             self.key.bind(py).repr()?,
-            self.before.bind(py).repr()?,
+            self.before(py)?.bind(py).repr()?,
             self.after.bind(py).repr()?,
             text(&self.topic)?,
             self.partition,

@@ -82,6 +82,34 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
 /// record types seen, like the shapes themselves.
 static PY_FIELD_NAMES: Mutex<Option<FxHashMap<usize, PyNames>>> = Mutex::new(None);
 
+/// Fail as [`value_to_py`] would on `value`, without making its Python objects when it surely
+/// converts: a row converted only when first read still raises its error when the change is
+/// taken, as every other decode error does.
+pub(crate) fn check_convertible(py: Python<'_>, value: &Value) -> PyResult<()> {
+    match surely_convertible(value) {
+        true => Ok(()),
+        false => value_to_py(py, value).map(drop),
+    }
+}
+
+/// Whether every date, time and timestamp in `value` is within what Python's types hold (what
+/// can make [`value_to_py`] fail).
+fn surely_convertible(value: &Value) -> bool {
+    // `datetime.timezone` takes offsets strictly within a day.
+    let zone_fits = |offset: i32| offset.unsigned_abs() < SECONDS_PER_DAY as u32;
+    match value {
+        Value::Record(record) => record.values.iter().all(surely_convertible),
+        Value::Array(items) => items.iter().all(surely_convertible),
+        Value::Map(entries) => entries.iter().all(|(_, item)| surely_convertible(item)),
+        Value::Date(days) => python_date(i64::from(*days)).is_some(),
+        Value::Time(time) => time.nanos >= 0 && time.offset.is_none_or(zone_fits),
+        Value::Timestamp(timestamp) => {
+            python_wall_clock(timestamp).is_some() && timestamp.offset.is_none_or(zone_fits)
+        }
+        _ => true,
+    }
+}
+
 /// A record shape's field names as Python strings.
 type PyNames = Arc<[Py<PyString>]>;
 
@@ -218,16 +246,18 @@ fn time_to_py<'py>(py: Python<'py>, time: &Time) -> PyResult<Bound<'py, PyAny>> 
     from_pickled_state(py, "time", &state, tz)
 }
 
-fn timestamp_to_py<'py>(py: Python<'py>, timestamp: &Timestamp) -> PyResult<Bound<'py, PyAny>> {
-    // Python's datetime holds the wall clock of its zone: shift the instant by the offset.
+/// The civil date and second of the day a `datetime` holds for `timestamp` (the wall clock of
+/// its zone), if Python's `datetime` can hold it.
+fn python_wall_clock(timestamp: &Timestamp) -> Option<(i32, u8, u8, i64)> {
     let local = timestamp
         .seconds
-        .checked_add(i64::from(timestamp.offset.unwrap_or(0)));
-    let fields = local.and_then(|local| {
-        let (year, month, day) = python_date(local.div_euclid(SECONDS_PER_DAY))?;
-        Some((year, month, day, local.rem_euclid(SECONDS_PER_DAY)))
-    });
-    let Some((year, month, day, second_of_day)) = fields else {
+        .checked_add(i64::from(timestamp.offset.unwrap_or(0)))?;
+    let (year, month, day) = python_date(local.div_euclid(SECONDS_PER_DAY))?;
+    Some((year, month, day, local.rem_euclid(SECONDS_PER_DAY)))
+}
+
+fn timestamp_to_py<'py>(py: Python<'py>, timestamp: &Timestamp) -> PyResult<Bound<'py, PyAny>> {
+    let Some((year, month, day, second_of_day)) = python_wall_clock(timestamp) else {
         return Err(out_of_range(format!(
             "timestamp {} s from 1970-01-01T00:00:00 is outside Python's datetime range (years 1 to 9999)",
             timestamp.seconds
