@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
@@ -325,7 +325,10 @@ impl Fetch {
             offset,
             timestamp_ms: message.timestamp().to_millis(),
         };
-        let (key_schema_header, value_schema_header) = schema_id_headers(message);
+        // Read once: librdkafka parses a message's headers (allocating) on every `headers()`,
+        // even when there are none.
+        let headers = message.headers();
+        let (key_schema_header, value_schema_header) = schema_id_headers(headers);
         let rows_per_run = self.rows_per_run.load(Ordering::Relaxed);
         if rows_per_run > 0
             && message.payload().is_none()
@@ -352,7 +355,7 @@ impl Fetch {
                     {
                         self.read_filling_run(batch)?;
                     }
-                    self.runs.filling.push(topic, message, planned);
+                    self.runs.filling.push(topic, message, headers, planned);
                     return Ok(());
                 }
                 // Read by the decoder, after the runs before it.
@@ -588,15 +591,14 @@ fn dead_letter(message: &BorrowedMessage<'_>, error: Error) -> DeadLetter {
         },
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
-        headers: owned_headers(message),
+        headers: owned_headers(message.headers()),
         error,
     }
 }
 
 /// A message's headers, copied out of librdkafka's buffers.
-pub(super) fn owned_headers(message: &BorrowedMessage<'_>) -> Vec<(String, Option<Vec<u8>>)> {
-    message
-        .headers()
+pub(super) fn owned_headers(headers: Option<&BorrowedHeaders>) -> Vec<(String, Option<Vec<u8>>)> {
+    headers
         .map(|headers| {
             headers
                 .iter()
@@ -606,11 +608,10 @@ pub(super) fn owned_headers(message: &BorrowedMessage<'_>) -> Vec<(String, Optio
         .unwrap_or_default()
 }
 
-/// The `__key_schema_id` and `__value_schema_id` headers, found in one pass (librdkafka
-/// parses the headers on every call to `headers()`).
-fn schema_id_headers<'a>(message: &'a BorrowedMessage<'_>) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
+/// The `__key_schema_id` and `__value_schema_id` headers, found in one pass.
+fn schema_id_headers(headers: Option<&BorrowedHeaders>) -> (Option<&[u8]>, Option<&[u8]>) {
     let (mut key, mut value) = (None, None);
-    if let Some(headers) = message.headers() {
+    if let Some(headers) = headers {
         for header in headers.iter() {
             match header.key {
                 "__key_schema_id" => key = header.value,

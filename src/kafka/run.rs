@@ -25,7 +25,7 @@ use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 
-use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message as _};
 use rustc_hash::FxHashMap;
 
 use super::batch::Rows;
@@ -312,7 +312,13 @@ impl Run {
     }
 
     /// Copy `message` of `topic` into the run (which it continues).
-    pub(super) fn push(&mut self, topic: &str, message: &BorrowedMessage<'_>, planned: Planned) {
+    pub(super) fn push(
+        &mut self,
+        topic: &str,
+        message: &BorrowedMessage<'_>,
+        headers: Option<&BorrowedHeaders>,
+        planned: Planned,
+    ) {
         let mut copy = |bytes: &[u8]| {
             let start = self.bytes.len();
             self.bytes.extend_from_slice(bytes);
@@ -327,7 +333,7 @@ impl Run {
             copy(message.payload().unwrap_or_default()),
             planned.value.body_start,
         ));
-        let headers = owned_headers(message);
+        let headers = owned_headers(headers);
         let run = self.current.get_or_insert_with(|| Shared {
             topic: topic.into(),
             partition: message.partition(),
