@@ -151,15 +151,18 @@ class CdcProducer:
         topic: str,
         records: Sequence[tuple[bytes | None, bytes | None]],
         partition: Partition = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> list[Delivered]:
-        """Produce raw key/value bytes as given (for malformed input)."""
+        """Produce raw key/value bytes as given (for malformed input), each message with
+        ``headers`` if given."""
         encoded = [(k, v, k, v, _partition_for(partition, k)) for k, v in records]
-        return self._send(topic, encoded)
+        return self._send(topic, encoded, headers)
 
     def _send(
         self,
         topic: str,
         encoded: Sequence[tuple[Any, Any, bytes | None, bytes | None, int | None]],
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> list[Delivered]:
         results: list[Delivered | None] = [None] * len(encoded)
         errors: list[str] = []
@@ -189,6 +192,8 @@ class CdcProducer:
             }
             if partition is not None:
                 kwargs["partition"] = partition
+            if headers is not None:
+                kwargs["headers"] = headers
             self._producer.produce(topic, **kwargs)
             self._producer.poll(0)
         remaining = self._producer.flush(60)

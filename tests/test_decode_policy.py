@@ -30,6 +30,7 @@ KEY = bottled_water_key_schema("items", [("id", "long")])
 ROW = bottled_water_row_schema("items", [("id", "long"), ("name", "string")])
 BAD = 1  # the partition with the bad message
 BAD_OFFSET = 3
+BAD_HEADERS = [("trace", b"13")]  # a dead letter keeps the message's headers
 
 
 def row(i: int) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def produce_bad(cdc: CdcProducer, topic: str, i: int, partition: int) -> Deliver
     """A message whose value starts with magic byte 1 instead of 0 (an otherwise good body)."""
     key = cdc.serialize(topic, KEY, {"id": i}, is_key=True)
     value = b"\x01" + cdc.serialize(topic, ROW, row(i))[1:]
-    [bad] = cdc.produce_raw(topic, [(key, value)], partition=partition)
+    [bad] = cdc.produce_raw(topic, [(key, value)], partition=partition, headers=BAD_HEADERS)
     return bad
 
 
@@ -145,7 +146,7 @@ def test_dead_letter_sets_the_raw_message_aside(
     assert (letter.topic, letter.partition, letter.offset) == (layout.topic, BAD, BAD_OFFSET)
     assert letter.value == bad.value_bytes
     assert letter.key == bad.key_bytes
-    assert letter.headers == []
+    assert letter.headers == BAD_HEADERS
     assert letter.timestamp == bad.timestamp
     assert_is_the_bad_message(letter.error, layout)
     assert "magic" in str(letter.error).lower(), str(letter.error)
@@ -248,7 +249,7 @@ def produce_truncated(cdc: CdcProducer, topic: str, i: int, partition: int) -> D
     """A well-framed message whose Avro body ends two bytes early."""
     key = cdc.serialize(topic, KEY, {"id": i}, is_key=True)
     value = cdc.serialize(topic, ROW, row(i))[:-2]
-    [bad] = cdc.produce_raw(topic, [(key, value)], partition=partition)
+    [bad] = cdc.produce_raw(topic, [(key, value)], partition=partition, headers=BAD_HEADERS)
     return bad
 
 
@@ -305,6 +306,7 @@ def test_batches_apply_the_policy_to_the_bad_message_alone(
             BAD_OFFSET,
             layout.bad.value_bytes,
         )
+        assert letter.headers == BAD_HEADERS
         assert_is_the_bad_message(letter.error, layout)
     else:
         assert letters == []
