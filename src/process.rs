@@ -1,8 +1,8 @@
 //! The id of this process, cached, and refreshed in the child of every `fork()`.
 //!
-//! A stream checks on every call that it runs in the process that opened it: a forked child
-//! has the parent's memory but not its threads. `getpid()` is a system call, and a change
-//! taken once per call; so the id is read once and [`forked`] reads it again. The Python module
+//! A stream checks on every call (once per change taken) that it runs in the process that
+//! opened it: a forked child has the parent's memory but not its threads. `getpid()` is a
+//! system call, so the id is read once, and [`forked`] reads it again. The Python module
 //! registers [`forked`] with `os.register_at_fork`, so every child that `os.fork()` (and so
 //! `multiprocessing`) makes runs it before any code of its own.
 
