@@ -186,21 +186,13 @@ fn date_to_py(py: Python<'_>, days: i64) -> PyResult<Bound<'_, PyAny>> {
     DATE.import(py, "datetime", "date")?.call1((state,))
 }
 
-/// A `time` or `datetime` (`of`) from its pickled state and zone.
+/// A `time` or `datetime` (`class`) from its pickled state and zone.
 fn from_pickled_state<'py>(
-    py: Python<'py>,
-    of: &'static str,
+    class: &Bound<'py, PyType>,
     state: &[u8],
     tz: Option<Bound<'py, PyTzInfo>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    static TIME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    static DATETIME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    let class = match of {
-        "time" => &TIME,
-        _ => &DATETIME,
-    }
-    .import(py, "datetime", of)?;
-    let state = PyBytes::new(py, state);
+    let state = PyBytes::new(class.py(), state);
     match tz {
         Some(tz) => class.call1((state, tz)),
         None => class.call1((state,)),
@@ -243,7 +235,8 @@ fn time_to_py<'py>(py: Python<'py>, time: &Time) -> PyResult<Bound<'py, PyAny>> 
         nanos / NANOS_PER_SECOND,
         (nanos % NANOS_PER_SECOND / 1000) as u32,
     );
-    from_pickled_state(py, "time", &state, tz)
+    static TIME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    from_pickled_state(TIME.import(py, "datetime", "time")?, &state, tz)
 }
 
 /// The civil date and second of the day a `datetime` holds for `timestamp` (the wall clock of
@@ -273,7 +266,8 @@ fn timestamp_to_py<'py>(py: Python<'py>, timestamp: &Timestamp) -> PyResult<Boun
     let state = [
         year_high, year_low, month, day, hour, minute, second, us_high, us_mid, us_low,
     ];
-    from_pickled_state(py, "datetime", &state, tz)
+    static DATETIME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    from_pickled_state(DATETIME.import(py, "datetime", "datetime")?, &state, tz)
 }
 
 /// PostgreSQL's ±infinity as the type's `max` / `min`, so a column keeps one Python type and
