@@ -126,7 +126,7 @@ impl Column {
                 Some(Named::Record(record)) => match record.logical {
                     Some(logical) => Column::logical(logical, None, rows),
                     None if visiting.contains(index) => {
-                        return Err(format!("record {} contains itself", record.name))
+                        return Err(format!("record {} contains itself", record.name()))
                     }
                     None => {
                         visiting.push(*index);
@@ -137,8 +137,8 @@ impl Column {
                             .collect::<std::result::Result<Vec<_>, _>>()?;
                         visiting.pop();
                         Column::Struct {
-                            name: record.name.clone(),
-                            names: record.field_names.clone(),
+                            name: record.name().clone(),
+                            names: record.field_names().clone(),
                             children,
                             nulls: NullBufferBuilder::new(rows),
                         }

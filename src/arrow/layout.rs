@@ -70,7 +70,7 @@ impl<'a> Layout<'a> {
         };
         match self.row {
             RowShape::Record(record) => record
-                .field_names
+                .field_names()
                 .iter()
                 .zip(&record.fields)
                 .map(|(name, node)| plan(name, node))
@@ -94,7 +94,7 @@ pub(super) fn envelope_parts<'a>(
     root: &'a RecordDef,
 ) -> Option<(&'a RecordDef, Option<&'a RecordDef>)> {
     let field = |name: &str| {
-        let index = root.field_names.iter().position(|n| &**n == name)?;
+        let index = root.field_names().iter().position(|n| &**n == name)?;
         root.fields.get(index)
     };
     field("op")?;

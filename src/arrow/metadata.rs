@@ -101,7 +101,7 @@ pub(super) struct Metadata {
 
 impl Metadata {
     pub(super) fn new(rows: usize, source: Option<&RecordDef>) -> Metadata {
-        let has = |name: &str| source.is_some_and(|s| s.field_names.iter().any(|n| &**n == name));
+        let has = |name: &str| source.is_some_and(|s| s.field_names().iter().any(|n| &**n == name));
         let millis = || TimestampMillisecondBuilder::with_capacity(rows).with_timezone(UTC);
         Metadata {
             ops: Vec::with_capacity(rows),

@@ -209,7 +209,7 @@ impl BodyPlan {
             _ => return None,
         };
         let root_def = record(&schema, root);
-        let field = |name: &str| root_def.field_names.iter().position(|n| &**n == name);
+        let field = |name: &str| root_def.field_names().iter().position(|n| &**n == name);
         let (row, envelope, source) = if debezium {
             let after = &root_def.fields[field("after")?];
             let before = &root_def.fields[field("before")?];
@@ -229,13 +229,13 @@ impl BodyPlan {
             // The table a message names is text: anything else is left to the decoder.
             if let Some(source) = source {
                 let def = record(&schema, source);
-                let table = def.field_names.iter().position(|n| &**n == "table");
+                let table = def.field_names().iter().position(|n| &**n == "table");
                 if table.is_some_and(|i| def.fields[i] != Node::String) {
                     return None;
                 }
             }
             let parts = root_def
-                .field_names
+                .field_names()
                 .iter()
                 .zip(&root_def.fields)
                 .map(|(name, node)| match &**name {
@@ -270,7 +270,7 @@ impl BodyPlan {
                 field("__deleted"),
                 field("__table"),
                 Some(table_from_record_name(
-                    &root_def.name,
+                    root_def.name(),
                     root_def.connect_name.as_deref(),
                 )),
             ),
@@ -298,7 +298,7 @@ impl BodyPlan {
         let schema = &*self.schema;
         let row_def = record(schema, self.row);
         let mut columns = Vec::with_capacity(row_def.fields.len());
-        for (name, node) in row_def.field_names.iter().zip(&row_def.fields) {
+        for (name, node) in row_def.field_names().iter().zip(&row_def.fields) {
             match Column::new(schema, node, rows, &mut Vec::new()) {
                 Ok(column) => columns.push((name.clone(), column)),
                 Err(_) => return Ok(Read::NotPlanned),
@@ -432,7 +432,7 @@ impl BodyPlan {
                     };
                     if let Some(index) = self.source.filter(|_| *record_node != Node::Null) {
                         let def = record(schema, index);
-                        for (name, field) in def.field_names.iter().zip(&def.fields) {
+                        for (name, field) in def.field_names().iter().zip(&def.fields) {
                             if &**name == "table" {
                                 named = reader.text()?;
                                 // Debezium's placeholder names no table, as in the decoder.

@@ -95,7 +95,7 @@ fn encode(schema: &Schema, node: &Node, json: &Json, out: &mut Vec<u8>) {
         Node::Logical(logical) => encode(schema, &logical.base, json, out),
         Node::Named(index) => match &schema.named[*index] {
             Named::Record(record) => {
-                for (name, field) in record.field_names.iter().zip(&record.fields) {
+                for (name, field) in record.field_names().iter().zip(&record.fields) {
                     encode(schema, field, json.get(&**name).unwrap_or(&Json::Null), out);
                 }
             }

@@ -553,7 +553,7 @@ impl<'s> Compiler<'s> {
         let cannot_read = |this: &Self| this.cannot_read(&Node::Named(w), &Node::Named(r), path);
         match (&writer_schema.named[w], &reader_schema.named[r]) {
             (Named::Record(writer), Named::Record(reader))
-                if names_match(&writer.name, &reader.name, &reader.aliases) =>
+                if names_match(writer.name(), reader.name(), &reader.aliases) =>
             {
                 self.record(w, r, writer, reader, path)
             }
@@ -645,9 +645,9 @@ impl<'s> Compiler<'s> {
         // Which writer field each reader field reads: the same name first, then (among the
         // writer fields no reader field has claimed by name) a reader alias.
         let mut source: Vec<Option<usize>> = reader
-            .field_names
+            .field_names()
             .iter()
-            .map(|name| writer.field_names.iter().position(|w| w == name))
+            .map(|name| writer.field_names().iter().position(|w| w == name))
             .collect();
         for (r, aliases) in reader.field_aliases.iter().enumerate() {
             if source[r].is_some() {
@@ -655,7 +655,7 @@ impl<'s> Compiler<'s> {
             }
             source[r] = aliases.iter().find_map(|alias| {
                 writer
-                    .field_names
+                    .field_names()
                     .iter()
                     .position(|w| w == alias)
                     .filter(|w| !source.contains(&Some(*w)))
@@ -664,7 +664,7 @@ impl<'s> Compiler<'s> {
         let mut target = vec![None; writer.fields.len()];
         let mut defaults = Vec::new();
         for (r, source) in source.iter().enumerate() {
-            let name = &reader.field_names[r];
+            let name = &reader.field_names()[r];
             match source {
                 Some(w) => target[*w] = Some(r),
                 None => match reader.defaults.get(r) {
@@ -695,7 +695,7 @@ impl<'s> Compiler<'s> {
                     plan: self.plan(
                         field,
                         &reader.fields[r],
-                        &format!("{path}.{}", reader.field_names[r]),
+                        &format!("{path}.{}", reader.field_names()[r]),
                     )?,
                 },
                 None => Step::Skip(field.clone()),
@@ -719,7 +719,7 @@ impl<'s> Compiler<'s> {
                 (Node::Named(w), Node::Named(r)) => {
                     match (&self.writer.named[*w], &self.reader.named[*r]) {
                         (Named::Record(w), Named::Record(r)) => {
-                            names_match(&w.name, &r.name, &r.aliases)
+                            names_match(w.name(), r.name(), &r.aliases)
                         }
                         (Named::Enum(w), Named::Enum(r)) => {
                             names_match(&w.name, &r.name, &r.aliases)

@@ -82,7 +82,7 @@ impl Named {
     /// The full name (`namespace.name`).
     pub fn full_name(&self) -> &str {
         match self {
-            Named::Record(r) => &r.name,
+            Named::Record(r) => r.name(),
             Named::Enum(e) => &e.name,
             Named::Fixed(f) => &f.name,
         }
@@ -92,12 +92,7 @@ impl Named {
 /// A record type.
 #[derive(Debug, Clone)]
 pub struct RecordDef {
-    /// Full name.
-    pub name: Arc<str>,
-    /// Field names in order, shared with every decoded record.
-    pub field_names: Arc<[Arc<str>]>,
-    /// The name and field names as every decoded record holds them (the same `Arc`s as
-    /// `name` and `field_names`).
+    /// The full name and the field names, shared with every decoded record.
     pub shape: &'static RecordShape,
     /// Field types in order.
     pub fields: Vec<Node>,
@@ -130,6 +125,16 @@ pub enum FieldDefault {
 }
 
 impl RecordDef {
+    /// The full name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.shape.name
+    }
+
+    /// Field names in order.
+    pub fn field_names(&self) -> &Arc<[Arc<str>]> {
+        &self.shape.names
+    }
+
     /// Whether Kafka Connect wrote this record (it names its schemas), which is where Debezium's
     /// placeholder for unavailable values can appear.
     pub fn is_kafka_connect(&self) -> bool {
@@ -398,8 +403,6 @@ impl Parser {
         let shape = RecordShape::interned(full_name.into(), names.into());
         self.named[slot] = Some(Named::Record(RecordDef {
             aliases: aliases(object.get("aliases"), Some(&inner_namespace)),
-            name: shape.name.clone(),
-            field_names: shape.names.clone(),
             shape,
             fields: nodes,
             connect_name,
@@ -536,7 +539,7 @@ pub(super) fn describe(named: &[Named], node: &Node) -> String {
         Node::Union(_) => "union".into(),
         Node::Logical(logical) => describe(named, &logical.base),
         Node::Named(i) => match named.get(*i) {
-            Some(Named::Record(r)) => format!("record {}", r.name),
+            Some(Named::Record(r)) => format!("record {}", r.name()),
             Some(Named::Enum(e)) => format!("enum {}", e.name),
             Some(Named::Fixed(f)) => format!("fixed {} (size {})", f.name, f.size),
             None => "named type".into(),
@@ -649,7 +652,7 @@ impl DefaultExpander<'_> {
                     let raw = self.raw;
                     let mut values = Vec::with_capacity(record.fields.len());
                     for (k, (name, field)) in
-                        record.field_names.iter().zip(&record.fields).enumerate()
+                        record.field_names().iter().zip(&record.fields).enumerate()
                     {
                         let given = object
                             .get(&**name)
@@ -657,12 +660,12 @@ impl DefaultExpander<'_> {
                             .ok_or_else(|| {
                                 format!(
                                     "field {name:?} of {} is missing and has no default",
-                                    record.name
+                                    record.name()
                                 )
                             })?;
                         let value = self
                             .value(given, field, depth + 1)
-                            .map_err(|e| format!("field {name:?} of {}: {e}", record.name))?;
+                            .map_err(|e| format!("field {name:?} of {}: {e}", record.name()))?;
                         values.push(value);
                     }
                     let value = Value::Record(Record {
@@ -756,7 +759,7 @@ mod tests {
         )
         .unwrap();
         let root = schema.root_record().unwrap();
-        assert_eq!(&*root.name, "com.example.public.users");
+        assert_eq!(&**root.name(), "com.example.public.users");
         assert_eq!(root.fields[0], root.fields[1]);
         assert_eq!(root.fields[2], root.fields[3]);
         assert_eq!(schema.named[2].full_name(), "com.example.public.State");

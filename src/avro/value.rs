@@ -2,9 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use rustc_hash::FxHashSet;
-
 use compact_str::CompactString;
+use rustc_hash::FxHashSet;
 
 /// One decoded Avro value, shaped by the writer schema.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -55,9 +55,12 @@ pub(super) fn change(
             .get("table")
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
-            .map(|t| match t == &**known_table {
-                true => known_table.clone(),
-                false => Arc::from(t),
+            .map(|t| {
+                if t == &**known_table {
+                    known_table.clone()
+                } else {
+                    Arc::from(t)
+                }
             }),
         _ => None,
     };

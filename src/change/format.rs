@@ -45,7 +45,7 @@ impl Writer {
             None => (writer, None),
         };
         let root = schema.root_record();
-        let has = |field: &str| root.is_some_and(|r| r.field_names.iter().any(|n| &**n == field));
+        let has = |field: &str| root.is_some_and(|r| r.field_names().iter().any(|n| &**n == field));
         // A row change, or a logical decoding message (Debezium's `MessageValue`: `op`,
         // `source` and `message`, no `before`/`after`).
         let looks_like_envelope =
@@ -57,11 +57,12 @@ impl Writer {
             Format::Debezium => {
                 return Err(Error::decode(format!(
                     "format=\"debezium\" but schema {} has no before/after/op fields",
-                    root.map_or("(not a record)", |r| &*r.name)
+                    root.map_or("(not a record)", |r| &**r.name())
                 )))
             }
         };
-        let table = root.map(|r| table_from_record_name(&r.name, r.connect_name.as_deref()).into());
+        let table =
+            root.map(|r| table_from_record_name(r.name(), r.connect_name.as_deref()).into());
         Ok(Writer {
             resolved,
             envelope,

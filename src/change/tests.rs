@@ -189,7 +189,7 @@ fn debezium_row_envelopes() {
         let (id, schema) = change.value_schema.expect("the value schema");
         assert_eq!(id, ENVELOPE);
         assert_eq!(
-            schema.root_record().map(|r| &*r.name),
+            schema.root_record().map(|r| &**r.name()),
             Some("shop.public.orders.Envelope")
         );
         assert_eq!(
