@@ -24,6 +24,21 @@ use pyo3::prelude::*;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_arena_eager_commit` (its place in `mi_option_t`, the same in
+/// mimalloc 2 and 3; the Rust crate names no constant for it).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// Commit the allocator's memory when it is first used, not when mimalloc reserves an arena.
+/// With arenas committed eagerly, the pages freed between batches stayed resident: peak RSS of
+/// `batches()` (1M Debezium events, 8 MiB read-ahead) 169 MB, 137 MB with this, at the same
+/// speed. Run before anything is allocated here, as the option applies to arenas reserved
+/// after it.
+#[allow(unsafe_code)]
+fn commit_allocator_memory_on_demand() {
+    // SAFETY: sets one integer option; mimalloc reads it when it next reserves an arena.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) }
+}
+
 /// Run by `atexit`, before the interpreter finalizes. A Rust thread (a fetch thread,
 /// librdkafka's) that enters Python while it finalizes is ended mid-call by Python 3.11 and
 /// takes the process down with it; logging is the one way such threads reach Python (asyncio
@@ -42,6 +57,7 @@ fn _after_fork_in_child() {
 
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    commit_allocator_memory_on_demand();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Rust and librdkafka log records go to Python's `logging` (loggers `changestream.*` and
     // `librdkafka`), filtered by the levels set there.
