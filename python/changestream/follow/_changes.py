@@ -55,7 +55,7 @@ def last_change_rows(table: pa.Table, key: list[str]) -> pa.Array:
 
     A stable sort by key keeps each key's changes in arrival order, so a key's last change
     is the sorted row whose next row has another key. (Arrow's ``group_by`` would do this
-    too, but starting its query engine costs the process some 50 MB.)"""
+    too, but loading its query engine costs the process some 10 MB.)"""
     order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in key])
     count = len(order)
     if count < 2:
