@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use rustc_hash::FxHashMap;
+
 /// How long a bounded read that owns no partitions waits for a follow-up assignment before it
 /// counts as done (a group with more members than partitions leaves some with none).
 const EMPTY_ASSIGNMENT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -69,11 +71,16 @@ pub struct Counters {
     pub broker_disconnects: AtomicU64,
 }
 
+/// Each topic's partitions and their state.
+pub type PartitionTable = FxHashMap<String, FxHashMap<i32, PartitionState>>;
+
 /// The positions shared by the fetch thread and the application thread.
 #[derive(Debug, Default)]
 pub struct Positions {
     generation: AtomicU64,
-    partitions: Mutex<HashMap<String, HashMap<i32, PartitionState>>>,
+    /// Looked up twice per change handed out (is it current, finish it): hashed with Fx, as
+    /// topic names are the application's and the broker's, not a message's.
+    partitions: Mutex<PartitionTable>,
     /// Whether the stream holds an assignment: false until a group member first joins, and
     /// between a revocation and the assignment that follows it, when owning nothing does not
     /// mean a bounded read is done.
@@ -92,7 +99,7 @@ impl Positions {
     }
 
     /// Lock the partition table.
-    pub fn lock(&self) -> MutexGuard<'_, HashMap<String, HashMap<i32, PartitionState>>> {
+    pub fn lock(&self) -> MutexGuard<'_, PartitionTable> {
         self.partitions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
