@@ -40,24 +40,72 @@ impl Decimal {
         self.unscaled.first().is_some_and(|b| b & 0x80 != 0)
     }
 
+    /// The magnitude of the unscaled integer, when it fits in 128 bits (16 bytes or fewer).
+    fn small_magnitude(&self) -> Option<u128> {
+        let bytes = &self.unscaled;
+        if bytes.len() > 16 {
+            return None;
+        }
+        let fill = if self.is_negative() { 0xff } else { 0 };
+        let mut wide = [fill; 16];
+        wide[16 - bytes.len()..].copy_from_slice(bytes);
+        Some(i128::from_be_bytes(wide).unsigned_abs())
+    }
+
     /// The decimal digits of the unscaled integer's magnitude, without leading zeros ("0" for
     /// zero).
     pub fn unscaled_digits(&self) -> String {
-        let bytes = &self.unscaled;
-        if bytes.len() <= 16 {
-            let fill = if self.is_negative() { 0xff } else { 0 };
-            let mut wide = [fill; 16];
-            wide[16 - bytes.len()..].copy_from_slice(bytes);
-            return i128::from_be_bytes(wide).unsigned_abs().to_string();
+        if let Some(magnitude) = self.small_magnitude() {
+            return magnitude.to_string();
         }
         let magnitude = if self.is_negative() {
-            negate(bytes)
+            negate(&self.unscaled)
         } else {
-            bytes.clone()
+            self.unscaled.clone()
         };
         big_digits(&magnitude)
     }
+
+    /// The text `Display` writes, written into `out` without allocating, for the decimals
+    /// most columns hold: an unscaled integer of 128 bits or fewer and a scale of 0 or more
+    /// (`None` for the others). Decimals become Python objects through their text, one per
+    /// value, and this is that text's fast path.
+    pub fn small_text<'b>(&self, out: &'b mut [u8; SMALL_TEXT_BYTES]) -> Option<&'b str> {
+        let magnitude = self.small_magnitude()?;
+        let scale = usize::try_from(self.scale).ok()?;
+        let mut digits_buffer = itoa::Buffer::new();
+        let digits = digits_buffer.format(magnitude).as_bytes();
+        if scale > digits.len() + MAX_LEADING_ZEROS {
+            return None;
+        }
+        let mut length = 0;
+        let mut put = |bytes: &[u8]| {
+            out[length..length + bytes.len()].copy_from_slice(bytes);
+            length += bytes.len();
+        };
+        if self.is_negative() {
+            put(b"-");
+        }
+        if scale == 0 {
+            put(digits);
+        } else if digits.len() > scale {
+            let (whole, fraction) = digits.split_at(digits.len() - scale);
+            put(whole);
+            put(b".");
+            put(fraction);
+        } else {
+            put(b"0.");
+            for _ in digits.len()..scale {
+                put(b"0");
+            }
+            put(digits);
+        }
+        std::str::from_utf8(&out[..length]).ok()
+    }
 }
+
+/// Room for [`Decimal::small_text`]: a sign, "0.", the most leading zeros and 39 digits.
+pub const SMALL_TEXT_BYTES: usize = 1 + 2 + MAX_LEADING_ZEROS + 39;
 
 /// The two's-complement negation of a big-endian integer (its magnitude, read unsigned).
 fn negate(bytes: &[u8]) -> Vec<u8> {
@@ -172,6 +220,37 @@ mod tests {
             start += 1;
         }
         Decimal::new(bytes[start..].to_vec(), scale).unwrap()
+    }
+
+    #[test]
+    fn small_text_is_the_display_text() {
+        let mut out = [0; SMALL_TEXT_BYTES];
+        for (unscaled, scale) in [
+            (-123_456_789, 4),
+            (0, 2),
+            (0, 0),
+            (5, 3),
+            (-5, 3),
+            (42, 0),
+            (-128, 0),
+            (i128::MIN, 0),
+            (i128::MIN, 39),
+            (i128::MAX, 38),
+            (-1, 33),
+            (5, 33),
+            (123_456, 2),
+        ] {
+            let decimal = decimal(unscaled, scale);
+            assert_eq!(
+                decimal.small_text(&mut out),
+                Some(decimal.to_string().as_str())
+            );
+        }
+        // Left to `Display`: an exponent, or an integer wider than 128 bits.
+        assert_eq!(decimal(123, -3).small_text(&mut out), None);
+        assert_eq!(decimal(5, 40).small_text(&mut out), None);
+        let wide = Decimal::new(vec![0x7f; 17], 2).unwrap();
+        assert_eq!(wide.small_text(&mut out), None);
     }
 
     #[test]

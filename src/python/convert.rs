@@ -19,6 +19,7 @@ use rustc_hash::FxHashMap;
 
 use crate::avro::{
     civil_from_days, Decimal, Interval, RecordShape, Temporal, Time, Timestamp, Value,
+    SMALL_TEXT_BYTES,
 };
 use crate::error::Error;
 
@@ -153,9 +154,12 @@ fn decimal_to_py<'py>(py: Python<'py>, decimal: &Decimal) -> PyResult<Bound<'py,
     static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     // Decimal's constructor is exact whatever the context precision, and the text keeps the
     // scale as the exponent: Decimal("1.50") is not Decimal("1.5").
-    DECIMAL
-        .import(py, "decimal", "Decimal")?
-        .call1((decimal.to_string(),))
+    let class = DECIMAL.import(py, "decimal", "Decimal")?;
+    let mut text = [0; SMALL_TEXT_BYTES];
+    match decimal.small_text(&mut text) {
+        Some(text) => class.call1((PyString::new(py, text),)),
+        None => class.call1((decimal.to_string(),)),
+    }
 }
 
 /// The civil date of a day count, if Python's `date` can hold it (years 1 to 9999).
