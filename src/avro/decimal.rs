@@ -7,7 +7,7 @@
 //! path. The text (`-12345.6789`, `0.00`, `123E+3`) is what Python's `decimal.Decimal`
 //! parses exactly, keeping the scale as its exponent.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use super::value::Decimal;
 use crate::error::{Error, Result};
@@ -66,45 +66,27 @@ impl Decimal {
         big_digits(&magnitude)
     }
 
-    /// The text `Display` writes, written into `out` without allocating, for the decimals
-    /// most columns hold: an unscaled integer of 128 bits or fewer and a scale of 0 or more
-    /// (`None` for the others). Decimals become Python objects through their text, one per
-    /// value, and this is that text's fast path.
+    /// The text `Display` writes, written into `out` without allocating, when the unscaled
+    /// integer fits in 128 bits (`None` for wider ones). Decimals become Python objects
+    /// through their text, one per value, and this is that text's fast path.
     pub fn small_text<'b>(&self, out: &'b mut [u8; SMALL_TEXT_BYTES]) -> Option<&'b str> {
-        let magnitude = self.small_magnitude()?;
-        let scale = usize::try_from(self.scale).ok()?;
-        let mut digits_buffer = itoa::Buffer::new();
-        let digits = digits_buffer.format(magnitude).as_bytes();
-        if scale > digits.len() + MAX_LEADING_ZEROS {
-            return None;
-        }
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(self.small_magnitude()?);
         let mut length = 0;
-        let mut put = |bytes: &[u8]| {
-            out[length..length + bytes.len()].copy_from_slice(bytes);
-            length += bytes.len();
-        };
-        if self.is_negative() {
-            put(b"-");
-        }
-        if scale == 0 {
-            put(digits);
-        } else if digits.len() > scale {
-            let (whole, fraction) = digits.split_at(digits.len() - scale);
-            put(whole);
-            put(b".");
-            put(fraction);
-        } else {
-            put(b"0.");
-            for _ in digits.len()..scale {
-                put(b"0");
-            }
-            put(digits);
-        }
+        write_text(self.is_negative(), digits, self.scale, |piece| {
+            let end = length + piece.len();
+            let room = out.get_mut(length..end).ok_or(fmt::Error)?;
+            room.copy_from_slice(piece.as_bytes());
+            length = end;
+            Ok(())
+        })
+        .ok()?;
         std::str::from_utf8(&out[..length]).ok()
     }
 }
 
-/// Room for [`Decimal::small_text`]: a sign, "0.", the most leading zeros and 39 digits.
+/// Room for [`Decimal::small_text`]: a sign, "0.", the most leading zeros and 39 digits (an
+/// exponent form is shorter).
 pub const SMALL_TEXT_BYTES: usize = 1 + 2 + MAX_LEADING_ZEROS + 39;
 
 /// The two's-complement negation of a big-endian integer (its magnitude, read unsigned).
@@ -161,36 +143,52 @@ fn big_digits(magnitude: &[u8]) -> String {
 const MAX_LEADING_ZEROS: usize = 32;
 
 impl fmt::Display for Decimal {
-    /// Plain notation with exactly `scale` digits after the point. A negative scale, or a
-    /// scale far beyond the digits, is written as an exponent (`123E+3`, `5E-40`): Python's
-    /// `Decimal` reads both forms to the same digits and exponent.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let digits = self.unscaled_digits();
-        if self.is_negative() {
-            f.write_str("-")?;
+        write_text(self.is_negative(), &digits, self.scale, |piece| {
+            f.write_str(piece)
+        })
+    }
+}
+
+/// A decimal's text, handed to `put` piece by piece: plain notation with exactly `scale`
+/// digits after the point. A negative scale, or a scale far beyond the digits, is written as
+/// an exponent (`123E+3`, `5E-40`): Python's `Decimal` reads both forms to the same digits and
+/// exponent.
+fn write_text(
+    negative: bool,
+    digits: &str,
+    scale: i32,
+    mut put: impl FnMut(&str) -> fmt::Result,
+) -> fmt::Result {
+    if negative {
+        put("-")?;
+    }
+    if scale <= 0 {
+        put(digits)?;
+        if scale < 0 {
+            put("E+")?;
+            put(itoa::Buffer::new().format(-i64::from(scale)))?;
         }
-        if self.scale <= 0 {
-            f.write_str(&digits)?;
-            if self.scale < 0 {
-                write!(f, "E+{}", -i64::from(self.scale))?;
-            }
-            return Ok(());
+        return Ok(());
+    }
+    let scale = scale as usize;
+    if scale > digits.len() + MAX_LEADING_ZEROS {
+        put(digits)?;
+        put("E-")?;
+        return put(itoa::Buffer::new().format(scale));
+    }
+    if digits.len() > scale {
+        let (whole, fraction) = digits.split_at(digits.len() - scale);
+        put(whole)?;
+        put(".")?;
+        put(fraction)
+    } else {
+        put("0.")?;
+        for _ in digits.len()..scale {
+            put("0")?;
         }
-        let scale = self.scale as usize;
-        if scale > digits.len() + MAX_LEADING_ZEROS {
-            return write!(f, "{digits}E-{scale}");
-        }
-        if digits.len() > scale {
-            let (whole, fraction) = digits.split_at(digits.len() - scale);
-            write!(f, "{whole}.{fraction}")
-        } else {
-            // Zeros written out: a format width is limited to 16 bits.
-            f.write_str("0.")?;
-            for _ in digits.len()..scale {
-                f.write_char('0')?;
-            }
-            f.write_str(&digits)
-        }
+        put(digits)
     }
 }
 
@@ -239,6 +237,10 @@ mod tests {
             (-1, 33),
             (5, 33),
             (123_456, 2),
+            (123, -3),
+            (5, 40),
+            (-5, i32::MAX),
+            (i128::MIN, i32::MIN),
         ] {
             let decimal = decimal(unscaled, scale);
             assert_eq!(
@@ -246,9 +248,7 @@ mod tests {
                 Some(decimal.to_string().as_str())
             );
         }
-        // Left to `Display`: an exponent, or an integer wider than 128 bits.
-        assert_eq!(decimal(123, -3).small_text(&mut out), None);
-        assert_eq!(decimal(5, 40).small_text(&mut out), None);
+        // Left to `Display`: an integer wider than 128 bits.
         let wide = Decimal::new(vec![0x7f; 17], 2).unwrap();
         assert_eq!(wide.small_text(&mut out), None);
     }

@@ -22,7 +22,8 @@ mod schema;
 pub(crate) mod temporal;
 mod value;
 
-pub(crate) use decimal::{check_unscaled, SMALL_TEXT_BYTES};
+pub(crate) use decimal::check_unscaled;
+pub use decimal::SMALL_TEXT_BYTES;
 pub(crate) use logical::is_unavailable_placeholder;
 pub use logical::{InfinitySentinels, Logical, TimeUnit, UNAVAILABLE_PLACEHOLDER};
 pub use resolve::Resolved;
