@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from changestream._core import ChangeStream, ChangeStreamError, ConfigError
-from changestream.follow._changes import Collapsed, collapse, row_columns
+from changestream.follow._changes import Collapsed, collapse, last_change_rows, row_columns
 from changestream.follow._registry import Registry
 from changestream.follow._target import SchemaChangeError, Target, TargetError
 from changestream.follow._types import kind_of
@@ -309,12 +310,12 @@ def _batch_positions(
 ) -> dict[tuple[str, int], int]:
     """The position after the batch in each of its partitions (never behind ``finished``)."""
     positions: dict[tuple[str, int], int] = {}
-    partitions = records.select(["_topic", "_partition", "_offset"]).group_by(
-        ["_topic", "_partition"], use_threads=False
-    )
-    for row in partitions.aggregate([("_offset", "max")]).to_pylist():
+    located = records.select(["_topic", "_partition", "_offset"])
+    by_offset = located.take(pc.sort_indices(located, sort_keys=[("_offset", "ascending")]))
+    # Sorted by partition next (a stable sort), each partition's last row has its highest offset.
+    for row in by_offset.take(last_change_rows(by_offset, ["_topic", "_partition"])).to_pylist():
         at = (str(row["_topic"]), int(row["_partition"]))
-        positions[at] = max(finished.get(at, 0), int(row["_offset_max"]) + 1)
+        positions[at] = max(finished.get(at, 0), int(row["_offset"]) + 1)
     return positions
 
 

@@ -50,30 +50,53 @@ def row_columns(schema: pa.Schema) -> list[str]:
     return names[:end]
 
 
+def key_columns(table: pa.Table, key: list[str]) -> pa.Table:
+    """The key columns of ``table``, an enum's (dictionary-encoded) column as its values:
+    Arrow sorts and compares plain columns only."""
+    keys = table.select(key)
+    for index, name in enumerate(key):
+        column = keys.column(index)
+        if pa.types.is_dictionary(column.type):
+            keys = keys.set_column(index, name, column.cast(column.type.value_type))
+    return keys
+
+
+def _sorted_by_key(keys: pa.Table) -> tuple[pa.Array, pa.Array]:
+    """A stable sort of ``keys`` (key columns only), and for each sorted row whether it is the
+    last of its key (the next sorted row has another key, or there is none). Two nulls are
+    the same key, a null and a value two, as in a group by."""
+    order = pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names])
+    count = len(order)
+    differs = pa.chunked_array([], pa.bool_())
+    for column in keys.columns:
+        column = pc.take(column, order)
+        this, following = column.slice(0, max(count - 1, 0)), column.slice(1)
+        unequal = pc.fill_null(
+            pc.not_equal(this, following), pc.xor(pc.is_null(this), pc.is_null(following))
+        )
+        differs = unequal if len(differs) == 0 else pc.or_(differs, unequal)
+    last = [True] if count else []
+    is_last = pa.concat_arrays([*pa.chunked_array(differs).chunks, pa.array(last, pa.bool_())])
+    return order, is_last
+
+
 def last_change_rows(table: pa.Table, key: list[str]) -> pa.Array:
     """The row number of each key's last change in ``table``, in key order (nulls last).
 
     A stable sort by key keeps each key's changes in arrival order, so a key's last change
     is the sorted row whose next row has another key. (Arrow's ``group_by`` would do this
     too, but loading its query engine costs the process some 10 MB.)"""
-    order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in key])
-    count = len(order)
-    if count < 2:
-        return order
-    differs = None
-    for name in key:
-        column = pc.take(table.column(name), order)
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        this, following = column.slice(0, count - 1), column.slice(1)
-        # Two nulls are the same key; a null and a value are not.
-        unequal = pc.fill_null(
-            pc.not_equal(this, following), pc.xor(pc.is_null(this), pc.is_null(following))
-        )
-        differs = unequal if differs is None else pc.or_(differs, unequal)
-    assert differs is not None
-    is_last = pa.concat_arrays([*pa.chunked_array(differs).chunks, pa.array([True])])
+    order, is_last = _sorted_by_key(key_columns(table, key))
     return order.filter(is_last)
+
+
+def key_groups(table: pa.Table, key: list[str]) -> pa.Array:
+    """A number for each row of ``table``, the same for the rows of one key."""
+    order, is_last = _sorted_by_key(key_columns(table, key))
+    ends = pc.cast(is_last, pa.int64())
+    # A sorted row's group: how many keys ended before it. Then back to the table's order.
+    groups = pc.subtract(pc.cumulative_sum(ends), ends)
+    return pc.take(groups, pc.sort_indices(order))
 
 
 def collapse(batch: pa.RecordBatch | pa.Table, key: list[str]) -> Collapsed:

@@ -18,10 +18,14 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from changestream._core import ChangeStream, ConfigError
-from changestream.follow._changes import UNAVAILABLE_COLUMN, collapse, row_columns
+from changestream.follow._changes import (
+    UNAVAILABLE_COLUMN,
+    collapse,
+    key_columns,
+    key_groups,
+    row_columns,
+)
 from changestream.follow._registry import Registry
-
-_STORED_ROW = "__changestream_stored_row"
 
 
 class TableState:
@@ -112,14 +116,13 @@ def _rows_with_keys(rows: pa.Table, changes: pa.Table, key: list[str]) -> pa.Chu
     if any(rows.schema.field(k).type != changes.schema.field(k).type for k in key):
         return pa.chunked_array([pa.repeat(True, rows.num_rows)])
     if len(key) == 1:
-        return pc.is_in(rows.column(key[0]), value_set=pc.unique(changes.column(key[0])))
-    # Several key columns: a join finds the rows (is_in takes one column).
-    numbered = rows.select(key).append_column(
-        _STORED_ROW, pa.array(range(rows.num_rows), pa.int64())
-    )
-    changed_keys = changes.select(key).group_by(key, use_threads=False).aggregate([])
-    found = numbered.join(changed_keys, keys=key, join_type="left semi", use_threads=False)
-    return pc.is_in(numbered.column(_STORED_ROW), value_set=found.column(_STORED_ROW))
+        stored, changed = key_columns(rows, key), key_columns(changes, key)
+        return pc.is_in(stored.column(0), value_set=pc.unique(changed.column(0)))
+    # Several key columns (is_in takes one): the rows whose key group has a change in it.
+    both = pa.concat_tables([rows.select(key), changes.select(key)], promote_options="permissive")
+    groups = key_groups(both, key)
+    stored, changed = groups.slice(0, rows.num_rows), groups.slice(rows.num_rows)
+    return pc.is_in(stored, value_set=pc.unique(changed))
 
 
 def run_read_table(
@@ -159,5 +162,5 @@ def run_read_table(
     rows = [state.fold()]
     state.rows = None
     by_table.clear()
-    order = pc.sort_indices(rows[0], sort_keys=[(k, "ascending") for k in key])
+    order = pc.sort_indices(key_columns(rows[0], key), sort_keys=[(k, "ascending") for k in key])
     return _per_column(rows, lambda c: c.take(order))
