@@ -67,14 +67,15 @@ def _sorted_by_key(keys: pa.Table) -> tuple[pa.Array, pa.Array]:
     the same key, a null and a value two, as in a group by."""
     order = pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names])
     count = len(order)
-    differs = pa.chunked_array([], pa.bool_())
+    differs = None
     for column in keys.columns:
         column = pc.take(column, order)
         this, following = column.slice(0, max(count - 1, 0)), column.slice(1)
         unequal = pc.fill_null(
             pc.not_equal(this, following), pc.xor(pc.is_null(this), pc.is_null(following))
         )
-        differs = unequal if len(differs) == 0 else pc.or_(differs, unequal)
+        differs = unequal if differs is None else pc.or_(differs, unequal)
+    assert differs is not None, "a key has at least one column"
     last = [True] if count else []
     is_last = pa.concat_arrays([*pa.chunked_array(differs).chunks, pa.array(last, pa.bool_())])
     return order, is_last
