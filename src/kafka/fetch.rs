@@ -102,7 +102,7 @@ impl Fetch {
             if self.positions.generation() != generation {
                 // A rebalance ran inside the last poll: drop what was fetched for partitions
                 // revoked since, and label the rest with the new generation.
-                if let Err(error) = self.take_back_run(&mut batch) {
+                if let Err(error) = self.take_back_runs(&mut batch) {
                     self.fail(&mut batch, generation, error);
                     return;
                 }
@@ -409,10 +409,15 @@ impl Fetch {
         Ok(())
     }
 
-    /// Start reading the filling run (on the reader thread) once the run read before is
-    /// taken back into the batch.
+    /// Start reading the filling run (on the reader thread), once there is room: the oldest
+    /// run being read is taken back into the batch when two are.
     fn read_filling_run(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
-        self.take_back_run(batch)?;
+        if self.runs.filling.shared().is_none() {
+            return Ok(());
+        }
+        if !self.runs.can_start_reading() {
+            self.take_back_run(batch)?;
+        }
         if let Some((topic, _)) = self.runs.filling.shared() {
             let table = self.decoder.table_of(topic);
             self.runs.start_reading(table);
@@ -423,18 +428,28 @@ impl Fetch {
     /// Read every run and take the rows into the batch: before anything that follows them.
     fn finish_runs(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
         self.read_filling_run(batch)?;
-        self.take_back_run(batch)
+        self.take_back_runs(batch)
     }
 
-    /// Take the run being read back into the batch: its rows, and the messages the plan did
-    /// not follow decoded into changes (with the decode-error policy). The decoder learns the
-    /// table and schema the run ended with, as if it had read the rows itself.
+    /// Take every run being read back into the batch, in order.
+    fn take_back_runs(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
+        while self.runs.is_reading() {
+            self.take_back_run(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Take the oldest run being read back into the batch: its rows, and the messages the
+    /// plan did not follow decoded into changes (with the decode-error policy). The decoder
+    /// learns the table and schema the run ended with, as if it had read the rows itself.
     fn take_back_run(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
-        let read = self.runs.take_read().inspect_err(|_| {
+        let decoder = &mut self.decoder;
+        let read = self.runs.take_read(|topic| decoder.table_of(topic));
+        let Some(read) = read.inspect_err(|_| {
             // Nothing after the lost run may be delivered either.
             self.runs.filling.clear();
-        });
-        let Some(read) = read? else {
+        })?
+        else {
             return Ok(());
         };
         let run = read.run;
@@ -457,6 +472,7 @@ impl Fetch {
         if outcome.is_err() {
             // The stream fails at that message: nothing after it is read.
             self.runs.filling.clear();
+            self.runs.drop_reading();
         }
         outcome
     }

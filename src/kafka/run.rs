@@ -14,13 +14,18 @@
 //! decode-error policy to the failing message alone, after everything before it.
 //!
 //! Runs are read on a thread of their own ([`Runs`]) while the fetch thread polls and copies
-//! the next one; the fetch thread takes the rows back before it adds anything that comes
-//! after them, so the log order holds, and tells the decoder the table the run ended with. A
+//! the next ones: the thread holds up to two runs, so the fetch thread fills a third and waits
+//! only when the reading falls two runs behind. The fetch thread takes rows back in order,
+//! before it adds anything that comes after them, so the log order holds, and tells the
+//! decoder the table each run ended with. A run that follows one of its topic still being read
+//! starts with the table that one ends with, handed on by the reader thread; when the decoder
+//! had to read the end of the run before (which may change the table), it is read again. A
 //! long run is read in two halves on two cores: a scoped thread reads the second half,
 //! starting with the table the first starts with, and its rows are kept only when the first
 //! half was one batch of that table (so the second started where the first ended); otherwise
 //! it is read again after the first.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
@@ -38,8 +43,11 @@ use crate::error::{Error, Result};
 
 /// Runs shorter than twice this are read on one core: a thread is not worth it.
 const MIN_HALF: usize = 256;
+/// Runs the reader thread holds at once (one being read, one waiting): while it reads, the
+/// fetch thread fills the next run, and waits for a run's rows only when two are ahead of it.
+const MAX_READING: usize = 2;
 
-/// The fetch thread's runs: the one being filled, and the one being read.
+/// The fetch thread's runs: the one being filled, and those being read.
 #[derive(Default)]
 pub(super) struct Runs {
     /// The plan of each value schema seen (`None`: the plan does not follow that schema), by
@@ -51,31 +59,51 @@ pub(super) struct Runs {
     spare: Option<Run>,
     /// The thread that reads runs, started with the first run.
     reader: Option<RunReader>,
-    /// Whether the reader thread holds a run whose rows are not taken back yet.
-    reading: bool,
-    /// A run read on the fetch thread (when no reader thread could start), not taken back.
+    /// The topic of each run the reader thread holds whose rows are not taken back yet,
+    /// oldest first.
+    reading: VecDeque<Arc<str>>,
+    /// A run read on the fetch thread (when no reader thread could start), not taken back;
+    /// only while the reader thread holds none.
     done: Option<ReadRun>,
+    /// Whether the run taken back last left messages to the decoder, which may change the
+    /// table the run after it starts with.
+    rest_left: bool,
 }
 
 /// The thread that reads runs, and the channels to it.
 struct RunReader {
-    runs: SyncSender<(Run, Arc<str>)>,
+    runs: SyncSender<ToRead>,
     read: Receiver<ReadRun>,
+}
+
+/// A run for the reader thread, and the table its messages that name none are of; when it
+/// `continues` the run sent before it (same topic), the table that run ends with instead.
+struct ToRead {
+    run: Run,
+    table: Arc<str>,
+    continues: bool,
 }
 
 impl RunReader {
     fn start() -> Option<RunReader> {
-        let (runs, to_read) = mpsc::sync_channel::<(Run, Arc<str>)>(1);
-        let (done, read) = mpsc::sync_channel(1);
+        let (runs, to_read) = mpsc::sync_channel::<ToRead>(MAX_READING - 1);
+        let (done, read) = mpsc::sync_channel(MAX_READING - 1);
         crate::threads::spawn("changestream-rows", move || {
+            let mut ended_with: Option<Arc<str>> = None;
             // Ends when the fetch thread drops its end of either channel.
-            for (run, table) in to_read {
-                let (rows, rest, table) = run.read(table);
+            for to_read in to_read {
+                let table = match ended_with.take() {
+                    Some(table) if to_read.continues => table,
+                    _ => to_read.table,
+                };
+                let (rows, rest, table) = to_read.run.read(table);
+                ended_with = Some(table.clone());
                 let read = ReadRun {
-                    run,
+                    run: to_read.run,
                     rows,
                     rest,
                     table,
+                    continued: to_read.continues,
                 };
                 if done.send(read).is_err() {
                     return;
@@ -87,13 +115,15 @@ impl RunReader {
     }
 }
 
-/// A run read: its rows, the index of its first message the decoder must read (if any), and
-/// the table its last message read into rows was of.
+/// A run read: its rows, the index of its first message the decoder must read (if any), the
+/// table its last message read into rows was of, and whether it started with the table the
+/// run before it ended with.
 pub(super) struct ReadRun {
     pub(super) run: Run,
     pub(super) rows: Vec<Rows>,
     pub(super) rest: Option<usize>,
     pub(super) table: Arc<str>,
+    continued: bool,
 }
 
 impl Runs {
@@ -128,58 +158,109 @@ impl Runs {
 
     /// Whether a run is being read and not taken back.
     pub(super) fn is_reading(&self) -> bool {
-        self.reading || self.done.is_some()
+        !self.reading.is_empty() || self.done.is_some()
     }
 
-    /// Start reading the filling run, whose messages that name no table are of `table`. The
-    /// caller has taken back the run read before. Read on the reader thread, or here if it
-    /// cannot run.
+    /// Whether the filling run can start being read before the oldest run being read is
+    /// taken back.
+    pub(super) fn can_start_reading(&self) -> bool {
+        self.reading.len() < MAX_READING && self.done.is_none()
+    }
+
+    /// Start reading the filling run, whose messages that name no table are of `table` (the
+    /// decoder's, which is out of date when the last run sent is of the same topic: that
+    /// run's end is taken instead). Read on the reader thread, or here if it cannot run.
     pub(super) fn start_reading(&mut self, table: Arc<str>) {
-        debug_assert!(!self.is_reading());
+        debug_assert!(self.can_start_reading());
+        let Some((topic, _)) = self.filling.shared() else {
+            return;
+        };
+        let topic: Arc<str> = topic.into();
         let spare = self.spare.take().unwrap_or_default();
         let run = std::mem::replace(&mut self.filling, spare);
-        if self.reader.is_none() {
+        if self.reader.is_none() && self.reading.is_empty() {
             self.reader = RunReader::start();
         }
-        let (run, table) = match &self.reader {
-            Some(reader) => match reader.runs.send((run, table)) {
+        let continues = self.reading.back() == Some(&topic);
+        let to_read = ToRead {
+            run,
+            table,
+            continues,
+        };
+        let to_read = match &self.reader {
+            Some(reader) => match reader.runs.send(to_read) {
                 Ok(()) => {
-                    self.reading = true;
+                    self.reading.push_back(topic);
                     return;
                 }
                 Err(mpsc::SendError(back)) => back,
             },
-            None => (run, table),
+            None => to_read,
         };
-        let (rows, rest, table) = run.read(table);
+        // No reader thread: the runs before were taken back (so the decoder's table is the
+        // one this run starts with), or were lost with the thread (so the stream fails when
+        // it takes them back, before this run).
+        let (rows, rest, table) = to_read.run.read(to_read.table);
         self.done = Some(ReadRun {
-            run,
+            run: to_read.run,
             rows,
             rest,
             table,
+            continued: false,
         });
     }
 
-    /// Take back the run being read, waiting for it; `None` when none is. An error when the
-    /// reader thread died with the run (a bug): the stream must fail, not skip the run.
-    pub(super) fn take_read(&mut self) -> Result<Option<ReadRun>> {
-        if let Some(done) = self.done.take() {
-            return Ok(Some(done));
-        }
-        if !std::mem::take(&mut self.reading) {
-            return Ok(None);
-        }
+    /// Take back the oldest run being read, waiting for it; `None` when none is. A run that
+    /// started with the table the run before ended with, when the decoder read the end of
+    /// that run (and may have moved on to another table), is read again with `table_of` its
+    /// topic (the decoder's table, asked now). An error when the reader thread died with the
+    /// run (a bug): the stream must fail, not skip it.
+    pub(super) fn take_read(
+        &mut self,
+        table_of: impl FnOnce(&str) -> Arc<str>,
+    ) -> Result<Option<ReadRun>> {
+        let read = if self.reading.pop_front().is_none() {
+            self.done.take()
+        } else {
+            Some(self.receive()?)
+        };
+        Ok(read.map(|mut read| {
+            if read.continued && self.rest_left {
+                if let Some((topic, _)) = read.run.shared() {
+                    (read.rows, read.rest, read.table) = read.run.read(table_of(topic));
+                }
+            }
+            self.rest_left = read.rest.is_some();
+            read
+        }))
+    }
+
+    fn receive(&mut self) -> Result<ReadRun> {
         let received = self.reader.as_ref().map(|reader| reader.read.recv());
         match received {
-            Some(Ok(read)) => Ok(Some(read)),
+            Some(Ok(read)) => Ok(read),
             _ => {
                 self.reader = None;
+                self.reading.clear();
+                self.done = None;
                 Err(Error::decode(
                     "the thread reading messages into Arrow rows stopped (a bug); the stream \
                      fails here rather than skip them",
                 ))
             }
         }
+    }
+
+    /// Drop the runs being read unread (what follows a message the stream fails at).
+    pub(super) fn drop_reading(&mut self) {
+        while self.reading.pop_front().is_some() {
+            match self.receive() {
+                Ok(read) => self.recycle(read.run),
+                Err(_) => break,
+            }
+        }
+        self.done = None;
+        self.rest_left = false;
     }
 
     /// Keep a run taken back for its buffers.
@@ -547,28 +628,43 @@ mod tests {
         Cut(i64),
         /// A tombstone passed with the run.
         Tombstone,
+        /// A Debezium insert of `{id}` whose `source.table` is this ("" names none).
+        Insert(i64, &'static str),
     }
     use Msg::*;
 
     /// A run of flat rows `{id: long, __table: string}` (schema id 2), one message each.
     fn run(messages: &[Msg]) -> Run {
-        let schema = Arc::new(
-            Schema::parse(
-                r#"{"type": "record", "name": "orders", "fields": [
-                    {"name": "id", "type": "long"}, {"name": "__table", "type": "string"}]}"#,
-            )
-            .unwrap(),
-        );
-        let plan = Arc::new(BodyPlan::new(2, schema.clone(), false).unwrap());
+        let schema = r#"{"type": "record", "name": "orders", "fields": [
+            {"name": "id", "type": "long"}, {"name": "__table", "type": "string"}]}"#;
+        run_of(schema, 2, false, messages)
+    }
+
+    /// A run of Debezium inserts (schema id 3).
+    fn debezium_run(messages: &[Msg]) -> Run {
+        let schema = r#"{"type": "record", "name": "Envelope", "namespace": "shop.orders",
+            "fields": [
+                {"name": "before", "type": ["null", {"type": "record", "name": "Value",
+                    "fields": [{"name": "id", "type": "long"}]}]},
+                {"name": "after", "type": ["null", "Value"]},
+                {"name": "source", "type": {"type": "record", "name": "Source",
+                    "fields": [{"name": "table", "type": "string"}]}},
+                {"name": "op", "type": "string"}]}"#;
+        run_of(schema, 3, true, messages)
+    }
+
+    fn run_of(schema: &str, id: u32, debezium: bool, messages: &[Msg]) -> Run {
+        let schema = Arc::new(Schema::parse(schema).unwrap());
+        let plan = Arc::new(BodyPlan::new(id, schema.clone(), debezium).unwrap());
         let topic: Arc<str> = TOPIC.into();
         let mut run = Run {
             current: Some(Shared {
                 topic: topic.clone(),
                 partition: 0,
                 value: Framing {
-                    id: 2,
+                    id,
                     schema,
-                    debezium: false,
+                    debezium,
                     body_start: 5,
                 },
                 plan,
@@ -579,17 +675,28 @@ mod tests {
         for (offset, message) in messages.iter().enumerate() {
             let start = run.bytes.len();
             let value = match *message {
-                Row(id, table) => {
-                    run.bytes.extend_from_slice(&[0, 0, 0, 0, 2]);
-                    write_long(&mut run.bytes, id);
+                Row(row_id, table) => {
+                    run.bytes.extend_from_slice(&[0, 0, 0, 0, id as u8]);
+                    write_long(&mut run.bytes, row_id);
                     write_long(&mut run.bytes, table.len() as i64);
                     run.bytes.extend_from_slice(table.as_bytes());
                     Some((start..run.bytes.len(), 5))
                 }
-                Cut(id) => {
-                    run.bytes.extend_from_slice(&[0, 0, 0, 0, 2]);
-                    write_long(&mut run.bytes, id);
+                Cut(row_id) => {
+                    run.bytes.extend_from_slice(&[0, 0, 0, 0, id as u8]);
+                    write_long(&mut run.bytes, row_id);
                     write_long(&mut run.bytes, 10);
+                    Some((start..run.bytes.len(), 5))
+                }
+                Insert(row_id, table) => {
+                    run.bytes.extend_from_slice(&[0, 0, 0, 0, id as u8]);
+                    write_long(&mut run.bytes, 0); // before: null
+                    write_long(&mut run.bytes, 1); // after: the row
+                    write_long(&mut run.bytes, row_id);
+                    for text in [table, "c"] {
+                        write_long(&mut run.bytes, text.len() as i64);
+                        run.bytes.extend_from_slice(text.as_bytes());
+                    }
                     Some((start..run.bytes.len(), 5))
                 }
                 Tombstone => None,
@@ -672,5 +779,63 @@ mod tests {
         let (rows, rest, _) = run(&messages).read("a".into());
         assert_eq!(summary(&rows), vec![("a".into(), vec![0], 1)]);
         assert_eq!(rest, Some(2));
+    }
+
+    /// The decoder's table for the test topic, which a test expects not to be asked for.
+    fn not_asked(_: &str) -> Arc<str> {
+        panic!("a run read again")
+    }
+
+    #[test]
+    fn a_run_sent_behind_one_of_its_topic_starts_with_the_table_that_one_ends_with() {
+        let mut runs = Runs::default();
+        runs.filling = debezium_run(&[Insert(1, "a"), Insert(2, "b")]);
+        runs.start_reading("a".into());
+        // Sent before the first is taken back: the decoder's table ("a") is out of date.
+        runs.filling = debezium_run(&[Insert(3, ""), Insert(4, "")]);
+        assert!(runs.can_start_reading());
+        runs.start_reading("a".into());
+        assert!(!runs.can_start_reading(), "two runs are read at most");
+        let first = runs.take_read(not_asked).unwrap().unwrap();
+        assert_eq!(
+            summary(&first.rows),
+            vec![("a".into(), vec![0], 0), ("b".into(), vec![1], 1)]
+        );
+        let second = runs.take_read(not_asked).unwrap().unwrap();
+        assert_eq!(summary(&second.rows), vec![("b".into(), vec![0, 1], 1)]);
+        assert!(runs.take_read(not_asked).unwrap().is_none());
+        assert!(!runs.is_reading());
+    }
+
+    #[test]
+    fn a_run_behind_one_that_left_messages_to_the_decoder_is_read_again() {
+        let mut runs = Runs::default();
+        runs.filling = run(&[Row(1, "b"), Cut(2)]);
+        runs.start_reading("a".into());
+        runs.filling = debezium_run(&[Insert(3, "")]);
+        runs.start_reading("a".into());
+        let first = runs.take_read(not_asked).unwrap().unwrap();
+        assert_eq!(first.rest, Some(0));
+        // The decoder read the first run's messages, and its table is "c" now.
+        let second = runs
+            .take_read(|topic| {
+                assert_eq!(topic, TOPIC);
+                "c".into()
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(summary(&second.rows), vec![("c".into(), vec![0], 0)]);
+    }
+
+    #[test]
+    fn dropping_the_runs_being_read_leaves_none() {
+        let mut runs = Runs::default();
+        for id in [1, 2] {
+            runs.filling = debezium_run(&[Insert(id, "a")]);
+            runs.start_reading("a".into());
+        }
+        runs.drop_reading();
+        assert!(!runs.is_reading());
+        assert!(runs.take_read(not_asked).unwrap().is_none());
     }
 }
