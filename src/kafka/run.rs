@@ -788,8 +788,10 @@ mod tests {
 
     #[test]
     fn a_run_sent_behind_one_of_its_topic_starts_with_the_table_that_one_ends_with() {
-        let mut runs = Runs::default();
-        runs.filling = debezium_run(&[Insert(1, "a"), Insert(2, "b")]);
+        let mut runs = Runs {
+            filling: debezium_run(&[Insert(1, "a"), Insert(2, "b")]),
+            ..Runs::default()
+        };
         runs.start_reading("a".into());
         // Sent before the first is taken back: the decoder's table ("a") is out of date.
         runs.filling = debezium_run(&[Insert(3, ""), Insert(4, "")]);
@@ -809,8 +811,10 @@ mod tests {
 
     #[test]
     fn a_run_behind_one_that_left_messages_to_the_decoder_is_read_again() {
-        let mut runs = Runs::default();
-        runs.filling = run(&[Row(1, "b"), Cut(2)]);
+        let mut runs = Runs {
+            filling: run(&[Row(1, "b"), Cut(2)]),
+            ..Runs::default()
+        };
         runs.start_reading("a".into());
         runs.filling = debezium_run(&[Insert(3, "")]);
         runs.start_reading("a".into());
