@@ -412,9 +412,6 @@ impl Fetch {
     /// Start reading the filling run (on the reader thread), once there is room: the oldest
     /// run being read is taken back into the batch when two are.
     fn read_filling_run(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
-        if self.runs.filling.shared().is_none() {
-            return Ok(());
-        }
         if !self.runs.can_start_reading() {
             self.take_back_run(batch)?;
         }

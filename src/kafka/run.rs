@@ -172,10 +172,9 @@ impl Runs {
     /// run's end is taken instead). Read on the reader thread, or here if it cannot run.
     pub(super) fn start_reading(&mut self, table: Arc<str>) {
         debug_assert!(self.can_start_reading());
-        let Some((topic, _)) = self.filling.shared() else {
+        let Some(topic) = self.filling.current.as_ref().map(|run| run.topic.clone()) else {
             return;
         };
-        let topic: Arc<str> = topic.into();
         let spare = self.spare.take().unwrap_or_default();
         let run = std::mem::replace(&mut self.filling, spare);
         if self.reader.is_none() && self.reading.is_empty() {
