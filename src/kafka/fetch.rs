@@ -410,9 +410,10 @@ impl Fetch {
     }
 
     /// Start reading the filling run (on the reader thread), once there is room: the oldest
-    /// run being read is taken back into the batch when two are.
+    /// run being read is taken back into the batch when two are, or when the runs would hold
+    /// more than the share of the read-ahead a batch being filled may.
     fn read_filling_run(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
-        if !self.runs.can_start_reading() {
+        if !self.runs.can_start_reading(self.read_ahead.room / 4) {
             self.take_back_run(batch)?;
         }
         if let Some((topic, _)) = self.runs.filling.shared() {

@@ -44,7 +44,8 @@ use crate::error::{Error, Result};
 /// Runs shorter than twice this are read on one core: a thread is not worth it.
 const MIN_HALF: usize = 256;
 /// Runs the reader thread holds at once (one being read, one waiting): while it reads, the
-/// fetch thread fills the next run, and waits for a run's rows only when two are ahead of it.
+/// fetch thread fills the next run, and waits for a run's rows only when two are ahead of it
+/// (or when the runs ahead hold the fetch thread's share of the read-ahead).
 const MAX_READING: usize = 2;
 
 /// The fetch thread's runs: the one being filled, and those being read.
@@ -59,9 +60,9 @@ pub(super) struct Runs {
     spare: Option<Run>,
     /// The thread that reads runs, started with the first run.
     reader: Option<RunReader>,
-    /// The topic of each run the reader thread holds whose rows are not taken back yet,
-    /// oldest first.
-    reading: VecDeque<Arc<str>>,
+    /// The topic and heap bytes of each run the reader thread holds whose rows are not taken
+    /// back yet, oldest first.
+    reading: VecDeque<(Arc<str>, usize)>,
     /// A run read on the fetch thread (when no reader thread could start), not taken back;
     /// only while the reader thread holds none.
     done: Option<ReadRun>,
@@ -162,16 +163,18 @@ impl Runs {
     }
 
     /// Whether the filling run can start being read before the oldest run being read is
-    /// taken back.
-    pub(super) fn can_start_reading(&self) -> bool {
-        self.reading.len() < MAX_READING && self.done.is_none()
+    /// taken back: a second run only while the runs together hold at most `bytes`.
+    pub(super) fn can_start_reading(&self, bytes: usize) -> bool {
+        let held =
+            || self.reading.iter().map(|(_, b)| b).sum::<usize>() + self.filling.heap_bytes();
+        self.done.is_none()
+            && (self.reading.is_empty() || (self.reading.len() < MAX_READING && held() <= bytes))
     }
 
     /// Start reading the filling run, whose messages that name no table are of `table` (the
     /// decoder's, which is out of date when the last run sent is of the same topic: that
     /// run's end is taken instead). Read on the reader thread, or here if it cannot run.
     pub(super) fn start_reading(&mut self, table: Arc<str>) {
-        debug_assert!(self.can_start_reading());
         let Some(topic) = self.filling.current.as_ref().map(|run| run.topic.clone()) else {
             return;
         };
@@ -180,7 +183,8 @@ impl Runs {
         if self.reader.is_none() && self.reading.is_empty() {
             self.reader = RunReader::start();
         }
-        let continues = self.reading.back() == Some(&topic);
+        let continues = self.reading.back().is_some_and(|(last, _)| *last == topic);
+        let bytes = run.heap_bytes();
         let to_read = ToRead {
             run,
             table,
@@ -189,7 +193,7 @@ impl Runs {
         let to_read = match &self.reader {
             Some(reader) => match reader.runs.send(to_read) {
                 Ok(()) => {
-                    self.reading.push_back(topic);
+                    self.reading.push_back((topic, bytes));
                     return;
                 }
                 Err(mpsc::SendError(back)) => back,
@@ -791,12 +795,21 @@ mod tests {
             filling: debezium_run(&[Insert(1, "a"), Insert(2, "b")]),
             ..Runs::default()
         };
+        let first_bytes = runs.filling.heap_bytes();
         runs.start_reading("a".into());
         // Sent before the first is taken back: the decoder's table ("a") is out of date.
         runs.filling = debezium_run(&[Insert(3, ""), Insert(4, "")]);
-        assert!(runs.can_start_reading());
+        let both = first_bytes + runs.filling.heap_bytes();
+        assert!(runs.can_start_reading(both));
+        assert!(
+            !runs.can_start_reading(both - 1),
+            "two runs hold more than given"
+        );
         runs.start_reading("a".into());
-        assert!(!runs.can_start_reading(), "two runs are read at most");
+        assert!(
+            !runs.can_start_reading(usize::MAX),
+            "two runs are read at most"
+        );
         let first = runs.take_read(not_asked).unwrap().unwrap();
         assert_eq!(
             summary(&first.rows),
