@@ -418,7 +418,11 @@ impl Fetch {
     /// read-ahead (the followers' 8 MiB), one run at a time.
     fn read_filling_run(&mut self, batch: &mut Vec<Buffered>) -> Result<()> {
         let room = self.read_ahead.room;
-        let two_runs_hold = if room >= ROOM_FOR_TWO_RUNS { room / 4 } else { 0 };
+        let two_runs_hold = if room >= ROOM_FOR_TWO_RUNS {
+            room / 4
+        } else {
+            0
+        };
         if !self.runs.can_start_reading(two_runs_hold) {
             self.take_back_run(batch)?;
         }
