@@ -14,8 +14,9 @@
 //! decode-error policy to the failing message alone, after everything before it.
 //!
 //! Runs are read on a thread of their own ([`Runs`]) while the fetch thread polls and copies
-//! the next ones: the thread holds up to two runs, so the fetch thread fills a third and waits
-//! only when the reading falls two runs behind. The fetch thread takes rows back in order,
+//! the next ones: with a large read-ahead the thread holds up to two runs, so the fetch thread
+//! fills a third and waits only when the reading falls two runs behind (with a small one, the
+//! followers', one run at a time). The fetch thread takes rows back in order,
 //! before it adds anything that comes after them, so the log order holds, and tells the
 //! decoder the table each run ended with. A run that follows one of its topic still being read
 //! starts with the table that one ends with, handed on by the reader thread; when the decoder
