@@ -60,10 +60,11 @@ _AS_TEXT = {"uuid", "nested"}
 _names = itertools.count()
 # DuckDB checkpoints (rewrites the changed row groups into the file) whenever its WAL
 # passes a threshold, 16 MB by default. A follower's changes land all over the table, so
-# each checkpoint rewrites most of it; until one, the changed rows stay in memory. At 32 MB,
-# replaying a follower's batches: 1M events' worth 2.5 s and 262 MB peak RSS, 4M 14.5 s and
-# 298 MB; at 1 GB, 2.1 s and 305 MB, but 4M 11.3 s and 577 MB, growing with the changes
-# until the WAL reaches 1 GB; at 16 MB, 1M 3.1 s.
+# each checkpoint rewrites most of it; until one, the changed rows stay in memory. Replaying
+# a follower's batches (benches/duckdb_replay.py) at 32 MB: 1M events' worth 2.5 s and
+# 262-282 MB peak RSS, 4M 14.5-17.5 s and 296-298 MB; at 1 GB, 2.1 s and 305-321 MB, but 4M
+# 11.3-12.9 s and 577-626 MB, growing with the changes until the WAL reaches 1 GB; at 16 MB,
+# 1M 3.1 s.
 _CHECKPOINT = {"checkpoint_threshold": "32MB"}
 
 
