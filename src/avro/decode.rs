@@ -209,7 +209,35 @@ impl<'a> Reader<'a> {
     }
 
     /// The value of `node` at `depth` levels of nesting.
+    ///
+    /// Inlined for the primitive values most fields hold, so a record's loop builds them in
+    /// place; everything else (and any value after a union branch that is not primitive) goes
+    /// through [`Reader::composite`].
+    #[inline(always)]
     pub(crate) fn value(&mut self, schema: &Schema, node: &Node, depth: usize) -> Result<Value> {
+        Self::check_depth(depth)?;
+        let (node, depth) = match node {
+            Node::Union(branches) => {
+                let branch = self.branch(branches)?;
+                Self::check_depth(depth + 1)?;
+                (branch, depth + 1)
+            }
+            _ => (node, depth),
+        };
+        match node {
+            Node::Null => Ok(Value::Null),
+            Node::Int => Ok(Value::Int(self.int()?)),
+            Node::Long => Ok(Value::Long(self.long()?)),
+            Node::Double => Ok(Value::Double(self.double()?)),
+            Node::String => Ok(Value::String(self.text()?.into())),
+            _ => self.composite(schema, node, depth),
+        }
+    }
+
+    /// The value of any `node` not read in [`Reader::value`] itself (kept out of line, so
+    /// that inlining `value` does not inline the whole decoder into every caller).
+    #[inline(never)]
+    fn composite(&mut self, schema: &Schema, node: &Node, depth: usize) -> Result<Value> {
         Self::check_depth(depth)?;
         Ok(match node {
             Node::Null => Value::Null,
