@@ -13,7 +13,7 @@ use arrow_array::{ArrayRef, DictionaryArray, Int32Array, Int64Array, Int8Array, 
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field};
 
-use crate::avro::{RecordDef, Value};
+use crate::avro::{LazyValue, RecordDef, Value};
 use crate::change::{Change, Op, Position};
 use crate::error::Result;
 
@@ -116,9 +116,10 @@ impl Metadata {
         }
     }
 
-    pub(super) fn append(&mut self, change: &Change) {
+    pub(super) fn append(&mut self, change: &Change) -> Result<()> {
         let mut source = SourceLongs::default();
-        if let Some(Value::Record(record)) = &change.source {
+        let decoded = change.source.as_ref().map(LazyValue::decode).transpose()?;
+        if let Some(Value::Record(record)) = decoded.as_deref() {
             for name in ["lsn", "txId", "ts_ms"] {
                 if let Some(value) = record.get(name) {
                     source.set(name, value);
@@ -126,6 +127,7 @@ impl Metadata {
             }
         }
         self.append_parts(change.op, &change.position, &source);
+        Ok(())
     }
 
     /// One change's metadata, from its parts.

@@ -131,7 +131,7 @@ pub fn record_batch(changes: &[Change]) -> Result<RecordBatch> {
     for change in changes {
         let at = || change.position.location();
         fill_row(&layout, &mut columns, unavailable.as_mut(), change).map_err(|e| e.at(at()))?;
-        meta.append(change);
+        meta.append(change).map_err(|e| e.at(at()))?;
         if let Some(column) = &mut key {
             match &change.key {
                 Some(value) => column

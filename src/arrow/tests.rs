@@ -12,6 +12,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_buffer::{i256, IntervalMonthDayNano};
 use arrow_schema::{DataType, TimeUnit};
 
+use crate::avro::LazyValue;
 use crate::avro::{
     Decimal, Interval, Named, Record, RecordDef, Schema, Temporal, Time, Timestamp, Value,
 };
@@ -497,17 +498,17 @@ fn debezium_envelopes_deletes_and_tombstones() {
             &row_def,
             vec![Value::Int(1), Value::String("hello".into())],
         )),
-        source: Some(source.clone()),
+        source: Some(LazyValue::Decoded(source.clone())),
         ..change(&schema, Op::Insert, 0)
     };
     let update = Change {
         after: Some(record(&row_def, vec![Value::Int(1), Value::Unavailable])),
-        source: Some(source.clone()),
+        source: Some(LazyValue::Decoded(source.clone())),
         ..change(&schema, Op::Update, 1)
     };
     let delete = Change {
         before: Some(record(&row_def, vec![Value::Int(1), Value::Null])),
-        source: Some(source),
+        source: Some(LazyValue::Decoded(source)),
         ..change(&schema, Op::Delete, 2)
     };
     let key_def = parse(r#"{"type":"record","name":"Key","fields":[{"name":"id","type":"int"}]}"#);

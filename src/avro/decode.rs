@@ -1,7 +1,7 @@
 //! Decoding Avro binary bodies with a parsed [`Schema`].
 
 use super::logical::is_unavailable_placeholder;
-use super::schema::{Named, Node, Schema};
+use super::schema::{Named, Node, RecordDef, Schema};
 use super::value::{Record, Value};
 use crate::error::{Error, Result};
 
@@ -302,23 +302,7 @@ impl<'a> Reader<'a> {
                     for field in &record.fields {
                         values.push(self.value(schema, field, depth + 1)?);
                     }
-                    // Only Kafka Connect (Debezium) writes the placeholder; in anything else,
-                    // such as a Bottled Water text column, that text is just text.
-                    if record.is_kafka_connect() {
-                        for value in values.iter_mut() {
-                            if is_unavailable_placeholder(value) {
-                                *value = Value::Unavailable;
-                            }
-                        }
-                    }
-                    let value = Value::Record(Record {
-                        shape: record.shape,
-                        values,
-                    });
-                    match &record.logical {
-                        Some(logical) => logical.apply(value)?,
-                        None => value,
-                    }
+                    record_value(record, values)?
                 }
                 Named::Enum(enumeration) => {
                     let index = self.long()?;
@@ -342,6 +326,27 @@ impl<'a> Reader<'a> {
                 }
             },
         })
+    }
+}
+
+/// A record of type `record` from its fields' values.
+pub(crate) fn record_value(record: &RecordDef, mut values: Vec<Value>) -> Result<Value> {
+    // Only Kafka Connect (Debezium) writes the placeholder; in anything else, such as a
+    // Bottled Water text column, that text is just text.
+    if record.is_kafka_connect() {
+        for value in values.iter_mut() {
+            if is_unavailable_placeholder(value) {
+                *value = Value::Unavailable;
+            }
+        }
+    }
+    let value = Value::Record(Record {
+        shape: record.shape,
+        values,
+    });
+    match &record.logical {
+        Some(logical) => logical.apply(value),
+        None => Ok(value),
     }
 }
 

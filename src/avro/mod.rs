@@ -16,6 +16,7 @@
 
 mod decimal;
 pub(crate) mod decode;
+mod encoded;
 mod logical;
 mod resolve;
 mod schema;
@@ -24,6 +25,7 @@ mod value;
 
 pub(crate) use decimal::check_unscaled;
 pub use decimal::SMALL_TEXT_BYTES;
+pub use encoded::{Deferral, Deferred, Encoded, LazyValue};
 pub(crate) use logical::is_unavailable_placeholder;
 pub use logical::{InfinitySentinels, Logical, TimeUnit, UNAVAILABLE_PLACEHOLDER};
 pub use resolve::Resolved;

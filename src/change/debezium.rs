@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use super::{Change, Op, Position};
-use crate::avro::Value;
+use super::{Change, Op, Position, SourceBlock};
+use crate::avro::{LazyValue, Value};
 use crate::error::{Error, Result};
 
 impl Op {
@@ -26,9 +26,12 @@ impl Op {
 }
 
 /// The change a Debezium envelope describes. The table comes from `source.table`, when set;
-/// `known_table` (the topic's latest) is reused when it is the same.
+/// `known_table` (the topic's latest) is reused when it is the same. `source` is the
+/// envelope's `source` block when the decoder left it encoded (with its `table` field), in
+/// which case the envelope holds null there.
 pub(super) fn change(
     value: Value,
+    source: Option<SourceBlock>,
     key: Option<Value>,
     position: Position,
     known_table: &Arc<str>,
@@ -48,22 +51,33 @@ pub(super) fn change(
         Op::Message => non_null(envelope.take("message")),
         _ => non_null(envelope.take("after")),
     };
-    let source = non_null(envelope.take("source"));
     let transaction = non_null(envelope.take("transaction"));
-    let table = match &source {
-        Some(Value::Record(source)) => source
-            .get("table")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(|t| {
-                if t == &**known_table {
-                    known_table.clone()
-                } else {
-                    Arc::from(t)
-                }
-            }),
-        _ => None,
+    let (source, table) = match source {
+        // A null block has no table: the field read inside it is absent.
+        Some((encoded, table)) => (
+            table.is_some().then_some(LazyValue::Encoded(encoded)),
+            table,
+        ),
+        None => {
+            let source = non_null(envelope.take("source"));
+            let table = match &source {
+                Some(Value::Record(source)) => source.get("table").cloned(),
+                _ => None,
+            };
+            (source.map(LazyValue::Decoded), table)
+        }
     };
+    let table = table
+        .as_ref()
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            if t == &**known_table {
+                known_table.clone()
+            } else {
+                Arc::from(t)
+            }
+        });
     Ok(Change {
         op,
         key,
@@ -89,6 +103,17 @@ mod tests {
             .map(|(n, v)| (Arc::<str>::from(n), v))
             .unzip();
         Value::Record(Record::new(name, names, values))
+    }
+
+    /// A change from an envelope decoded whole (the decoder's deferred `source` is tested
+    /// with real messages in `change::tests`).
+    fn change(
+        value: Value,
+        key: Option<Value>,
+        position: Position,
+        known_table: &Arc<str>,
+    ) -> Result<Change> {
+        super::change(value, None, key, position, known_table)
     }
 
     fn position() -> Position {
@@ -145,7 +170,8 @@ mod tests {
         assert_eq!(change.op, Op::Update);
         assert_eq!(change.before, Some(row(1)));
         assert_eq!(change.after, Some(row(2)));
-        assert_eq!(change.source, Some(source("orders")));
+        let decoded = change.source.map(|s| s.decode().unwrap().into_owned());
+        assert_eq!(decoded, Some(source("orders")));
         assert_eq!(change.table.as_deref(), Some("orders"));
         assert_eq!(change.key, Some(Value::Int(2)));
         assert_eq!(change.transaction, None);

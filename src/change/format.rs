@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::table::table_from_record_name;
 use super::Format;
-use crate::avro::{Resolved, Schema};
+use crate::avro::{Deferral, Resolved, Schema};
 use crate::error::{Error, Result};
 
 /// How the values of one writer schema are read.
@@ -32,6 +32,9 @@ pub(super) struct Writer {
     pub(super) has_deleted_flag: bool,
     /// A flat row carries Debezium's `__op` field (the unwrap SMT's `add.fields=op`).
     pub(super) has_op_field: bool,
+    /// A Debezium envelope read without a reader schema: its `source` block is left encoded,
+    /// with its `table` read (see `avro::Encoded`).
+    pub(super) source: Option<Deferral>,
 }
 
 impl Writer {
@@ -63,7 +66,12 @@ impl Writer {
         };
         let table =
             root.map(|r| table_from_record_name(r.name(), r.connect_name.as_deref()).into());
+        let source = match (envelope, &resolved) {
+            (Envelope::Debezium, None) => Deferral::new(&schema, "source", "table"),
+            _ => None,
+        };
         Ok(Writer {
+            source,
             resolved,
             envelope,
             table,

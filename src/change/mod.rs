@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 use self::format::{Envelope, Writer};
 pub(crate) use self::table::table_from_record_name;
 use self::table::table_from_topic;
-use crate::avro::{Schema, Value};
+use crate::avro::{Encoded, LazyValue, Schema, Value};
 use crate::error::{Error, Location, Result};
 use crate::frame;
 use crate::registry::Registry;
@@ -111,8 +111,9 @@ pub struct Change {
     pub after: Option<Value>,
     /// The table.
     pub table: Option<Arc<str>>,
-    /// Source metadata (Debezium's `source` record), when the format carries it.
-    pub source: Option<Value>,
+    /// Source metadata (Debezium's `source` record), when the format carries it; left encoded
+    /// until asked for when read from a Debezium envelope.
+    pub source: Option<LazyValue>,
     /// Debezium's `transaction` block (id, total_order, data_collection_order), when present.
     pub transaction: Option<Value>,
     /// Whether the message was a tombstone (a null value).
@@ -127,19 +128,14 @@ pub struct Change {
 impl Change {
     /// About how many bytes of memory the change holds (see [`Value::heap_bytes`]).
     pub fn heap_bytes(&self) -> usize {
-        let values = [
-            &self.key,
-            &self.before,
-            &self.after,
-            &self.source,
-            &self.transaction,
-        ];
+        let values = [&self.key, &self.before, &self.after, &self.transaction];
         std::mem::size_of::<Change>()
             + values
                 .into_iter()
                 .flatten()
                 .map(Value::heap_bytes)
                 .sum::<usize>()
+            + self.source.as_ref().map_or(0, LazyValue::heap_bytes)
     }
 }
 
@@ -229,6 +225,9 @@ pub struct ChangeDecoder {
     topics: FxHashMap<String, TopicState>,
 }
 
+/// A Debezium envelope's `source` block left encoded, and its `table` field when it has one.
+type SourceBlock = (Encoded, Option<Value>);
+
 /// What the decoder has learnt about a topic from its earlier messages.
 struct TopicState {
     name: Arc<str>,
@@ -291,7 +290,7 @@ impl ChangeDecoder {
             offset: message.offset,
             timestamp_ms: message.timestamp_ms,
         };
-        let Some((value, id, writer)) = value else {
+        let Some((value, source, id, writer)) = value else {
             let debezium = topic.envelope == Some(Envelope::Debezium);
             if debezium && !self.options.emit_tombstones {
                 return Ok(None);
@@ -319,7 +318,7 @@ impl ChangeDecoder {
         }
         let change = match writer.envelope {
             Envelope::Row => row::change(&writer, value, key, position)?,
-            Envelope::Debezium => debezium::change(value, key, position, &topic.table)?,
+            Envelope::Debezium => debezium::change(value, source, key, position, &topic.table)?,
         };
         if let Some(table) = &change.table {
             topic.table = table.clone();
@@ -412,22 +411,26 @@ impl ChangeDecoder {
     }
 
     /// Decode a framed key or value, resolved into `reader` if given and read as `format`;
-    /// returns the value, its schema id and its compiled writer (shared, so the caller need
-    /// not look it up again).
+    /// returns the value, a Debezium envelope's `source` block when left encoded, its schema
+    /// id and its compiled writer (shared, so the caller need not look it up again).
     fn value(
         &mut self,
         bytes: &[u8],
         header: Option<&[u8]>,
         reader: Option<Arc<Schema>>,
         format: Format,
-    ) -> Result<(Value, u32, Arc<Writer>)> {
+    ) -> Result<(Value, Option<SourceBlock>, u32, Arc<Writer>)> {
         let (id, body) = frame::split(bytes, header)?;
         let writer = self.writer(id, reader, format)?;
-        let value = match &writer.resolved {
-            Some(resolved) => resolved.decode(body)?,
-            None => writer.schema.decode(body)?,
+        let (value, source) = match (&writer.resolved, writer.source) {
+            (Some(resolved), _) => (resolved.decode(body)?, None),
+            (None, Some(deferral)) => {
+                let read = writer.schema.decode_deferring(body, deferral)?;
+                (read.value, Some((read.encoded, read.kept)))
+            }
+            (None, None) => (writer.schema.decode(body)?, None),
         };
-        Ok((value, id, writer))
+        Ok((value, source, id, writer))
     }
 }
 

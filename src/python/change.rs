@@ -8,7 +8,7 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use super::convert::{check_convertible, utc_datetime, value_to_py};
 use super::errors::DecodeError;
-use crate::avro::Value;
+use crate::avro::{LazyValue, Value};
 use crate::change::{Change, Op, Position};
 use crate::error::Error;
 
@@ -24,8 +24,9 @@ pub(crate) struct PyChange {
     before_py: PyOnceLock<Py<PyAny>>,
     after: Py<PyAny>,
     /// Debezium's `source` and `transaction` blocks, converted when first asked for: most
-    /// applications never look at them, and `source` is the largest record of an envelope.
-    source: Option<Value>,
+    /// applications never look at them, and `source` is the largest record of an envelope
+    /// (read from a Debezium envelope, it is even decoded only then).
+    source: Option<LazyValue>,
     source_py: PyOnceLock<Py<PyAny>>,
     transaction: Option<Value>,
     transaction_py: PyOnceLock<Py<PyAny>>,
@@ -156,7 +157,19 @@ impl PyChange {
     /// Source metadata (Debezium's `source` block), when the format carries it.
     #[getter]
     fn source(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        lazy(py, &self.source, &self.source_py)
+        self.source_py
+            .get_or_try_init(py, || match &self.source {
+                Some(source) => {
+                    let value = source
+                        .decode()
+                        .map_err(|e| e.at(self.position().location()))?;
+                    value_to_py(py, &value)
+                        .map(Bound::unbind)
+                        .map_err(|e| locate(py, e, &self.position()))
+                }
+                None => Ok(py.None()),
+            })
+            .map(|object| object.clone_ref(py))
     }
 
     /// Debezium's `transaction` block (`id`, `total_order`, `data_collection_order`), when
