@@ -196,7 +196,10 @@ impl Delivery {
                 && *last_generation == generation
                 && last.topic == position.topic
             {
-                last.clone_from(position);
+                // The same topic: no new reference to its name, whose count the fetch thread
+                // writes for every message.
+                last.offset = position.offset;
+                last.timestamp_ms = position.timestamp_ms;
                 return;
             }
         }
@@ -333,8 +336,8 @@ impl Delivery {
 
     /// The application is done with the changes handed out last.
     pub(super) fn finish_delivered(&mut self) {
-        let delivered = std::mem::take(&mut self.delivered);
-        for (position, generation) in delivered {
+        // Drained, not taken: the list keeps its room for the next change handed out.
+        for (position, generation) in self.delivered.drain(..) {
             self.positions.finish(
                 &position.topic,
                 position.partition,
