@@ -223,6 +223,8 @@ pub struct ChangeDecoder {
     // Looked up twice per message: a hash for short trusted keys, not SipHash.
     writers: FxHashMap<WriterKey, Arc<Writer>>,
     topics: FxHashMap<String, TopicState>,
+    /// Whether a Debezium envelope's `source` block is left encoded (see `avro::Encoded`).
+    source_deferred: bool,
 }
 
 /// A Debezium envelope's `source` block left encoded, and its `table` field when it has one.
@@ -247,7 +249,15 @@ impl ChangeDecoder {
             options,
             writers: FxHashMap::default(),
             topics: FxHashMap::default(),
+            source_deferred: true,
         }
+    }
+
+    /// Leave a Debezium envelope's `source` block encoded until it is asked for (the default:
+    /// a change handed out alone rarely has it read), or decode it with the envelope (for
+    /// changes that go into Arrow batches, which read its LSN, transaction id and time).
+    pub fn set_source_deferred(&mut self, deferred: bool) {
+        self.source_deferred = deferred;
     }
 
     /// Decode one message. `Ok(None)` means the message carries no change to deliver (the
@@ -422,7 +432,8 @@ impl ChangeDecoder {
     ) -> Result<(Value, Option<SourceBlock>, u32, Arc<Writer>)> {
         let (id, body) = frame::split(bytes, header)?;
         let writer = self.writer(id, reader, format)?;
-        let (value, source) = match (&writer.resolved, writer.source) {
+        let deferral = writer.source.filter(|_| self.source_deferred);
+        let (value, source) = match (&writer.resolved, deferral) {
             (Some(resolved), _) => (resolved.decode(body)?, None),
             (None, Some(deferral)) => {
                 let read = writer.schema.decode_deferring(body, deferral)?;

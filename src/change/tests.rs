@@ -162,6 +162,28 @@ fn field<'a>(value: &'a Option<Value>, name: &str) -> &'a Value {
 }
 
 #[test]
+fn the_source_block_is_decoded_with_the_envelope_when_asked_to() {
+    let mut decoder = decoder(DecoderOptions::default());
+    let (key, value) = (key(1), envelope("c", None, Some((1, "tea"))));
+    let decode = |decoder: &mut ChangeDecoder| {
+        decoder
+            .decode(&message(TOPIC, Some(&key), Some(&value)))
+            .unwrap()
+            .expect("a change")
+    };
+    let deferred = decode(&mut decoder);
+    decoder.set_source_deferred(false);
+    let decoded = decode(&mut decoder);
+    assert!(matches!(deferred.source, Some(LazyValue::Encoded(_))));
+    let Some(LazyValue::Decoded(source)) = decoded.source else {
+        panic!("not decoded: {:?}", decoded.source);
+    };
+    assert_eq!(*deferred.source.unwrap().decode().unwrap(), source);
+    assert_eq!(field(&Some(source), "lsn"), &Value::Long(2_345_678));
+    assert_eq!(deferred.table, decoded.table);
+}
+
+#[test]
 fn debezium_row_envelopes() {
     let mut decoder = decoder(DecoderOptions::default());
     let cases = [

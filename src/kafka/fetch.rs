@@ -333,6 +333,8 @@ impl Fetch {
         let headers = message.headers();
         let (key_schema_header, value_schema_header) = schema_id_headers(headers);
         let rows_per_run = self.rows_per_run.load(Ordering::Relaxed);
+        // Changes read in batches have their `source` block read into metadata columns.
+        self.decoder.set_source_deferred(rows_per_run == 0);
         if rows_per_run > 0
             && message.payload().is_none()
             && !self.decoder.emits_tombstones()
