@@ -235,10 +235,10 @@ impl<'a> Reader<'a> {
     }
 
     /// The value of any `node` not read in [`Reader::value`] itself (kept out of line, so
-    /// that inlining `value` does not inline the whole decoder into every caller).
+    /// that inlining `value` does not inline the whole decoder into every caller). Reached only
+    /// through `value`, which has checked `depth`.
     #[inline(never)]
     fn composite(&mut self, schema: &Schema, node: &Node, depth: usize) -> Result<Value> {
-        Self::check_depth(depth)?;
         Ok(match node {
             Node::Null => Value::Null,
             Node::Boolean => Value::Boolean(self.boolean()?),
@@ -471,6 +471,28 @@ mod tests {
     fn zigzag(mut out: Vec<u8>, value: i64) -> Vec<u8> {
         crate::avro::write_long(&mut out, value);
         out
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_an_error_not_a_stack_overflow() {
+        // A linked list: each level a record whose `next` is null or another level.
+        let schema = Schema::parse(
+            r#"{"type": "record", "name": "Level", "fields": [
+                {"name": "next", "type": ["null", "Level"]}]}"#,
+        )
+        .unwrap();
+        // `levels` records, each but the last choosing the record branch (zigzag 1 = 0x02).
+        let body = |levels: usize| {
+            let mut body = vec![0x02; levels - 1];
+            body.push(0x00);
+            body
+        };
+        // Each level adds a union and its branch: the last `null` sits at depth 2 × levels.
+        let deepest_allowed = MAX_DEPTH / 2;
+        assert!(schema.decode(&body(deepest_allowed)).is_ok());
+        let error = schema.decode(&body(deepest_allowed + 1)).unwrap_err();
+        assert!(error.to_string().contains("nesting deeper than"), "{error}");
+        assert!(schema.decode(&body(10_000)).is_err());
     }
 
     #[test]

@@ -52,32 +52,29 @@ pub(super) fn change(
         _ => non_null(envelope.take("after")),
     };
     let transaction = non_null(envelope.take("transaction"));
+    // The topic's latest table is reused when the envelope names it again.
+    let table_named = |table: Option<&Value>| {
+        let name = table.and_then(Value::as_str).filter(|t| !t.is_empty())?;
+        Some(match name == &**known_table {
+            true => known_table.clone(),
+            false => Arc::from(name),
+        })
+    };
     let (source, table) = match source {
         // A null block has no table: the field read inside it is absent.
         Some((encoded, table)) => (
             table.is_some().then_some(LazyValue::Encoded(encoded)),
-            table,
+            table_named(table.as_ref()),
         ),
         None => {
             let source = non_null(envelope.take("source"));
             let table = match &source {
-                Some(Value::Record(source)) => source.get("table").cloned(),
+                Some(Value::Record(source)) => table_named(source.get("table")),
                 _ => None,
             };
             (source.map(LazyValue::Decoded), table)
         }
     };
-    let table = table
-        .as_ref()
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            if t == &**known_table {
-                known_table.clone()
-            } else {
-                Arc::from(t)
-            }
-        });
     Ok(Change {
         op,
         key,
