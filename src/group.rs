@@ -12,6 +12,7 @@ use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
+use crate::kafka::retrying;
 
 /// One partition of a group's topics: what the group committed and what is in Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,11 +96,15 @@ pub fn group_lag(
             partitions.add_partition(topic, id);
         }
     }
-    let committed = consumer.committed_offsets(partitions, left())?;
+    let committed = retrying(deadline, |left| {
+        consumer.committed_offsets(partitions.clone(), left)
+    })?;
     let mut lags = Vec::with_capacity(committed.count());
     for element in committed.elements() {
         let (topic, partition) = (element.topic(), element.partition());
-        let (start, end) = consumer.fetch_watermarks(topic, partition, left())?;
+        let (start, end) = retrying(deadline, |left| {
+            consumer.fetch_watermarks(topic, partition, left)
+        })?;
         lags.push(PartitionLag {
             topic: topic.to_owned(),
             partition,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::KafkaError as RdKafkaError;
+use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -28,6 +28,9 @@ const METADATA_SLICE: Duration = Duration::from_millis(500);
 /// How long each poll between metadata slices waits for an event, and at most how many it serves.
 const EVENT_WAIT: Duration = Duration::from_millis(10);
 const EVENTS_PER_SLICE: usize = 64;
+/// The first and the longest pause before a request refused by a transient error is made again.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
+const LONGEST_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The librdkafka context: runs the rebalance callbacks (on the fetch thread).
 pub(super) struct StreamContext {
@@ -233,7 +236,9 @@ impl StreamContext {
         let mut states = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
             let key = (topic.clone(), partition);
-            let (low, high) = consumer.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)?;
+            let (low, high) = retrying(Instant::now() + REQUEST_TIMEOUT, |left| {
+                consumer.fetch_watermarks(&topic, partition, left)
+            })?;
             let requested = match &self.start {
                 Start::Committed => None,
                 Start::Earliest => Some(Offset::Beginning),
@@ -304,7 +309,9 @@ fn offsets_for_time(
     for (topic, partition) in partitions {
         query.add_partition_offset(topic, *partition, Offset::Offset(ms))?;
     }
-    let found = consumer.offsets_for_times(query, REQUEST_TIMEOUT)?;
+    let found = retrying(Instant::now() + REQUEST_TIMEOUT, |left| {
+        consumer.offsets_for_times(query.clone(), left)
+    })?;
     Ok(found
         .elements()
         .iter()
@@ -323,7 +330,9 @@ fn committed_offsets(
     consumer: &Kafka,
     tpl: &TopicPartitionList,
 ) -> Result<HashMap<(String, i32), i64>> {
-    let committed = consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT)?;
+    let committed = retrying(Instant::now() + REQUEST_TIMEOUT, |left| {
+        consumer.committed_offsets(tpl.clone(), left)
+    })?;
     Ok(committed
         .elements()
         .iter()
@@ -362,6 +371,53 @@ pub(super) fn commit(
                 .commit_failures
                 .fetch_add(1, Ordering::Relaxed);
             Err(error.into())
+        }
+    }
+}
+
+/// Errors a broker answers while a partition's leadership moves, a topic is still being
+/// created or a group coordinator is loading: the ordinary weather of a cluster, which the
+/// next attempt usually no longer meets.
+fn is_transient(error: &RdKafkaError) -> bool {
+    use RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::NotLeaderForPartition
+                | Code::LeaderNotAvailable
+                | Code::PreferredLeaderNotAvailable
+                | Code::FencedLeaderEpoch
+                | Code::UnknownLeaderEpoch
+                | Code::OffsetNotAvailable
+                | Code::UnknownTopicOrPartition
+                | Code::KafkaStorageError
+                | Code::RequestTimedOut
+                | Code::CoordinatorLoadInProgress
+                | Code::CoordinatorNotAvailable
+                | Code::NotCoordinator
+                | Code::UnstableOffsetCommit
+                | Code::BrokerTransportFailure
+        )
+    )
+}
+
+/// Make a request, and make it again after a transient error, pausing a little longer each
+/// time, until `deadline`; each attempt is given the time left. Any other error, or a
+/// transient one at the deadline, is returned.
+pub(crate) fn retrying<T>(
+    deadline: Instant,
+    mut request: impl FnMut(Duration) -> KafkaResult<T>,
+) -> Result<T> {
+    let mut pause = FIRST_RETRY_PAUSE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match request(left) {
+            Err(error) if is_transient(&error) && left > pause => {
+                log::debug!("retrying a Kafka request in {pause:?}: {error}");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(LONGEST_RETRY_PAUSE);
+            }
+            result => return Ok(result?),
         }
     }
 }
@@ -421,12 +477,17 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
+    use std::cell::Cell;
+
     use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+    use rdkafka::error::KafkaError as RdKafkaError;
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaErrorCode, RDKafkaRespErr};
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-    use super::{Kafka, StreamContext};
+    use super::{retrying, Kafka, StreamContext};
+    use crate::error::Error;
     use crate::kafka::config::{Start, Until};
     use crate::positions::Positions;
 
@@ -577,5 +638,91 @@ mod tests {
         assert_eq!(committed(&second), HashMap::from([(0, None), (1, None)]));
         // Not a failure of the stream: it reads on from the group's positions.
         assert!(first.context().take_failure().is_none());
+    }
+
+    #[test]
+    fn a_request_refused_while_leadership_moves_is_made_again() {
+        let attempts = Cell::new(0);
+        let result = retrying(Instant::now() + Duration::from_secs(10), |_| {
+            attempts.set(attempts.get() + 1);
+            match attempts.get() {
+                1 => Err(RdKafkaError::MetadataFetch(
+                    RDKafkaErrorCode::NotLeaderForPartition,
+                )),
+                2 => Err(RdKafkaError::MetadataFetch(
+                    RDKafkaErrorCode::LeaderNotAvailable,
+                )),
+                n => Ok(n),
+            }
+        });
+        assert_eq!(result.expect("answered on the third attempt"), 3);
+    }
+
+    #[test]
+    fn a_lasting_error_is_returned_at_once_and_a_transient_one_at_the_deadline() {
+        let attempts = Cell::new(0);
+        let result: crate::error::Result<()> =
+            retrying(Instant::now() + Duration::from_secs(10), |_| {
+                attempts.set(attempts.get() + 1);
+                Err(RdKafkaError::MetadataFetch(
+                    RDKafkaErrorCode::TopicAuthorizationFailed,
+                ))
+            });
+        assert!(matches!(result, Err(Error::Kafka { .. })), "{result:?}");
+        assert_eq!(attempts.get(), 1);
+
+        let attempts = Cell::new(0);
+        let started = Instant::now();
+        let result: crate::error::Result<()> =
+            retrying(Instant::now() + Duration::from_millis(300), |_| {
+                attempts.set(attempts.get() + 1);
+                Err(RdKafkaError::MetadataFetch(
+                    RDKafkaErrorCode::NotLeaderForPartition,
+                ))
+            });
+        let message = result.expect_err("still not the leader").to_string();
+        assert!(message.contains("Not leader for partition"), "{message}");
+        assert!(attempts.get() > 1);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_assignment_waits_out_a_partition_without_a_leader() {
+        let cluster = cluster();
+        let positions = Arc::new(Positions::default());
+        let context = StreamContext {
+            positions: positions.clone(),
+            start: Start::Latest,
+            until: Until::End,
+            uses_group: false,
+            reset_to_latest: false,
+            failure: Mutex::new(None),
+            oauth: None,
+        };
+        let consumer: Kafka = member_config(&cluster.bootstrap_servers())
+            .create_with_context(context)
+            .expect("consumer");
+        // The broker refuses the next offset requests as a broker does while the
+        // partition's leadership moves (this failed a stream in CI right after a topic
+        // was created).
+        cluster.request_errors(
+            RDKafkaApiKey::ListOffsets,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 4],
+        );
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(TOPIC, 0);
+        tpl.add_partition(TOPIC, 1);
+        consumer
+            .context()
+            .prepare_assignment(&consumer, &mut tpl)
+            .expect("the assignment is prepared once the partitions have a leader");
+        for partition in 0..2 {
+            let element = tpl.find_partition(TOPIC, partition).expect("assigned");
+            assert_eq!(element.offset(), Offset::Offset(i64::from(MESSAGES)));
+        }
+        assert!(
+            positions.all_done(),
+            "latest of a bounded read starts at its end"
+        );
     }
 }

@@ -60,7 +60,7 @@ pub use self::batch::Batch;
 pub use self::config::{
     CommitPolicy, OnDecodeError, Start, StreamConfig, Until, DEFAULT_MAX_BUFFER_BYTES,
 };
-pub(crate) use self::context::log_librdkafka;
+pub(crate) use self::context::{log_librdkafka, retrying};
 pub use self::delivery::DeadLetter;
 pub use self::doorbell::Doorbell;
 pub use self::oauth::{OAuthToken, OAuthTokens};
@@ -453,7 +453,9 @@ impl ChangeConsumer {
         let positions = self.consumer.position()?;
         let mut lag = HashMap::new();
         for (topic, partition) in owned {
-            let (low, high) = self.consumer.fetch_watermarks(&topic, partition, timeout)?;
+            let (low, high) = retrying(Instant::now() + timeout, |left| {
+                self.consumer.fetch_watermarks(&topic, partition, left)
+            })?;
             let at = finished
                 .get(&(topic.clone(), partition))
                 .copied()
