@@ -567,19 +567,28 @@ mod tests {
             .collect()
     }
 
+    fn stream_context(
+        positions: &Arc<Positions>,
+        start: Start,
+        until: Until,
+        uses_group: bool,
+    ) -> StreamContext {
+        StreamContext {
+            positions: positions.clone(),
+            start,
+            until,
+            uses_group,
+            reset_to_latest: false,
+            failure: Mutex::new(None),
+            oauth: None,
+        }
+    }
+
     /// A group member with the stream's context, owning both partitions, which finished
     /// partition 0 through offset 4 (5..9 handed out, unfinished) and nothing of partition 1.
     fn member_with_finished_work(bootstrap: &str) -> (Kafka, Arc<Positions>) {
         let positions = Arc::new(Positions::default());
-        let context = StreamContext {
-            positions: positions.clone(),
-            start: Start::Committed,
-            until: Until::Forever,
-            uses_group: true,
-            reset_to_latest: false,
-            failure: Mutex::new(None),
-            oauth: None,
-        };
+        let context = stream_context(&positions, Start::Committed, Until::Forever, true);
         let member: Kafka = member_config(bootstrap)
             .create_with_context(context)
             .expect("member");
@@ -690,15 +699,7 @@ mod tests {
     fn an_assignment_waits_out_a_partition_without_a_leader() {
         let cluster = cluster();
         let positions = Arc::new(Positions::default());
-        let context = StreamContext {
-            positions: positions.clone(),
-            start: Start::Latest,
-            until: Until::End,
-            uses_group: false,
-            reset_to_latest: false,
-            failure: Mutex::new(None),
-            oauth: None,
-        };
+        let context = stream_context(&positions, Start::Latest, Until::End, false);
         let consumer: Kafka = member_config(&cluster.bootstrap_servers())
             .create_with_context(context)
             .expect("consumer");
