@@ -1003,8 +1003,9 @@ def mismatches(actual: Any, expected: Any, path: str = "") -> Iterator[str]:
             for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
                 yield from mismatches(a, e, f"{path}[{i}]")
     elif isinstance(expected, dict):
-        if type(actual) is not dict or set(actual) != set(expected):
-            yield differ()
+        # Keys in order: a record's fields as its schema lists them, a map's as written.
+        if type(actual) is not dict or list(actual) != list(expected):
+            yield differ("keys or their order")
         else:
             for k, e in expected.items():
                 yield from mismatches(actual[k], e, f"{path}[{k!r}]")

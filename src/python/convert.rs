@@ -54,8 +54,11 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
             dict.into_any()
         }
         Value::Record(record) => {
-            let dict = PyDict::new(py);
-            for (name, item) in field_names(py, record.shape).iter().zip(&record.values) {
+            let shape = py_shape(py, record.shape)?;
+            // A copy of the shape's dict already holds every key, in order, at its final
+            // size: setting the values replaces, without growing the dict on the way.
+            let dict = shape.template.bind(py).copy()?;
+            for (name, item) in shape.names.iter().zip(&record.values) {
                 dict.set_item(name.bind(py), value_to_py(py, item)?)?;
             }
             dict.into_any()
@@ -77,11 +80,10 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
     })
 }
 
-/// Field names as Python strings, made once per record shape rather than once per record:
-/// Python caches a string's hash, so the dicts of later records hash nothing. Keyed by the
-/// shape's address (shapes live as long as the process); there are as many entries as
+/// Each record shape's Python side, made once per shape rather than once per record. Keyed
+/// by the shape's address (shapes live as long as the process); there are as many entries as
 /// record types seen, like the shapes themselves.
-static PY_FIELD_NAMES: Mutex<Option<FxHashMap<usize, PyNames>>> = Mutex::new(None);
+static PY_SHAPES: Mutex<Option<FxHashMap<usize, Arc<PyShape>>>> = Mutex::new(None);
 
 /// Fail as [`value_to_py`] would on `value`, without making its Python objects when it surely
 /// converts: a row converted only when first read still raises its error when the change is
@@ -111,26 +113,38 @@ fn surely_convertible(value: &Value) -> bool {
     }
 }
 
-/// A record shape's field names as Python strings.
-type PyNames = Arc<[Py<PyString>]>;
+/// A record shape as Python objects: its field names (Python caches a string's hash, so the
+/// dicts of later records hash nothing) and a dict of those names, in order, to `None`.
+struct PyShape {
+    names: Box<[Py<PyString>]>,
+    template: Py<PyDict>,
+}
 
-fn field_names(py: Python<'_>, shape: &'static RecordShape) -> PyNames {
+fn py_shape(py: Python<'_>, shape: &'static RecordShape) -> PyResult<Arc<PyShape>> {
     let key = std::ptr::from_ref(shape) as usize;
-    let cache = || PY_FIELD_NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(strings) = cache().as_ref().and_then(|c| c.get(&key)) {
-        return strings.clone();
+    let cache = || PY_SHAPES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(made) = cache().as_ref().and_then(|c| c.get(&key)) {
+        return Ok(made.clone());
     }
     // Made without the lock held: making Python objects may run other Python threads.
-    let strings: PyNames = shape
+    let names: Box<[Py<PyString>]> = shape
         .names
         .iter()
         .map(|name| PyString::intern(py, name).unbind())
         .collect();
-    cache()
+    let template = PyDict::new(py);
+    for name in &names {
+        template.set_item(name.bind(py), py.None())?;
+    }
+    let made = Arc::new(PyShape {
+        names,
+        template: template.unbind(),
+    });
+    Ok(cache()
         .get_or_insert_with(FxHashMap::default)
         .entry(key)
-        .or_insert(strings)
-        .clone()
+        .or_insert(made)
+        .clone())
 }
 
 /// Milliseconds since the epoch as an aware UTC `datetime`, computed exactly (no float).
