@@ -94,7 +94,7 @@ def replay(directory: Path, threshold: str, repeat: int) -> None:
     saved = json.loads((directory / "steps.json").read_text())
     with tempfile.TemporaryDirectory() as work:
         db = duckdb.connect(
-            f"{work}/orders.duckdb", config={"threads": 1, "checkpoint_threshold": threshold, **json.loads(os.environ.get("XCFG", "{}"))}
+            f"{work}/orders.duckdb", config={"threads": 1, "checkpoint_threshold": threshold}
         )
         for create in saved["tables"]:
             db.execute(create)
