@@ -469,15 +469,14 @@ pub(super) fn all_partitions(consumer: &Kafka, topics: &[String]) -> Result<Topi
 
 #[cfg(test)]
 mod tests {
-    //! The rebalance callbacks against rdkafka's `MockCluster` (librdkafka's in-process
-    //! broker), so a group rebalance runs without a Kafka.
+    //! The rebalance callbacks and the requests they make against rdkafka's `MockCluster`
+    //! (librdkafka's in-process broker), so a group rebalance runs without a Kafka.
 
+    use std::cell::Cell;
     use std::collections::HashMap;
     use std::sync::atomic::Ordering;
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
-
-    use std::cell::Cell;
 
     use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
     use rdkafka::error::KafkaError as RdKafkaError;
