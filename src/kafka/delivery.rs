@@ -45,11 +45,12 @@ pub struct DeadLetter {
 /// One fetched item, in log order.
 pub(super) enum Item {
     /// Boxed where it is decoded: it then moves through the channel and the buffer as a
-    /// pointer, not as a few hundred bytes copied at every step.
+    /// pointer, not as a few hundred bytes copied at every step. The other large variants
+    /// are boxed too, so that an item (moved at every step) stays small.
     Change(Box<Change>),
     /// Messages read straight into rows, for a stream read in batches.
-    Rows(Rows),
-    DeadLetter(DeadLetter),
+    Rows(Box<Rows>),
+    DeadLetter(Box<DeadLetter>),
     /// A message not handed out — skipped under `OnDecodeError::Skip`, a tombstone not
     /// delivered, or (at its last offset) a run of transaction markers or a compacted gap:
     /// finished once the application has finished everything before it, like any change.
@@ -311,7 +312,7 @@ impl Delivery {
             self.hand_out(position, generation);
         }
         if let Item::DeadLetter(dead) = item {
-            self.dead_letters.push(dead);
+            self.dead_letters.push(*dead);
         }
     }
 
@@ -390,7 +391,7 @@ impl Delivery {
                         .delivered
                         .fetch_add(rows.len() as u64, Ordering::Relaxed);
                     self.filling_since.get_or_insert_with(Instant::now);
-                    self.filling.push(Piece::Rows(rows));
+                    self.filling.push(Piece::Rows(*rows));
                 }
                 other => self.set_aside(other, generation),
             }
@@ -416,7 +417,7 @@ impl Delivery {
         let generation = *generation;
         self.buffered.push_front((
             Buffered {
-                item: Item::Rows(head),
+                item: Item::Rows(Box::new(head)),
                 bytes: share,
             },
             generation,
@@ -697,13 +698,13 @@ mod tests {
             Arc::new(column) as arrow_array::ArrayRef,
         )])
         .unwrap();
-        Item::Rows(Rows {
+        Item::Rows(Box::new(Rows {
             batch,
             table: table.into(),
             schema_id: 1,
             offsets: offsets.to_vec(),
             last: at(partition, *offsets.last().unwrap()),
-        })
+        }))
     }
 
     /// The rows' offsets of each piece of a batch.
@@ -815,13 +816,13 @@ mod tests {
         let positions = owning(&[0, 1], 0);
         let mut delivery = delivery(&positions, CommitPolicy::Auto);
         let generation = positions.generation();
-        let dead = Item::DeadLetter(DeadLetter {
+        let dead = Item::DeadLetter(Box::new(DeadLetter {
             position: at(1, 0),
             key: None,
             value: Some(vec![0, 0, 0, 0, 9]),
             headers: Vec::new(),
             error: Error::Config("undecodable".into()),
-        });
+        }));
         // A change, a tombstone not delivered, a gap's last offset, a dead letter, a change.
         send(
             &mut delivery,

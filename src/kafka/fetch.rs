@@ -406,7 +406,7 @@ impl Fetch {
                 OnDecodeError::DeadLetter => {
                     let dead_lettered = &self.positions.counters.dead_lettered;
                     dead_lettered.fetch_add(1, Ordering::Relaxed);
-                    Item::DeadLetter(dead_letter(error))
+                    Item::DeadLetter(Box::new(dead_letter(error)))
                 }
             },
         };
@@ -467,7 +467,7 @@ impl Fetch {
             self.decoder.note_read(topic, framing, read.table);
         }
         for rows in read.rows {
-            self.push(batch, Item::Rows(rows));
+            self.push(batch, Item::Rows(Box::new(rows)));
         }
         let outcome = (read.rest.unwrap_or(run.len())..run.len()).try_for_each(|index| {
             let decoded = self.decoder.decode(&run.message(index));

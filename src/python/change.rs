@@ -39,7 +39,9 @@ pub(crate) struct PyChange {
 }
 
 impl PyChange {
-    pub(crate) fn new(py: Python<'_>, change: Change) -> PyResult<PyChange> {
+    /// The Python object of `change`. It is returned as the object, not as the struct: the
+    /// struct is a few hundred bytes, copied at every step it would be returned through.
+    pub(crate) fn new(py: Python<'_>, change: Box<Change>) -> PyResult<Bound<'_, PyChange>> {
         let position = &change.position;
         let convert = |value: &Option<Value>| -> PyResult<Py<PyAny>> {
             Ok(match value {
@@ -49,7 +51,7 @@ impl PyChange {
                 None => py.None(),
             })
         };
-        Ok(PyChange {
+        let object = PyChange {
             op: change.op,
             key: convert(&change.key)?,
             before: {
@@ -70,7 +72,8 @@ impl PyChange {
             partition: change.position.partition,
             offset: change.position.offset,
             timestamp_ms: change.position.timestamp_ms,
-        })
+        };
+        Bound::new(py, object)
     }
 }
 

@@ -246,14 +246,18 @@ impl PyChangeStream {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<PyChange> {
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyChange>> {
         self.wait(py, None)?
             .ok_or_else(|| PyStopIteration::new_err(()))
     }
 
     /// The next change, or None if `timeout` seconds pass first or a bounded stream ended.
     #[pyo3(signature = (timeout = None))]
-    fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyChange>> {
+    fn poll<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyChange>>> {
         let timeout = timeout
             .map(|t| seconds("timeout", t.max(0.0)))
             .transpose()?;
@@ -363,7 +367,7 @@ impl PyChangeStream {
         end: Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         Ok(match self.take_ready(py)? {
-            Some(Some(change)) => Some(Bound::new(py, change)?.into_any()),
+            Some(Some(change)) => Some(change.into_any()),
             Some(None) => Some(end),
             None => None,
         })
@@ -382,7 +386,7 @@ impl PyChangeStream {
         let py = slf.py();
         // As in `wait`: taking a change already fetched never blocks, so the GIL stays held.
         match slf.get().take_ready(py)? {
-            Some(Some(change)) => Ready::value(py, Bound::new(py, change)?.into_any()),
+            Some(Some(change)) => Ready::value(py, change.into_any()),
             Some(None) => Ready::end(py),
             None => Ok(Bound::new(
                 py,
@@ -477,13 +481,13 @@ impl PyChangeStream {
     }
 
     /// A change already fetched (`Some(Some)`), the end (`Some(None)`), or nothing yet.
-    fn take_ready(&self, py: Python<'_>) -> PyResult<Option<Option<PyChange>>> {
+    fn take_ready<'py>(&self, py: Python<'py>) -> PyResult<Option<Option<Bound<'py, PyChange>>>> {
         let consumer = self.consumer()?;
         oauth::serve(py, self.oauth.as_deref())?;
         match consumer.next_ready()? {
             Some(Next::Change(change)) => {
                 self.progress.show(py, &consumer, false)?;
-                Ok(Some(Some(PyChange::new(py, *change)?)))
+                Ok(Some(Some(PyChange::new(py, change)?)))
             }
             Some(Next::End) => {
                 self.progress.show(py, &consumer, true)?;
@@ -504,7 +508,11 @@ impl PyChangeStream {
     }
 
     /// Wait up to `timeout` (forever if None) for the next change; None when it ended.
-    fn wait(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<PyChange>> {
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<Duration>,
+    ) -> PyResult<Option<Bound<'py, PyChange>>> {
         // A change already fetched is handed out without releasing the GIL: taking it never
         // blocks, and releasing and retaking the GIL would cost more than the rest.
         if let Some(taken) = self.take_ready(py)? {
@@ -522,7 +530,7 @@ impl PyChangeStream {
             match py.detach(|| consumer.next(slice))? {
                 Next::Change(change) => {
                     self.progress.show(py, &consumer, false)?;
-                    return PyChange::new(py, *change).map(Some);
+                    return PyChange::new(py, change).map(Some);
                 }
                 Next::End => {
                     self.progress.show(py, &consumer, true)?;
@@ -603,9 +611,7 @@ impl NextChange {
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stream = self.stream.get();
         match stream.take_ready(py)? {
-            Some(Some(change)) => Err(PyStopIteration::new_err(
-                Bound::new(py, change)?.into_any().unbind(),
-            )),
+            Some(Some(change)) => Err(PyStopIteration::new_err(change.into_any().unbind())),
             Some(None) => Err(PyStopAsyncIteration::new_err(())),
             None => yielded(stream._ready_future(py)?),
         }
