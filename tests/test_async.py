@@ -60,7 +60,7 @@ def test_cancelled_wait_loses_nothing(open_stream: Open, cdc: CdcProducer, topic
 def test_a_cancelled_async_for_loses_nothing(
     open_stream: Open, cdc: CdcProducer, topic: str
 ) -> None:
-    """``async for`` waits inside its generator: cancelling that wait ends the loop, and the
+    """``async for`` waits inside its iterator: cancelling that wait ends the loop, and the
     next ``async for`` on the stream delivers everything from the first change."""
 
     async def first_change(stream: changestream.ChangeStream) -> changestream.Change:
@@ -82,6 +82,24 @@ def test_a_cancelled_async_for_loses_nothing(
             return got
 
     assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]
+
+
+def test_an_awaitable_of_the_next_change_takes_it_only_when_awaited(
+    open_stream: Open, cdc: CdcProducer, topic: str
+) -> None:
+    """``stream.__anext__()`` made and dropped unawaited, with the next change already
+    fetched, takes nothing: the change comes next all the same."""
+    produce(cdc, topic, range(3))
+
+    async def scenario() -> list[int]:
+        async with open_stream(topic, until="end") as stream:
+            first = await stream.__anext__()
+            # The three changes arrived together: the next one is fetched already.
+            dropped = stream.__anext__()
+            del dropped
+            return [int(first.after["id"])] + [int(c.after["id"]) async for c in stream]
+
+    assert asyncio.run(scenario()) == [0, 1, 2]
 
 
 def test_other_tasks_run_while_waiting(open_stream: Open, topic: str) -> None:

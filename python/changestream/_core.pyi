@@ -341,9 +341,8 @@ class ChangeStream:
         """``async for``: the changes already fetched without awaiting, awaiting only when
         none is. Cancelling loses nothing."""
     def __anext__(self) -> Awaitable[Change]:
-        """The next change; ready at once when one is already fetched. Cancelling loses nothing."""
-    def _take_ready(self, end: object) -> Any: ...
-    def _ready_future(self) -> Awaitable[None]: ...
+        """The next change, taken when awaited; at once when one is already fetched. Cancelling
+        loses nothing."""
     def __aenter__(self) -> Awaitable[ChangeStream]: ...
     def __aexit__(self, *exc_info: object) -> Awaitable[None]:
         """Close; when an exception leaves the block, commit nothing more."""

@@ -6,6 +6,7 @@
 //! exception tree.
 
 mod aio;
+mod async_changes;
 mod batch;
 mod capture;
 mod change;

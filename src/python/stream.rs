@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
+use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple};
 
 use super::aio::{yielded, Waiters};
+use super::async_changes::{async_changes, Step};
 use super::batch::PyBatchIterator;
 use super::change::PyChange;
 use super::convert::utc_datetime;
@@ -349,53 +349,16 @@ impl PyChangeStream {
         self.close_committing(py, true)
     }
 
-    /// `async for`: an async generator (`changestream._aio.changes`) that takes the changes
-    /// already fetched through `_take_ready` and awaits `_ready_future` only when there are
-    /// none.
+    /// `async for`: an async iterator of its own type (`async_changes`), whose steps take
+    /// the changes already fetched and wait only when there are none.
     fn __aiter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        static CHANGES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        CHANGES
-            .import(slf.py(), "changestream._aio", "changes")?
-            .call1((slf,))
+        async_changes(slf)
     }
 
-    /// A change already fetched, `end` when the stream has ended, or `None` when nothing is
-    /// ready yet; never waits.
-    fn _take_ready<'py>(
-        &self,
-        py: Python<'py>,
-        end: Bound<'py, PyAny>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        Ok(match self.take_ready(py)? {
-            Some(Some(change)) => Some(change.into_any()),
-            Some(None) => Some(end),
-            None => None,
-        })
-    }
-
-    /// An asyncio future that completes when changes may have arrived (see `aio`).
-    fn _ready_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let consumer = self.consumer()?;
-        self.waiters
-            .rung(py, WAIT_SLICE, || consumer.ring_when_ready())
-    }
-
-    /// An awaitable for the next change. When one is already fetched it is ready at once;
-    /// otherwise it waits (see `aio`), and cancelling it loses nothing.
+    /// An awaitable of the next change: it takes one when awaited (not before), and
+    /// cancelling it loses nothing.
     fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        // As in `wait`: taking a change already fetched never blocks, so the GIL stays held.
-        match slf.get().take_ready(py)? {
-            Some(Some(change)) => Ready::value(py, change.into_any()),
-            Some(None) => Ready::end(py),
-            None => Ok(Bound::new(
-                py,
-                NextChange {
-                    stream: slf.clone().unbind(),
-                },
-            )?
-            .into_any()),
-        }
+        async_changes(slf)
     }
 
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -497,6 +460,21 @@ impl PyChangeStream {
         }
     }
 
+    /// One step of awaiting the next change: the change, the end, or a future to wait for.
+    pub(crate) fn step<'py>(&self, py: Python<'py>) -> PyResult<Step<'py>> {
+        Ok(match self.take_ready(py)? {
+            Some(Some(change)) => Step::Change(change.into_any()),
+            Some(None) => Step::End,
+            None => {
+                let consumer = self.consumer()?;
+                let future = self
+                    .waiters
+                    .rung(py, WAIT_SLICE, || consumer.ring_when_ready())?;
+                Step::Wait(yielded(future)?)
+            }
+        })
+    }
+
     /// Run `f` on the open consumer with the GIL released.
     fn with<T: Send>(
         &self,
@@ -548,10 +526,10 @@ impl PyChangeStream {
     }
 }
 
-/// An awaitable that is already done: it returns a value, or ends an `async for`.
+/// An awaitable that is already done: it returns a value (`async with`).
 #[pyclass(frozen)]
 struct Ready {
-    value: Option<Py<PyAny>>,
+    value: Py<PyAny>,
 }
 
 impl Ready {
@@ -559,14 +537,10 @@ impl Ready {
         Ok(Bound::new(
             py,
             Ready {
-                value: Some(value.unbind()),
+                value: value.unbind(),
             },
         )?
         .into_any())
-    }
-
-    fn end(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-        Ok(Bound::new(py, Ready { value: None })?.into_any())
     }
 }
 
@@ -580,41 +554,10 @@ impl Ready {
         slf
     }
 
-    /// Finish at once: `StopIteration(value)` is how an awaitable returns its value. The
-    /// value goes in bare, not in an argument tuple: the interpreter then takes it without
-    /// making the exception object (the value is never a tuple, which would be unpacked).
+    /// Finish at once: `StopIteration(value)` is how an awaitable returns its value (the
+    /// value is never a tuple, which would be unpacked).
     fn __next__(&self, py: Python<'_>) -> PyResult<()> {
-        Err(match &self.value {
-            Some(value) => PyStopIteration::new_err(value.clone_ref(py)),
-            None => PyStopAsyncIteration::new_err(()),
-        })
-    }
-}
-
-/// The awaitable `__anext__` returns when no change was fetched yet: each step of the awaiting
-/// task takes a change if one arrived, or yields a future that a wait completes.
-#[pyclass(frozen)]
-struct NextChange {
-    stream: Py<PyChangeStream>,
-}
-
-#[pymethods]
-impl NextChange {
-    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stream = self.stream.get();
-        match stream.take_ready(py)? {
-            Some(Some(change)) => Err(PyStopIteration::new_err(change.into_any().unbind())),
-            Some(None) => Err(PyStopAsyncIteration::new_err(())),
-            None => yielded(stream._ready_future(py)?),
-        }
+        Err(PyStopIteration::new_err(self.value.clone_ref(py)))
     }
 }
 
