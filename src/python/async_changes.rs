@@ -1,12 +1,13 @@
 //! `async for change in stream`: the stream's async iterator, a small type with an `am_send` slot.
 //!
-//! Awaiting asks the awaitable's `am_send` for its value when the type has one (`PyIter_Send`),
-//! and otherwise calls `__next__` and takes the value out of the `StopIteration` it raises. An
-//! async generator, and any awaitable pyo3 can declare, goes the second way, so every change
-//! handed out costs an exception object made and taken apart again. Through `am_send` a ready
-//! change is returned as a plain value. pyo3 declares no `am_send`, so this type is made here
-//! from a `PyType_Spec` in the stable ABI (the slot is in it from Python 3.10, this module's
-//! oldest).
+//! On Python 3.10 and 3.11, awaiting asks the awaitable's `am_send` for its value when the type
+//! has one (`PyIter_Send`), and otherwise calls `__next__` and takes the value out of the
+//! `StopIteration` it raises. An async generator, and any awaitable pyo3 can declare, goes the
+//! second way, so every change handed out costs an exception object made and taken apart again.
+//! Through `am_send` a ready change is returned as a plain value. pyo3 declares no `am_send`,
+//! so this type is made here from a `PyType_Spec` in the stable ABI (the slot is in it from
+//! Python 3.10, this module's oldest). From 3.12 the interpreter calls `__next__` (so the
+//! change comes in a `StopIteration` there), and the type still saves the generator's frame.
 //!
 //! Each step takes a change already fetched and decoded, never blocking. When none is, it
 //! yields an asyncio future ([`super::aio`]), and the task steps it again once the future is
