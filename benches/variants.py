@@ -187,7 +187,9 @@ def run_b(topic: str, expected: int, bootstrap: str, registry: str) -> Clock:
             from confluent_kafka.schema_registry.avro import AvroDeserializer
             from confluent_kafka.serialization import MessageField, SerializationContext
 
-        client = SchemaRegistryClient({"url": registry})
+        # A timeout, so that a response lost on the way fails the run instead of hanging it
+        # (the client's default is none; one run of `make bench` hung 17 minutes so).
+        client = SchemaRegistryClient({"url": registry, "timeout": 30})
         key_deserializer = AvroDeserializer(client)
         value_deserializer = AvroDeserializer(client)
         key_ctx = SerializationContext(topic, MessageField.KEY)
