@@ -94,7 +94,9 @@ def test_an_awaitable_of_the_next_change_takes_it_only_when_awaited(
     async def scenario() -> list[int]:
         async with open_stream(topic, until="end") as stream:
             first = await stream.__anext__()
-            # The three changes arrived together: the next one is fetched already.
+            # The three changes arrived together: the next one is fetched already, the case
+            # in which an awaitable that took a change when made would lose it.
+            assert stream.stats()["buffered_bytes"] > 0
             dropped = stream.__anext__()
             del dropped
             return [int(first.after["id"])] + [int(c.after["id"]) async for c in stream]
