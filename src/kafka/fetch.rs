@@ -504,7 +504,9 @@ impl Fetch {
         if batch.is_empty() {
             return true;
         }
-        let items = std::mem::take(batch);
+        // The next batch starts at this one's size: grown from empty, it was copied about
+        // ten times over as it filled.
+        let items = std::mem::replace(batch, Vec::with_capacity(batch.len()));
         self.read_ahead.add(std::mem::take(&mut self.batch_bytes));
         let sent = self
             .sender
