@@ -504,8 +504,8 @@ impl Fetch {
         if batch.is_empty() {
             return true;
         }
-        // The next batch starts at this one's size: grown from empty, it was copied about
-        // ten times over as it filled.
+        // The next batch starts at this one's size: grown from empty, it was moved to a larger
+        // allocation seven times on its way to BATCH_SIZE.
         let items = std::mem::replace(batch, Vec::with_capacity(batch.len()));
         self.read_ahead.add(std::mem::take(&mut self.batch_bytes));
         let sent = self
