@@ -597,6 +597,92 @@ def test_with_block_reports_the_deletion_not_a_failed_commit(
     assert "commit" not in str(caught.value), str(caught.value)
 
 
+# A group member that has read ten changes, then (broker down) commits or closes, which commits.
+# librdkafka holds a synchronous commit until the group's coordinator answers, up to the
+# session timeout (45 s): Ctrl-C must end the wait, and the process must still exit at once.
+CTRL_C_COMMIT_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time, changestream
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    topic, bootstrap, registry, call = sys.argv[1:5]
+    stream = changestream.ChangeStream(
+        topic, bootstrap_servers=bootstrap, schema_registry_url=registry,
+        group_id="ctrl-c-" + topic, commit="manual" if call == "commit" else "auto",
+        commit_interval=3600)
+    for _ in zip(range(10), stream):
+        pass
+    print("ready", flush=True)
+    sys.stdin.readline()
+    sent = []
+    def interrupt():
+        time.sleep(1.0)
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=interrupt, daemon=True).start()
+    started = time.monotonic()
+    try:
+        stream.commit() if call == "commit" else stream.close()
+        print("returned", round(time.monotonic() - started, 3), flush=True)
+    except KeyboardInterrupt:
+        now = time.monotonic()
+        print("interrupted", round(now - sent[0], 3), round(now - started, 3), flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("call", ["commit", "close"])
+def test_ctrl_c_interrupts_a_commit_waiting_for_the_broker(
+    running: StackInstance,
+    new_topic: Callable[[int], str],
+    cdc: CdcProducer,
+    stack: dict[str, str],
+    call: str,
+) -> None:
+    topic = new_topic(1)
+    producer = Producer({"bootstrap.servers": running.bootstrap_servers, "logger": QUIET})
+    for i in range(10):
+        producer.produce(topic, value=cdc.serialize(topic, ROW, event(i)))
+    assert producer.flush(30) == 0
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CTRL_C_COMMIT_CHILD,
+            topic,
+            running.bootstrap_servers,
+            stack["SCHEMA_REGISTRY_URL"],
+            call,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready", child.communicate()
+        running.stop_kafka()
+        asked = time.monotonic()
+        try:
+            out, err = child.communicate("go\n", timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{call}() with the broker down did not answer Ctrl-C within 30 s")
+        lasted = time.monotonic() - asked
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, out + err
+    words = out.split()
+    assert words[0] == "interrupted", out + err
+    latency, blocked = float(words[1]), float(words[2])
+    print(f"\n{call}: blocked {blocked:.1f}s, Ctrl-C answered in {latency * 1000:.0f} ms")
+    assert blocked >= 0.9, f"{call}() returned before the Ctrl-C instead of waiting: {out}"
+    assert latency < 1.0, f"Ctrl-C took {latency:.2f}s to interrupt {call}()"
+    # The commit goes on in the background; leaving the interpreter does not wait for it.
+    assert lasted < 15, f"the child took {lasted:.1f}s to exit"
+
+
 def test_the_instance_is_not_the_shared_stack(broker: StackInstance, stack: dict[str, str]) -> None:
     assert broker.bootstrap_servers != stack["KAFKA_BOOTSTRAP_SERVERS"]
     assert broker.env["STACK_DIR"] != stack["STACK_DIR"]

@@ -32,10 +32,6 @@ use super::progress::Progress;
 use super::wait;
 use crate::kafka::{ChangeConsumer, NextBatch};
 
-/// The longest one slice of waiting takes: how long the GIL stays released before Ctrl-C is
-/// looked at, and how long a cancelled async wait keeps a thread.
-const WAIT_SLICE: Duration = Duration::from_millis(100);
-
 /// A batch built without the GIL, on its way to Python.
 struct Built {
     batch: RecordBatch,
@@ -101,7 +97,7 @@ impl Batches {
         }
         let outcome = self
             .consumer
-            .next_batch(self.max_rows, self.max_wait, WAIT_SLICE)
+            .next_batch(self.max_rows, self.max_wait, wait::SLICE)
             .and_then(|next| match next {
                 NextBatch::Batch(batch) => {
                     let (table, schema_id) = (batch.table(), batch.schema_id());

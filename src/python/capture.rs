@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -15,9 +14,6 @@ use crate::capture::{run, CaptureConfig, Counters, SnapshotMode};
 use crate::error::Error;
 use crate::python::stream::settings;
 use crate::python::wait;
-
-/// How long one wait lasts before signals are checked.
-const SLICE: Duration = Duration::from_millis(100);
 
 /// Capture PostgreSQL changes into Kafka (see `_core.pyi`).
 #[pyfunction]
@@ -98,7 +94,7 @@ pub(crate) fn capture<'py>(
     let result = loop {
         // The receiver moves into the GIL-free wait and back (it is not Sync).
         let (back, received) = py.detach(move || {
-            let received = receiver.recv_timeout(SLICE);
+            let received = receiver.recv_timeout(wait::SLICE);
             (receiver, received)
         });
         receiver = back;

@@ -27,9 +27,6 @@ use crate::kafka::{
     DEFAULT_MAX_BUFFER_BYTES,
 };
 
-/// The longest the GIL stays released before we check for Ctrl-C.
-const WAIT_SLICE: Duration = Duration::from_millis(100);
-
 /// Follow one or more change-event topics from Kafka.
 ///
 /// ``ChangeStream(topics, *, bootstrap_servers, schema_registry_url, ...)`` yields one
@@ -271,7 +268,8 @@ impl PyChangeStream {
     #[pyo3(signature = (change = None))]
     fn commit(&self, py: Python<'_>, change: Option<PyRef<'_, PyChange>>) -> PyResult<()> {
         let through = change.map(|c| c.position());
-        self.with(py, move |consumer| consumer.commit(through.as_ref()))
+        let consumer = self.consumer()?;
+        Ok(self.in_background(py, move || consumer.commit(through.as_ref()))??)
     }
 
     /// `{(topic, partition): next_offset}` after what the application finished; pass it back as
@@ -293,11 +291,11 @@ impl PyChangeStream {
         }
         let consumer = self.consumer()?;
         let deadline = Instant::now() + ASSIGNMENT_WAIT;
-        while !py.detach(|| consumer.wait_assigned(WAIT_SLICE)) && Instant::now() < deadline {
+        while !py.detach(|| consumer.wait_assigned(wait::SLICE)) && Instant::now() < deadline {
             wait::interrupted(py)?;
             oauth::serve(py, self.oauth.as_deref())?;
         }
-        Ok(py.detach(|| consumer.lag())?)
+        Ok(self.in_background(py, move || consumer.lag())??)
     }
 
     /// Counters: delivered, skipped, dead_lettered, committed, commit_failures,
@@ -426,12 +424,14 @@ impl PyChangeStream {
         let Some(consumer) = self.lock().clone() else {
             return Ok(());
         };
-        let closed = py.detach(|| consumer.close(commit));
+        let closing = consumer.clone();
+        let closed = self.in_background(py, move || closing.close(commit))?;
         if closed.is_ok() {
             self.progress.show(py, &consumer, true)?;
+            let measuring = consumer.clone();
             *self.closed_view() = Some(ClosedView {
                 positions: consumer.positions(),
-                lag: py.detach(|| consumer.lag()),
+                lag: self.in_background(py, move || measuring.lag())?,
                 stats: consumer.stats(),
             });
         }
@@ -469,7 +469,7 @@ impl PyChangeStream {
                 let consumer = self.consumer()?;
                 let future = self
                     .waiters
-                    .rung(py, WAIT_SLICE, || consumer.ring_when_ready())?;
+                    .rung(py, wait::SLICE, || consumer.ring_when_ready())?;
                 Step::Wait(yielded(future)?)
             }
         })
@@ -483,6 +483,19 @@ impl PyChangeStream {
     ) -> PyResult<T> {
         let consumer = self.consumer()?;
         Ok(py.detach(|| f(&consumer))?)
+    }
+
+    /// Run `work` (a commit, closing, measuring the lag) in the background and wait for it,
+    /// answering signals and token requests meanwhile.
+    fn in_background<T: Send + 'static>(
+        &self,
+        py: Python<'_>,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> PyResult<T> {
+        wait::in_background(py, work, |py| {
+            wait::interrupted(py)?;
+            oauth::serve(py, self.oauth.as_deref())
+        })
     }
 
     /// Wait up to `timeout` (forever if None) for the next change; None when it ended.
@@ -502,8 +515,8 @@ impl PyChangeStream {
             let slice = match deadline {
                 Some(deadline) => deadline
                     .saturating_duration_since(Instant::now())
-                    .min(WAIT_SLICE),
-                None => WAIT_SLICE,
+                    .min(wait::SLICE),
+                None => wait::SLICE,
             };
             match py.detach(|| consumer.next(slice))? {
                 Next::Change(change) => {
