@@ -683,6 +683,80 @@ def test_ctrl_c_interrupts_a_commit_waiting_for_the_broker(
     assert lasted < 15, f"the child took {lasted:.1f}s to exit"
 
 
+# A group member dropped open (garbage, a notebook cell run again) while the broker is down: it
+# closes, committing what was finished, which waits for the coordinator up to the session
+# timeout (6 s here). Another thread counts meanwhile: the wait must not hold the GIL.
+DROPPED_OPEN_CHILD = textwrap.dedent(
+    """
+    import sys, threading, time, changestream
+    topic, bootstrap, registry = sys.argv[1:4]
+    stream = changestream.ChangeStream(
+        topic, bootstrap_servers=bootstrap, schema_registry_url=registry,
+        group_id="dropped-" + topic, commit_interval=3600,
+        kafka={"session.timeout.ms": 6000})
+    for _ in zip(range(10), stream):
+        pass
+    print("ready", flush=True)
+    sys.stdin.readline()
+    ticks = 0
+    def count():
+        global ticks
+        while True:
+            time.sleep(0.01)
+            ticks += 1
+    threading.Thread(target=count, daemon=True).start()
+    time.sleep(0.2)
+    started, before = time.monotonic(), ticks
+    del stream
+    print("dropped", round(time.monotonic() - started, 3), ticks - before, flush=True)
+    """
+)
+
+
+def test_a_stream_dropped_open_waits_for_its_commit_without_the_gil(
+    running: StackInstance,
+    new_topic: Callable[[int], str],
+    cdc: CdcProducer,
+    stack: dict[str, str],
+) -> None:
+    topic = new_topic(1)
+    producer = Producer({"bootstrap.servers": running.bootstrap_servers, "logger": QUIET})
+    for i in range(10):
+        producer.produce(topic, value=cdc.serialize(topic, ROW, event(i)))
+    assert producer.flush(30) == 0
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            DROPPED_OPEN_CHILD,
+            topic,
+            running.bootstrap_servers,
+            stack["SCHEMA_REGISTRY_URL"],
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready", child.communicate()
+        running.stop_kafka()
+        out, err = child.communicate("go\n", timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, out + err
+    words = out.split()
+    assert words[0] == "dropped", out + err
+    lasted, ticks = float(words[1]), int(words[2])
+    print(f"\ndropping the open stream took {lasted:.1f}s; the other thread ticked {ticks} times")
+    assert lasted >= 1.0, f"the drop did not wait for the commit ({lasted:.2f}s): {out}"
+    # One tick per 10 ms sleep; the GIL held throughout would leave it at 0.
+    assert ticks >= lasted * 20, f"{ticks} ticks in {lasted:.1f}s: the drop held the GIL"
+
+
 def test_the_instance_is_not_the_shared_stack(broker: StackInstance, stack: dict[str, str]) -> None:
     assert broker.bootstrap_servers != stack["KAFKA_BOOTSTRAP_SERVERS"]
     assert broker.env["STACK_DIR"] != stack["STACK_DIR"]

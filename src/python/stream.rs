@@ -400,7 +400,13 @@ impl PyChangeStream {
 /// A stream dropped unclosed is no longer watched by its event loop either.
 impl Drop for PyChangeStream {
     fn drop(&mut self) {
-        Python::attach(|py| self.waiters.detach(py));
+        // A stream dropped open closes here, committing what was finished; with the broker
+        // down that commit waits up to the session timeout, so it waits without the GIL.
+        let consumer = self.lock().take();
+        Python::attach(|py| {
+            self.waiters.detach(py);
+            py.detach(move || drop(consumer));
+        });
     }
 }
 
