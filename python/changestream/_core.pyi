@@ -305,6 +305,10 @@ class ChangeStream:
         Without ``change``: every change handed out, on every partition. With it: that
         change and what came before it on its partition, and on the other partitions what
         was handed out before it.
+
+        With the broker down, the commit waits for the group's coordinator up to the session
+        timeout, then raises :class:`KafkaError`. Ctrl-C ends the wait at once; the commit
+        then goes on in the background.
         """
     def positions(self) -> dict[tuple[str, int], int]:
         """``{(topic, partition): next_offset}`` after what was finished; pass it back as ``start=``.
@@ -333,7 +337,10 @@ class ChangeStream:
         :class:`ConfigError` (open a second stream to iterate).
         """
     def close(self) -> None:
-        """Stop fetching, commit the finished positions and leave the group. Idempotent."""
+        """Stop fetching, commit the finished positions and leave the group. Idempotent.
+
+        Its commit waits as :meth:`commit` does, and Ctrl-C ends the wait likewise.
+        """
     def __enter__(self) -> ChangeStream: ...
     def __exit__(self, *exc_info: object) -> None:
         """Close; when an exception leaves the block, commit nothing more."""
