@@ -4,6 +4,7 @@ the GIL, and resuming a consumer group from what the application finished."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -126,6 +127,39 @@ def test_ctrl_c_interrupts_a_blocking_next(stack: dict[str, str], topic: str) ->
     assert done.stdout.startswith("interrupted after"), done.stdout + done.stderr
     latency = float(done.stdout.split()[-1])
     # The wait is sliced at 100 ms; a wait that ignored signals would hang until the timeout.
+    assert latency < 1.0, latency
+
+
+def test_ctrl_c_interrupts_opening_a_stream_when_no_broker_answers(stack: dict[str, str]) -> None:
+    """Without a group, opening asks for the topic's partitions, for up to 30 s."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"127.0.0.1:{probe.getsockname()[1]}"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, threading, time, changestream
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sent = []
+        def interrupt():
+            time.sleep(1.0)
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Thread(target=interrupt, daemon=True).start()
+        try:
+            changestream.ChangeStream(
+                "nowhere", bootstrap_servers={nobody!r},
+                schema_registry_url={stack["SCHEMA_REGISTRY_URL"]!r})
+            print("opened")
+        except KeyboardInterrupt:
+            print("interrupted after", round(time.monotonic() - sent[0], 3))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("interrupted after"), done.stdout + done.stderr
+    latency = float(done.stdout.split()[-1])
     assert latency < 1.0, latency
 
 

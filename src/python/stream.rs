@@ -211,7 +211,17 @@ impl PyChangeStream {
         };
         let topics = config.topics.clone();
         let group_id = config.group_id.clone();
-        let consumer = py.detach(|| ChangeConsumer::start(config))?;
+        // Without a group, opening asks the brokers for the topics' partitions, for up to 30 s
+        // when none answers: a wait that Ctrl-C ends.
+        let starting = wait::in_background(
+            py,
+            move || ChangeConsumer::start(config),
+            |py| {
+                wait::interrupted(py)?;
+                oauth::serve(py, oauth.as_deref())
+            },
+        )?;
+        let consumer = starting?;
         let waiters = Arc::new(Waiters::new(consumer.doorbell().clone()));
         Ok(PyChangeStream {
             consumer: Mutex::new(Some(Arc::new(consumer))),
