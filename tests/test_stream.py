@@ -130,8 +130,18 @@ def test_ctrl_c_interrupts_a_blocking_next(stack: dict[str, str], topic: str) ->
     assert latency < 1.0, latency
 
 
-def test_ctrl_c_interrupts_opening_a_stream_when_no_broker_answers(stack: dict[str, str]) -> None:
-    """Without a group, opening asks for the topic's partitions, for up to 30 s."""
+@pytest.mark.parametrize(
+    "call",
+    [
+        # Without a group, opening asks for the topic's partitions, for up to 30 s.
+        "changestream.ChangeStream('nowhere', bootstrap_servers=NOBODY, schema_registry_url=REG)",
+        "changestream.group_lag('nowhere', group_id='g', bootstrap_servers=NOBODY, timeout=30)",
+    ],
+    ids=["open", "group_lag"],
+)
+def test_ctrl_c_interrupts_a_call_waiting_for_brokers_that_do_not_answer(
+    stack: dict[str, str], call: str
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         nobody = f"127.0.0.1:{probe.getsockname()[1]}"
@@ -139,6 +149,7 @@ def test_ctrl_c_interrupts_opening_a_stream_when_no_broker_answers(stack: dict[s
         f"""
         import os, signal, threading, time, changestream
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        NOBODY, REG = {nobody!r}, {stack["SCHEMA_REGISTRY_URL"]!r}
         sent = []
         def interrupt():
             time.sleep(1.0)
@@ -146,10 +157,8 @@ def test_ctrl_c_interrupts_opening_a_stream_when_no_broker_answers(stack: dict[s
             os.kill(os.getpid(), signal.SIGINT)
         threading.Thread(target=interrupt, daemon=True).start()
         try:
-            changestream.ChangeStream(
-                "nowhere", bootstrap_servers={nobody!r},
-                schema_registry_url={stack["SCHEMA_REGISTRY_URL"]!r})
-            print("opened")
+            {call}
+            print("returned")
         except KeyboardInterrupt:
             print("interrupted after", round(time.monotonic() - sent[0], 3))
         """

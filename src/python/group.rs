@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::stream::{seconds, settings, topic_list};
+use super::wait;
 
 /// Where consumer group `group_id` stands on every partition of `topics`, read without
 /// joining the group (its members are not disturbed).
@@ -27,9 +28,12 @@ pub(crate) fn group_lag<'py>(
     let topics = topic_list(topics)?;
     let kafka = kafka.map(settings).transpose()?.unwrap_or_default();
     let timeout = seconds("timeout", timeout)?;
-    let lags = py.detach(|| {
-        crate::group::group_lag(&bootstrap_servers, &kafka, &group_id, &topics, timeout)
-    })?;
+    // Each request may wait up to `timeout` for a broker: in the background, so Ctrl-C ends it.
+    let lags = wait::in_background(
+        py,
+        move || crate::group::group_lag(&bootstrap_servers, &kafka, &group_id, &topics, timeout),
+        wait::interrupted,
+    )??;
     let list = PyList::empty(py);
     for lag in lags {
         let row = PyDict::new(py);
