@@ -120,6 +120,44 @@ def event(i: int) -> dict[str, Any]:
     return {"id": i, "note": f"event {i}", "amount": i / 8}
 
 
+def produce_events(running: StackInstance, cdc: CdcProducer, topic: str, count: int) -> None:
+    producer = Producer({"bootstrap.servers": running.bootstrap_servers, "logger": QUIET})
+    for i in range(count):
+        producer.produce(topic, value=cdc.serialize(topic, ROW, event(i)))
+    assert producer.flush(30) == 0
+
+
+def run_while_the_broker_is_down(
+    running: StackInstance, script: str, args: list[str], timeout: float
+) -> tuple[str, float]:
+    """Run ``script`` with ``args``; once it prints ``ready``, stop the broker and send ``go``.
+    Returns what it printed after ``ready`` and how long it ran after ``go``; fails the test when
+    it did not end within ``timeout`` or ended badly."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready", child.communicate()
+        running.stop_kafka()
+        asked = time.monotonic()
+        try:
+            out, err = child.communicate("go\n", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the child did not end within {timeout:.0f} s of the broker stopping")
+        lasted = time.monotonic() - asked
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, out + err
+    return out, lasted
+
+
 class Producing:
     """A thread that produces one event every INTERVAL, buffering while the broker is down."""
 
@@ -229,26 +267,35 @@ class Reading:
         assert not self.thread.is_alive(), f"{self.name}: the stream did not close within 60 s"
 
 
-# A child that blocks in next() on an idle topic while the broker is down, and is
-# interrupted there with SIGINT; it prints the latency and how long next() had blocked.
-CTRL_C_CHILD = textwrap.dedent(
+# The start of every child script below: SIGINT raises KeyboardInterrupt, as in a terminal,
+# whatever this test was started from (see test_batches); interrupt_in_a_second() sends one and
+# notes when in ``sent``.
+CHILD_PRELUDE = textwrap.dedent(
     """
     import os, signal, sys, threading, time
     import changestream
-    # As in a terminal, whatever this test was started from (see test_batches).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    sent = []
+    def interrupt_in_a_second():
+        def interrupt():
+            time.sleep(1.0)
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Thread(target=interrupt, daemon=True).start()
+    """
+)
+
+# A child that blocks in next() on an idle topic while the broker is down, and is
+# interrupted there with SIGINT; it prints the latency and how long next() had blocked.
+CTRL_C_CHILD = CHILD_PRELUDE + textwrap.dedent(
+    """
     topic, bootstrap, registry = sys.argv[1:4]
     stream = changestream.ChangeStream(
         topic, bootstrap_servers=bootstrap, schema_registry_url=registry, start="latest"
     )
     print("ready", flush=True)
     sys.stdin.readline()
-    sent = []
-    def interrupt():
-        time.sleep(1.0)
-        sent.append(time.monotonic())
-        os.kill(os.getpid(), signal.SIGINT)
-    threading.Thread(target=interrupt, daemon=True).start()
+    interrupt_in_a_second()
     started = time.monotonic()
     try:
         change = next(stream)
@@ -574,10 +621,7 @@ def test_with_block_reports_the_deletion_not_a_failed_commit(
     stack: dict[str, str],
 ) -> None:
     topic = new_topic(1)
-    producer = Producer({"bootstrap.servers": running.bootstrap_servers, "logger": QUIET})
-    for i in range(5):
-        producer.produce(topic, value=cdc.serialize(topic, ROW, event(i)))
-    assert producer.flush(30) == 0
+    produce_events(running, cdc, topic, 5)
 
     def follow() -> None:
         with ChangeStream(
@@ -600,10 +644,8 @@ def test_with_block_reports_the_deletion_not_a_failed_commit(
 # A group member that has read ten changes, then (broker down) commits or closes, which commits.
 # librdkafka holds a synchronous commit until the group's coordinator answers, up to the
 # session timeout (45 s): Ctrl-C must end the wait, and the process must still exit at once.
-CTRL_C_COMMIT_CHILD = textwrap.dedent(
+CTRL_C_COMMIT_CHILD = CHILD_PRELUDE + textwrap.dedent(
     """
-    import os, signal, sys, threading, time, changestream
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     topic, bootstrap, registry, call = sys.argv[1:5]
     stream = changestream.ChangeStream(
         topic, bootstrap_servers=bootstrap, schema_registry_url=registry,
@@ -613,12 +655,7 @@ CTRL_C_COMMIT_CHILD = textwrap.dedent(
         pass
     print("ready", flush=True)
     sys.stdin.readline()
-    sent = []
-    def interrupt():
-        time.sleep(1.0)
-        sent.append(time.monotonic())
-        os.kill(os.getpid(), signal.SIGINT)
-    threading.Thread(target=interrupt, daemon=True).start()
+    interrupt_in_a_second()
     started = time.monotonic()
     try:
         stream.commit() if call == "commit" else stream.close()
@@ -639,42 +676,11 @@ def test_ctrl_c_interrupts_a_commit_waiting_for_the_broker(
     call: str,
 ) -> None:
     topic = new_topic(1)
-    producer = Producer({"bootstrap.servers": running.bootstrap_servers, "logger": QUIET})
-    for i in range(10):
-        producer.produce(topic, value=cdc.serialize(topic, ROW, event(i)))
-    assert producer.flush(30) == 0
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            CTRL_C_COMMIT_CHILD,
-            topic,
-            running.bootstrap_servers,
-            stack["SCHEMA_REGISTRY_URL"],
-            call,
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready", child.communicate()
-        running.stop_kafka()
-        asked = time.monotonic()
-        try:
-            out, err = child.communicate("go\n", timeout=30)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{call}() with the broker down did not answer Ctrl-C within 30 s")
-        lasted = time.monotonic() - asked
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, out + err
+    produce_events(running, cdc, topic, 10)
+    args = [topic, running.bootstrap_servers, stack["SCHEMA_REGISTRY_URL"], call]
+    out, lasted = run_while_the_broker_is_down(running, CTRL_C_COMMIT_CHILD, args, timeout=30)
     words = out.split()
-    assert words[0] == "interrupted", out + err
+    assert words[0] == "interrupted", out
     latency, blocked = float(words[1]), float(words[2])
     print(f"\n{call}: blocked {blocked:.1f}s, Ctrl-C answered in {latency * 1000:.0f} ms")
     assert blocked >= 0.9, f"{call}() returned before the Ctrl-C instead of waiting: {out}"
@@ -720,36 +726,11 @@ def test_a_stream_dropped_open_waits_for_its_commit_without_the_gil(
     stack: dict[str, str],
 ) -> None:
     topic = new_topic(1)
-    producer = Producer({"bootstrap.servers": running.bootstrap_servers, "logger": QUIET})
-    for i in range(10):
-        producer.produce(topic, value=cdc.serialize(topic, ROW, event(i)))
-    assert producer.flush(30) == 0
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            DROPPED_OPEN_CHILD,
-            topic,
-            running.bootstrap_servers,
-            stack["SCHEMA_REGISTRY_URL"],
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready", child.communicate()
-        running.stop_kafka()
-        out, err = child.communicate("go\n", timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, out + err
+    produce_events(running, cdc, topic, 10)
+    args = [topic, running.bootstrap_servers, stack["SCHEMA_REGISTRY_URL"]]
+    out, _ = run_while_the_broker_is_down(running, DROPPED_OPEN_CHILD, args, timeout=60)
     words = out.split()
-    assert words[0] == "dropped", out + err
+    assert words[0] == "dropped", out
     lasted, ticks = float(words[1]), int(words[2])
     print(f"\ndropping the open stream took {lasted:.1f}s; the other thread ticked {ticks} times")
     assert lasted >= 1.0, f"the drop did not wait for the commit ({lasted:.2f}s): {out}"

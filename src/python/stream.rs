@@ -216,10 +216,7 @@ impl PyChangeStream {
         let starting = wait::in_background(
             py,
             move || ChangeConsumer::start(config),
-            |py| {
-                wait::interrupted(py)?;
-                oauth::serve(py, oauth.as_deref())
-            },
+            |py| between_slices(py, oauth.as_deref()),
         )?;
         let consumer = starting?;
         let waiters = Arc::new(Waiters::new(consumer.doorbell().clone()));
@@ -302,8 +299,7 @@ impl PyChangeStream {
         let consumer = self.consumer()?;
         let deadline = Instant::now() + ASSIGNMENT_WAIT;
         while !py.detach(|| consumer.wait_assigned(wait::SLICE)) && Instant::now() < deadline {
-            wait::interrupted(py)?;
-            oauth::serve(py, self.oauth.as_deref())?;
+            between_slices(py, self.oauth.as_deref())?;
         }
         Ok(self.in_background(py, move || consumer.lag())??)
     }
@@ -508,10 +504,7 @@ impl PyChangeStream {
         py: Python<'_>,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> PyResult<T> {
-        wait::in_background(py, work, |py| {
-            wait::interrupted(py)?;
-            oauth::serve(py, self.oauth.as_deref())
-        })
+        wait::in_background(py, work, |py| between_slices(py, self.oauth.as_deref()))
     }
 
     /// Wait up to `timeout` (forever if None) for the next change; None when it ended.
@@ -544,8 +537,7 @@ impl PyChangeStream {
                     return Ok(None);
                 }
                 Next::Pending => {
-                    wait::interrupted(py)?;
-                    oauth::serve(py, self.oauth.as_deref())?;
+                    between_slices(py, self.oauth.as_deref())?;
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(None);
                     }
@@ -553,6 +545,13 @@ impl PyChangeStream {
             }
         }
     }
+}
+
+/// What a stream's wait does between its slices: let signals interrupt it, and run `oauth_cb`
+/// when librdkafka asks for a token.
+fn between_slices(py: Python<'_>, oauth: Option<&TokenCallback>) -> PyResult<()> {
+    wait::interrupted(py)?;
+    oauth::serve(py, oauth)
 }
 
 /// An awaitable that is already done: it returns a value (`async with`).
