@@ -352,16 +352,16 @@ impl Fetch {
                 (key_schema_header, value_schema_header),
             );
             match planned {
-                Some(planned) => {
+                Some(mut planned) => {
                     let filling = &self.runs.filling;
                     if !filling.continues(topic, partition, &planned)
                         || filling.len() >= rows_per_run
                         || filling.heap_bytes() >= self.read_ahead.room / 4
                     {
+                        planned = filling.framed(planned, message.key().is_some());
                         self.read_filling_run(batch)?;
                     }
-                    self.runs.filling.push(topic, message, headers, planned);
-                    return Ok(());
+                    return self.runs.filling.push(topic, message, headers, planned);
                 }
                 // Read by the decoder, after the runs before it.
                 None => self.finish_runs(batch)?,

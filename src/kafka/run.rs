@@ -155,7 +155,7 @@ impl Runs {
                 BodyPlan::new(value.id, value.schema.clone(), value.debezium).map(Arc::new)
             })
             .clone()?;
-        Some(Planned { key, value, plan })
+        Some(Planned::Framed { key, value, plan })
     }
 
     /// Whether a run is being read and not taken back.
@@ -283,6 +283,8 @@ pub(super) struct Run {
     /// The messages' keys and values, one after the other.
     bytes: Vec<u8>,
     messages: Vec<Copied>,
+    /// The schemas of the messages' keys, each once.
+    key_schemas: Vec<Arc<Schema>>,
 }
 
 struct Shared {
@@ -297,9 +299,9 @@ struct Shared {
 /// One message of a run.
 struct Copied {
     position: Position,
-    /// The key's schema, its bytes (framing included) in the run's bytes and where its body
-    /// starts.
-    key: Option<(Arc<Schema>, Range<usize>, usize)>,
+    /// The key's schema (its index in the run's key schemas), its bytes (framing included)
+    /// in the run's bytes and where its body starts.
+    key: Option<(usize, Range<usize>, usize)>,
     /// The value's bytes (framing included) and where its body starts; `None` for Debezium's
     /// tombstone after a delete, which is not delivered and passes with the run's rows.
     value: Option<(Range<usize>, usize)>,
@@ -307,11 +309,19 @@ struct Copied {
     headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-/// A message that can join a run: its value's framing and plan, its key's framing.
-pub(super) struct Planned {
-    key: Option<Framing>,
-    value: Framing,
-    plan: Arc<BodyPlan>,
+/// How a message can join a run.
+pub(super) enum Planned {
+    /// Framed as the filling run's messages are: same topic, value schema and key schema
+    /// (when it has a key), no schema id headers. Nothing is cloned for it: the plan and the
+    /// schemas are read by the reader thread, and counting references to them per message
+    /// had both cores writing the cache lines that thread reads.
+    AsFilling,
+    /// Its value's framing and plan, its key's framing.
+    Framed {
+        key: Option<Framing>,
+        value: Framing,
+        plan: Arc<BodyPlan>,
+    },
 }
 
 /// Where `message` of the run's topic sits (the topic's name shared, not copied).
@@ -324,6 +334,17 @@ fn position_of(topic: &Arc<str>, message: &BorrowedMessage<'_>) -> Position {
     }
 }
 
+/// Where `schema` is among `schemas`, added if it is not.
+fn index_of(schemas: &mut Vec<Arc<Schema>>, schema: &Arc<Schema>) -> usize {
+    match schemas.iter().rposition(|s| Arc::ptr_eq(s, schema)) {
+        Some(index) => index,
+        None => {
+            schemas.push(schema.clone());
+            schemas.len() - 1
+        }
+    }
+}
+
 /// The schema id of a Confluent-framed payload (magic byte 0), without checking more.
 fn framed_id(bytes: &[u8]) -> Option<u32> {
     match bytes {
@@ -333,8 +354,8 @@ fn framed_id(bytes: &[u8]) -> Option<u32> {
 }
 
 impl Run {
-    /// The framing of a message that continues the run with the same key and value schema
-    /// ids as its first message (no schema id headers), found without the decoder's lookups.
+    /// Whether a message is framed as the run's first message (same topic, key and value
+    /// schema ids, no schema id headers), found without the decoder's lookups.
     fn continued_by(
         &self,
         topic: &str,
@@ -348,20 +369,27 @@ impl Run {
         if framed_id(message.payload()?)? != run.value.id || run.value.body_start != 5 {
             return None;
         }
-        let key = match (message.key(), &run.key) {
+        match (message.key(), &run.key) {
             (Some(key), Some(framing))
                 if framed_id(key) == Some(framing.id) && framing.body_start == 5 =>
             {
-                Some(framing.clone())
+                Some(Planned::AsFilling)
             }
-            (None, _) => None,
-            _ => return None,
-        };
-        Some(Planned {
-            key,
-            value: run.value.clone(),
-            plan: run.plan.clone(),
-        })
+            (None, _) => Some(Planned::AsFilling),
+            _ => None,
+        }
+    }
+
+    /// `planned` framed on its own, for a message that starts a run after this one.
+    pub(super) fn framed(&self, planned: Planned, has_key: bool) -> Planned {
+        match (planned, &self.current) {
+            (Planned::AsFilling, Some(run)) => Planned::Framed {
+                key: run.key.clone().filter(|_| has_key),
+                value: run.value.clone(),
+                plan: run.plan.clone(),
+            },
+            (planned, _) => planned,
+        }
     }
 
     /// Whether a tombstone of this partition passes with the run: the run's values are
@@ -386,52 +414,77 @@ impl Run {
         });
     }
 
-    /// Whether a message of this partition with this value schema continues the run.
+    /// Whether a message of this partition so planned continues the run.
     pub(super) fn continues(&self, topic: &str, partition: i32, planned: &Planned) -> bool {
         self.current.as_ref().is_none_or(|run| {
             run.partition == partition
-                && run.value.id == planned.value.id
-                && run.value.debezium == planned.value.debezium
-                && &*run.topic == topic
+                && match planned {
+                    Planned::AsFilling => true,
+                    Planned::Framed { value, .. } => {
+                        run.value.id == value.id
+                            && run.value.debezium == value.debezium
+                            && &*run.topic == topic
+                    }
+                }
         })
     }
 
-    /// Copy `message` of `topic` into the run (which it continues).
+    /// Copy `message` of `topic` into the run (which it continues; a run with no messages
+    /// takes a message `Planned::Framed`).
     pub(super) fn push(
         &mut self,
         topic: &str,
         message: &BorrowedMessage<'_>,
         headers: Option<&BorrowedHeaders>,
         planned: Planned,
-    ) {
+    ) -> Result<()> {
+        let key_framing = match planned {
+            Planned::AsFilling => {
+                let Some(run) = &self.current else {
+                    return Err(Error::Internal(
+                        "a message framed as the run before it started a run".into(),
+                    ));
+                };
+                let framing = run.key.as_ref();
+                framing.map(|f| (index_of(&mut self.key_schemas, &f.schema), f.body_start))
+            }
+            Planned::Framed { key, value, plan } => {
+                let framing = key.as_ref();
+                let framing =
+                    framing.map(|f| (index_of(&mut self.key_schemas, &f.schema), f.body_start));
+                self.current.get_or_insert_with(|| Shared {
+                    topic: topic.into(),
+                    partition: message.partition(),
+                    value,
+                    plan,
+                    key,
+                });
+                framing
+            }
+        };
+        let Some(run) = &self.current else {
+            return Ok(());
+        };
         let mut copy = |bytes: &[u8]| {
             let start = self.bytes.len();
             self.bytes.extend_from_slice(bytes);
             start..self.bytes.len()
         };
-        let key = planned
-            .key
-            .clone()
+        let key = key_framing
             .zip(message.key())
-            .map(|(framing, key)| (framing.schema, copy(key), framing.body_start));
+            .map(|((schema, body_start), key)| (schema, copy(key), body_start));
         let value = Some((
             copy(message.payload().unwrap_or_default()),
-            planned.value.body_start,
+            run.value.body_start,
         ));
         let headers = owned_headers(headers);
-        let run = self.current.get_or_insert_with(|| Shared {
-            topic: topic.into(),
-            partition: message.partition(),
-            value: planned.value,
-            plan: planned.plan,
-            key: planned.key,
-        });
         self.messages.push(Copied {
             position: position_of(&run.topic, message),
             key,
             value,
             headers,
         });
+        Ok(())
     }
 
     pub(super) fn len(&self) -> usize {
@@ -467,7 +520,10 @@ impl Run {
                 let body = Body {
                     position: &m.position,
                     key: m.key.as_ref().map(|(schema, range, start)| {
-                        (&**schema, &self.bytes[range.start + start..range.end])
+                        (
+                            &*self.key_schemas[*schema],
+                            &self.bytes[range.start + start..range.end],
+                        )
                     }),
                     value: Some(&self.bytes[range.start + start..range.end]),
                 };
@@ -612,6 +668,7 @@ impl Run {
         self.current = None;
         self.bytes.clear();
         self.messages.clear();
+        self.key_schemas.clear();
     }
 }
 
