@@ -9,8 +9,8 @@
 //! after re-assignment, reads it again from the committed position.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustc_hash::FxHashMap;
 
@@ -19,12 +19,12 @@ use rustc_hash::FxHashMap;
 const EMPTY_ASSIGNMENT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What one owned partition has reached.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct PartitionState {
     /// The generation in which the partition was (last) assigned to this stream.
     pub assigned_in: u64,
     /// Next offset after the last change the application finished.
-    pub finished: Option<i64>,
+    pub finished: Arc<Finished>,
     /// Next offset committed to the group.
     pub committed: Option<i64>,
     /// Bounded reads: the offset at which this partition ends.
@@ -35,16 +35,49 @@ pub struct PartitionState {
     pub start: Option<i64>,
 }
 
+/// A partition's next offset after the last change the application finished. The application
+/// thread moves it without the table's lock (see [`Positions::finished_of`]): it finishes a
+/// change per `next()`, while the fetch thread takes the lock for its own work, and the two
+/// taking one lock per change had both cores writing its cache line.
+#[derive(Debug)]
+pub struct Finished(AtomicI64);
+
+/// [`Finished`] before anything is: offsets start at 0.
+const NOTHING_FINISHED: i64 = -1;
+
+impl Default for Finished {
+    fn default() -> Self {
+        Finished(AtomicI64::new(NOTHING_FINISHED))
+    }
+}
+
+impl Finished {
+    /// The next offset after the last change finished, if any is.
+    pub fn get(&self) -> Option<i64> {
+        Some(self.0.load(Ordering::Acquire)).filter(|&next| next != NOTHING_FINISHED)
+    }
+
+    /// The change at `offset` is finished: the position moves past it, never back.
+    pub fn finish(&self, offset: i64) {
+        self.0.fetch_max(offset + 1, Ordering::AcqRel);
+    }
+
+    fn set(&self, next: Option<i64>) {
+        self.0
+            .store(next.unwrap_or(NOTHING_FINISHED), Ordering::Release);
+    }
+}
+
 impl PartitionState {
     /// Where the application stands: after what it finished, else where reading started.
     pub fn position(&self) -> Option<i64> {
-        self.finished.or(self.start)
+        self.finished.get().or(self.start)
     }
 
     /// Finished but not yet committed: the next offset to commit, and how far it advances
     /// the committed position.
     fn uncommitted(&self) -> Option<(i64, u64)> {
-        let finished = self.finished.filter(|f| Some(*f) != self.committed)?;
+        let finished = self.finished.get().filter(|f| Some(*f) != self.committed)?;
         let from = self.committed.or(self.start).unwrap_or(finished);
         Some((finished, u64::try_from(finished - from).unwrap_or(0)))
     }
@@ -154,16 +187,23 @@ impl Positions {
 
     /// The application finished the change at `offset`, fetched in `generation`.
     pub fn finish(&self, topic: &str, partition: i32, offset: i64, generation: u64) {
-        let mut table = self.lock();
-        let Some(state) = table.get_mut(topic).and_then(|t| t.get_mut(&partition)) else {
-            return;
-        };
-        if state.assigned_in > generation {
-            return;
+        if let Some(finished) = self.finished_of(topic, partition, generation) {
+            finished.finish(offset);
         }
-        if state.finished.is_none_or(|f| f <= offset) {
-            state.finished = Some(offset + 1);
-        }
+    }
+
+    /// Where changes of a partition fetched in `generation` are finished into, while the
+    /// generation lasts: `None` when the partition is not owned or was assigned again since
+    /// (such changes are stale, and finishing them records nothing).
+    pub fn finished_of(
+        &self,
+        topic: &str,
+        partition: i32,
+        generation: u64,
+    ) -> Option<Arc<Finished>> {
+        let table = self.lock();
+        let state = table.get(topic)?.get(&partition)?;
+        (state.assigned_in <= generation).then(|| state.finished.clone())
     }
 
     /// Finished positions not yet committed: (topic, partition, next offset, advance).
@@ -184,7 +224,7 @@ impl Positions {
     /// nothing more, not even when leaving the group revokes the partitions).
     pub fn forget_finished(&self) {
         for state in self.lock().values_mut().flat_map(HashMap::values_mut) {
-            state.finished = state.committed;
+            state.finished.set(state.committed);
         }
     }
 
@@ -233,6 +273,13 @@ impl Positions {
             state.done = true;
         }
         false
+    }
+
+    /// Bounded reads: where an owned partition ends (`None` inside: it does not). Fixed
+    /// while the generation is.
+    pub fn end_of(&self, topic: &str, partition: i32) -> Option<Option<i64>> {
+        let table = self.lock();
+        Some(table.get(topic)?.get(&partition)?.end)
     }
 
     /// Bounded reads: the consumer's position on a partition is `position`.

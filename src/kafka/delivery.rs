@@ -20,7 +20,7 @@ use super::config::CommitPolicy;
 use super::fetch::Fetched;
 use crate::change::{Change, Position};
 use crate::error::{Error, Result};
-use crate::positions::Positions;
+use crate::positions::{Finished, Positions};
 
 /// Why a stream read in batches refuses to hand out single changes.
 pub(super) const ITERATED_AFTER_BATCHES: &str =
@@ -126,6 +126,8 @@ pub(super) struct Delivery {
     /// is asked for; with manual commits everything since the last `commit()`. Only the last
     /// position of each run of one partition is kept (see [`Delivery::hand_out`]).
     delivered: Vec<(Position, u64)>,
+    /// The partition finished into last, kept for the changes after it.
+    finishing: Option<Finishing>,
     /// For progress: how far the application has been handed each partition (next offset).
     pub(super) handed_out_to: Option<HashMap<(Arc<str>, i32), i64>>,
     /// A batch being filled across calls of `next_batch`, and when its first change came.
@@ -134,6 +136,17 @@ pub(super) struct Delivery {
     pub(super) dead_letters: Vec<DeadLetter>,
     /// Set once the stream failed or ended; returned again on every later call.
     pub(super) terminal: Option<Terminal>,
+}
+
+/// Where the changes of one partition fetched in one generation are finished into, as looked
+/// up in the positions' generation `looked_up_in` (a rebalance since may have revoked or
+/// assigned the partition again).
+struct Finishing {
+    topic: Arc<str>,
+    partition: i32,
+    fetched_in: u64,
+    looked_up_in: u64,
+    finished: Option<Arc<Finished>>,
 }
 
 /// How a stream finished.
@@ -169,6 +182,7 @@ impl Delivery {
             commit,
             buffered: VecDeque::new(),
             delivered: Vec::new(),
+            finishing: None,
             handed_out_to: track_progress.then(HashMap::new),
             filling: Batch::default(),
             filling_since: None,
@@ -302,12 +316,7 @@ impl Delivery {
                     position.offset + 1,
                 );
             }
-            self.positions.finish(
-                &position.topic,
-                position.partition,
-                position.offset,
-                generation,
-            );
+            self.finish(position, generation);
         } else {
             self.hand_out(position, generation);
         }
@@ -337,14 +346,43 @@ impl Delivery {
 
     /// The application is done with the changes handed out last.
     pub(super) fn finish_delivered(&mut self) {
-        // Drained, not taken: the list keeps its room for the next change handed out.
-        for (position, generation) in self.delivered.drain(..) {
-            self.positions.finish(
-                &position.topic,
-                position.partition,
-                position.offset,
-                generation,
-            );
+        // Drained, then put back: the list keeps its room for the next change handed out.
+        let mut delivered = std::mem::take(&mut self.delivered);
+        for (position, generation) in delivered.drain(..) {
+            self.finish(&position, generation);
+        }
+        self.delivered = delivered;
+    }
+
+    /// Finish the change at `position`, fetched in `generation`: looked up in the positions
+    /// (under their lock) only when its partition or the generation differs from the last.
+    fn finish(&mut self, position: &Position, generation: u64) {
+        let now = self.positions.generation();
+        let known = self.finishing.as_ref().filter(|f| {
+            f.partition == position.partition
+                && f.fetched_in == generation
+                && f.looked_up_in == now
+                && *f.topic == *position.topic
+        });
+        let finished = match known {
+            Some(known) => known.finished.as_ref(),
+            None => {
+                let finishing = self.finishing.insert(Finishing {
+                    topic: position.topic.clone(),
+                    partition: position.partition,
+                    fetched_in: generation,
+                    looked_up_in: now,
+                    finished: self.positions.finished_of(
+                        &position.topic,
+                        position.partition,
+                        generation,
+                    ),
+                });
+                finishing.finished.as_ref()
+            }
+        };
+        if let Some(finished) = finished {
+            finished.finish(position.offset);
         }
     }
 
@@ -453,14 +491,9 @@ impl Delivery {
             None => (Vec::new(), self.positions.generation()),
         };
         for (p, g) in before {
-            self.positions.finish(&p.topic, p.partition, p.offset, g);
+            self.finish(&p, g);
         }
-        self.positions.finish(
-            &position.topic,
-            position.partition,
-            position.offset,
-            generation,
-        );
+        self.finish(position, generation);
     }
 }
 

@@ -78,6 +78,18 @@ pub(super) struct Fetch {
     pub(super) paused_for_room: bool,
     /// Next offset after the last message taken from each partition in this generation.
     pub(super) fetched_to: FxHashMap<String, FxHashMap<i32, i64>>,
+    /// Bounded reads: the end of the partition taken from last, as looked up in the shared
+    /// positions (whose lock the application thread takes for every change it finishes).
+    pub(super) end_ahead: Option<EndAhead>,
+}
+
+/// Where a partition ends, looked up in one generation (which fixes it).
+pub(super) struct EndAhead {
+    topic: String,
+    partition: i32,
+    generation: u64,
+    /// `i64::MAX` for a partition that does not end.
+    end: i64,
 }
 
 impl Fetch {
@@ -305,6 +317,29 @@ impl Fetch {
         }
     }
 
+    /// Bounded reads: whether a message lies past its partition's end (see
+    /// [`Positions::past_end`]); one well before the end is told so without the lock.
+    fn past_end(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        let generation = self.positions.generation();
+        if let Some(ahead) = &self.end_ahead {
+            if ahead.partition == partition
+                && ahead.generation == generation
+                && offset.saturating_add(1) < ahead.end
+                && ahead.topic == topic
+            {
+                return false;
+            }
+        }
+        let past = self.positions.past_end(topic, partition, offset);
+        self.end_ahead = self.positions.end_of(topic, partition).map(|end| EndAhead {
+            topic: topic.to_owned(),
+            partition,
+            generation,
+            end: end.unwrap_or(i64::MAX),
+        });
+        past
+    }
+
     fn push(&mut self, batch: &mut Vec<Buffered>, item: Item) {
         let buffered = Buffered::new(item);
         self.batch_bytes += buffered.bytes;
@@ -314,7 +349,7 @@ impl Fetch {
     /// Decode one message into the batch, applying the decode-error policy.
     fn take(&mut self, message: &BorrowedMessage<'_>, batch: &mut Vec<Buffered>) -> Result<()> {
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
-        if self.bounded && self.positions.past_end(topic, partition, offset) {
+        if self.bounded && self.past_end(topic, partition, offset) {
             // Written after the end was fixed: not part of this read.
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(topic, partition);

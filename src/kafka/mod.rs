@@ -185,6 +185,7 @@ impl ChangeConsumer {
             batch_bytes: 0,
             paused_for_room: false,
             fetched_to: Default::default(),
+            end_ahead: None,
         };
         let rung_at_exit = doorbell.clone();
         let fetch_thread = crate::threads::spawn("changestream-fetch", move || {
