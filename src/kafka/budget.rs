@@ -13,7 +13,7 @@ use std::time::Duration;
 /// fetching when it is full) and the application side (which frees it as it takes items).
 pub(super) struct ReadAhead {
     /// Bytes of decoded items sent and not yet taken.
-    waiting: AtomicUsize,
+    waiting: Waiting,
     /// Fetching pauses at this many bytes waiting and resumes at half.
     pub(super) room: usize,
     /// Times fetching paused.
@@ -22,10 +22,15 @@ pub(super) struct ReadAhead {
     drained: (Mutex<()>, Condvar),
 }
 
+/// The waiting bytes, on cache lines of their own: the application side writes them for every
+/// item it takes, and the fetch thread reads the fields beside them for every message.
+#[repr(align(128))]
+struct Waiting(AtomicUsize);
+
 impl ReadAhead {
     pub(super) fn new(max_buffer_bytes: usize) -> ReadAhead {
         ReadAhead {
-            waiting: AtomicUsize::new(0),
+            waiting: Waiting(AtomicUsize::new(0)),
             room: (max_buffer_bytes / 2).max(1),
             pauses: AtomicU64::new(0),
             drained: (Mutex::new(()), Condvar::new()),
@@ -33,7 +38,7 @@ impl ReadAhead {
     }
 
     pub(super) fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Acquire)
+        self.waiting.0.load(Ordering::Acquire)
     }
 
     pub(super) fn is_full(&self) -> bool {
@@ -45,11 +50,11 @@ impl ReadAhead {
     }
 
     pub(super) fn add(&self, bytes: usize) {
-        self.waiting.fetch_add(bytes, Ordering::AcqRel);
+        self.waiting.0.fetch_add(bytes, Ordering::AcqRel);
     }
 
     pub(super) fn free(&self, bytes: usize) {
-        let before = self.waiting.fetch_sub(bytes, Ordering::AcqRel);
+        let before = self.waiting.0.fetch_sub(bytes, Ordering::AcqRel);
         let half = self.room / 2;
         if before > half && before - bytes <= half {
             // Under the lock, so a fetch thread between its check and its wait hears it.
