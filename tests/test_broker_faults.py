@@ -738,6 +738,67 @@ def test_a_stream_dropped_open_waits_for_its_commit_without_the_gil(
     assert ticks >= lasted * 20, f"{ticks} ticks in {lasted:.1f}s: the drop held the GIL"
 
 
+# The same with `async with`: leaving the block closes the stream, which commits and waits for
+# the coordinator (up to the 6 s session timeout here). A task ticks on the event loop
+# meanwhile: the close must not stand the loop still.
+ASYNC_EXIT_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys, time, changestream
+    topic, bootstrap, registry = sys.argv[1:4]
+    async def main():
+        ticks = 0
+        async def count():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+        loop = asyncio.get_running_loop()
+        outcome = "closed"
+        try:
+            async with changestream.ChangeStream(
+                topic, bootstrap_servers=bootstrap, schema_registry_url=registry,
+                group_id="aexit-" + topic, commit_interval=3600,
+                kafka={"session.timeout.ms": 6000},
+            ) as stream:
+                read = 0
+                async for _ in stream:
+                    read += 1
+                    if read == 10:
+                        break
+                print("ready", flush=True)
+                await loop.run_in_executor(None, sys.stdin.readline)
+                ticker = asyncio.create_task(count())
+                await asyncio.sleep(0.2)
+                started, before = time.monotonic(), ticks
+        except changestream.KafkaError as error:
+            outcome = type(error).__name__
+        lasted = time.monotonic() - started
+        ticker.cancel()
+        print(outcome, round(lasted, 3), ticks - before, flush=True)
+    asyncio.run(main())
+    """
+)
+
+
+def test_async_with_closes_without_standing_the_event_loop_still(
+    running: StackInstance,
+    new_topic: Callable[[int], str],
+    cdc: CdcProducer,
+    stack: dict[str, str],
+) -> None:
+    topic = new_topic(1)
+    produce_events(running, cdc, topic, 10)
+    args = [topic, running.bootstrap_servers, stack["SCHEMA_REGISTRY_URL"]]
+    out, _ = run_while_the_broker_is_down(running, ASYNC_EXIT_CHILD, args, timeout=60)
+    words = out.split()
+    lasted, ticks = float(words[1]), int(words[2])
+    print(f"\nasync with exit ({words[0]}) took {lasted:.1f}s; the loop ticked {ticks} times")
+    assert words[0] in ("closed", "KafkaError"), out
+    assert lasted >= 1.0, f"the close did not wait for the commit ({lasted:.2f}s): {out}"
+    # One tick per 10 ms sleep; a close on the loop's thread would leave it near 0.
+    assert ticks >= lasted * 20, f"{ticks} ticks in {lasted:.1f}s: the close stood the loop still"
+
+
 def test_the_instance_is_not_the_shared_stack(broker: StackInstance, stack: dict[str, str]) -> None:
     assert broker.bootstrap_servers != stack["KAFKA_BOOTSTRAP_SERVERS"]
     assert broker.env["STACK_DIR"] != stack["STACK_DIR"]

@@ -352,7 +352,8 @@ class ChangeStream:
         loses nothing."""
     def __aenter__(self) -> Awaitable[ChangeStream]: ...
     def __aexit__(self, *exc_info: object) -> Awaitable[None]:
-        """Close; when an exception leaves the block, commit nothing more."""
+        """Close; when an exception leaves the block, commit nothing more. The close runs
+        off the event loop's thread, so other tasks run while it commits."""
 
 def group_lag(
     topics: str | Sequence[str],

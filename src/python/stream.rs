@@ -369,16 +369,21 @@ impl PyChangeStream {
         Ready::value(slf.py(), slf.clone().into_any())
     }
 
-    /// Closes as `__exit__` does. Closing takes at most a poll slice and a commit, so it runs
-    /// on the loop's thread, with the GIL released.
+    /// Closes as `__exit__` does, on a blocking thread of the runtime while the event loop
+    /// runs its other tasks: with the broker away, the closing commit waits up to the
+    /// session timeout.
     #[pyo3(signature = (*exc_info))]
     fn __aexit__<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         exc_info: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.__exit__(py, exc_info)?;
-        Ready::value(py, py.None().into_bound(py))
+        let closing = PyClosing {
+            stream: slf.clone().unbind(),
+            propagating: propagating(exc_info),
+            closed: Arc::default(),
+            started: Arc::default(),
+        };
+        Ok(Bound::new(slf.py(), closing)?.into_any())
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -390,16 +395,80 @@ impl PyChangeStream {
     /// delivered again by the next run.
     #[pyo3(signature = (*exc_info))]
     fn __exit__(&self, py: Python<'_>, exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
-        let propagating = exc_info.get_item(0).is_ok_and(|kind| !kind.is_none());
-        let closed = self.close_committing(py, !propagating);
-        // An exception already on its way out matters more than a failure to close.
-        match closed {
-            Err(error) if propagating => {
-                log::warn!("closing the stream after an error: {error}");
-                Ok(())
-            }
-            other => other,
+        let propagating = propagating(exc_info);
+        exited(self.close_committing(py, !propagating), propagating)
+    }
+}
+
+/// Whether the `exc_info` of `__exit__` holds an exception on its way out.
+fn propagating(exc_info: &Bound<'_, PyTuple>) -> bool {
+    exc_info.get_item(0).is_ok_and(|kind| !kind.is_none())
+}
+
+/// What leaving a `with` block that closed the stream gives: an exception already on its way
+/// out matters more than a failure to close.
+fn exited(closed: PyResult<()>, propagating: bool) -> PyResult<()> {
+    match closed {
+        Err(error) if propagating => {
+            log::warn!("closing the stream after an error: {error}");
+            Ok(())
         }
+        other => other,
+    }
+}
+
+/// A stream's close and the lag it left, once a background thread has them.
+type Closed = Option<(
+    crate::Result<()>,
+    crate::Result<HashMap<(String, i32), i64>>,
+)>;
+
+/// The awaitable `__aexit__` returns. Its first step starts the close on a blocking thread of
+/// the runtime and yields an asyncio future completed when the close is done; the step after
+/// that finishes closing on the loop's thread. Cancelled, the close goes on in the background
+/// (and stands or fails there), as a `close()` interrupted by Ctrl-C does.
+#[pyclass(frozen)]
+struct PyClosing {
+    stream: Py<PyChangeStream>,
+    propagating: bool,
+    closed: Arc<Mutex<Closed>>,
+    started: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[pymethods]
+impl PyClosing {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// One step of the awaiting task: `StopIteration(None)` when the stream is closed,
+    /// otherwise the future to wait on.
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stream = self.stream.get();
+        let Some(consumer) = stream.lock().clone() else {
+            return Err(PyStopIteration::new_err((py.None(),)));
+        };
+        let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((closed, lag)) = closed {
+            exited(stream.closed(py, &consumer, closed, lag), self.propagating)?;
+            return Err(PyStopIteration::new_err((py.None(),)));
+        }
+        let (closed, started) = (self.closed.clone(), self.started.clone());
+        let commit = !self.propagating;
+        // Started at most once: a wait of the stream's already running (another task's
+        // `async for`) runs instead, and the next step starts the close.
+        let close = move || {
+            if !started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let outcome = consumer.close(commit);
+                let lag = consumer.lag();
+                *closed.lock().unwrap_or_else(|e| e.into_inner()) = Some((outcome, lag));
+            }
+        };
+        yielded(stream.waiters.future(py, close)?)
     }
 }
 
@@ -437,13 +506,27 @@ impl PyChangeStream {
             return Ok(());
         };
         let closing = consumer.clone();
-        let closed = self.in_background(py, move || closing.close(commit))?;
+        let (closed, lag) = self.in_background(py, move || {
+            let closed = closing.close(commit);
+            (closed, closing.lag())
+        })?;
+        self.closed(py, &consumer, closed, lag)
+    }
+
+    /// Finish closing on the application's side once `consumer` closed (or failed to): keep
+    /// what the stream reports after it, and let go of the consumer.
+    fn closed(
+        &self,
+        py: Python<'_>,
+        consumer: &Arc<ChangeConsumer>,
+        closed: crate::Result<()>,
+        lag: crate::Result<HashMap<(String, i32), i64>>,
+    ) -> PyResult<()> {
         if closed.is_ok() {
-            self.progress.show(py, &consumer, true)?;
-            let measuring = consumer.clone();
+            self.progress.show(py, consumer, true)?;
             *self.closed_view() = Some(ClosedView {
                 positions: consumer.positions(),
-                lag: self.in_background(py, move || measuring.lag())?,
+                lag,
                 stats: consumer.stats(),
             });
         }
