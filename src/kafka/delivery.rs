@@ -941,6 +941,38 @@ mod tests {
     }
 
     #[test]
+    fn finishing_after_a_rebalance_reaches_only_the_new_assignment() {
+        let positions = owning(&[0], 0);
+        let mut delivery = delivery(&positions, CommitPolicy::Auto);
+        let generation = positions.generation();
+        send(
+            &mut delivery,
+            generation,
+            vec![change(0, 5), change(0, 6), change(0, 7)],
+        );
+        assert_eq!(next(&mut delivery), Some((0, 5)));
+        // Finishes 5 (the partition is now known to the delivery), hands out 6.
+        assert_eq!(next(&mut delivery), Some((0, 6)));
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 6)]));
+        positions.revoke([(TOPIC, 0)]);
+        assign(&positions, &[0], 3);
+        // Finishing 6, fetched before the rebalance, moves nothing; 7 is dropped.
+        assert_eq!(next(&mut delivery), None);
+        assert_eq!(
+            positions.finished(),
+            HashMap::from([((TOPIC.into(), 0), 3)])
+        );
+        send(
+            &mut delivery,
+            positions.generation(),
+            vec![change(0, 3), change(0, 4)],
+        );
+        assert_eq!(next(&mut delivery), Some((0, 3)));
+        assert_eq!(next(&mut delivery), Some((0, 4)));
+        assert_eq!(to_commit(&positions), HashMap::from([(0, 4)]));
+    }
+
+    #[test]
     fn an_end_reached_before_a_rebalance_is_not_the_end() {
         let positions = owning(&[0], 0);
         let mut delivery = delivery(&positions, CommitPolicy::Auto);
