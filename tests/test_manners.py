@@ -1,6 +1,6 @@
 """How changestream's objects behave in Python's everyday tools: repr, pickle, ``to_dict()``,
-notebook HTML, ``help()``, an ImportError that names the extra to install, and a refused broker
-connection logged once, at WARNING."""
+notebook HTML, ``help()``, an ImportError that names the extra to install, a refused broker
+connection logged once, at WARNING, and nothing logged by closing a stream."""
 
 from __future__ import annotations
 
@@ -151,6 +151,25 @@ def test_a_refused_broker_connection_is_logged_once_at_warning(
     assert len(refused) == 1, [r.getMessage() for r in loud]
     assert refused[0].levelno == logging.WARNING
     assert "Connection refused" in refused[0].getMessage()
+
+
+@pytest.mark.parametrize("group_id", [None, "quiet-close"])
+def test_closing_or_dropping_a_stream_logs_nothing(
+    cdc: CdcProducer,
+    topic: str,
+    open_stream: OpenStream,
+    caplog: pytest.LogCaptureFixture,
+    group_id: str | None,
+) -> None:
+    produce(cdc, topic, [("c", None, item(i)) for i in range(3)])
+    caplog.set_level(logging.DEBUG)
+    with open_stream(topic, group_id=group_id) as stream:
+        assert next(stream).offset == 0
+    dropped = open_stream(topic, group_id=group_id)
+    next(dropped)
+    del dropped
+    loud = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == []
 
 
 def test_decimal_values_survive_pickle_exactly(update: Change) -> None:

@@ -18,8 +18,9 @@ pub(super) struct ReadAhead {
     pub(super) room: usize,
     /// Times fetching paused.
     pub(super) pauses: AtomicU64,
-    /// Signalled when `waiting` falls to half of `room`, for a paused fetch thread.
-    drained: (Mutex<()>, Condvar),
+    /// Signalled when `waiting` falls to half of `room`, or the stream closes, for a paused
+    /// fetch thread; holds whether the stream closed.
+    drained: (Mutex<bool>, Condvar),
 }
 
 /// The waiting bytes, on cache lines of their own: the application side writes them for every
@@ -33,7 +34,7 @@ impl ReadAhead {
             waiting: Waiting(AtomicUsize::new(0)),
             room: (max_buffer_bytes / 2).max(1),
             pauses: AtomicU64::new(0),
-            drained: (Mutex::new(()), Condvar::new()),
+            drained: (Mutex::new(false), Condvar::new()),
         }
     }
 
@@ -63,12 +64,20 @@ impl ReadAhead {
         }
     }
 
-    /// Wait at most `timeout` for the application to take half of what is waiting.
+    /// Wait at most `timeout` for the application to take half of what is waiting, or to
+    /// close the stream.
     pub(super) fn wait_drained(&self, timeout: Duration) {
-        let guard = self.drained.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.is_drained() {
-            let _ = self.drained.1.wait_timeout(guard, timeout);
+        let closed = self.drained.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !*closed && !self.is_drained() {
+            let _ = self.drained.1.wait_timeout(closed, timeout);
         }
+    }
+
+    /// The stream is closing: a paused fetch thread stops waiting (it would wait out its
+    /// slice, up to 100 ms of every `close()` of a stream whose read-ahead is full).
+    pub(super) fn close(&self) {
+        *self.drained.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.drained.1.notify_all();
     }
 }
 
@@ -119,5 +128,28 @@ mod tests {
         assert!(waited >= Duration::from_millis(150), "{waited:?}");
         assert!(waited < Duration::from_secs(10), "{waited:?}");
         assert!(budget.is_drained());
+    }
+
+    #[test]
+    fn closing_the_stream_ends_a_wait_for_room() {
+        let budget = Arc::new(ReadAhead::new(1000));
+        budget.add(500);
+        let closing = {
+            let budget = budget.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                budget.close();
+            })
+        };
+        let started = Instant::now();
+        budget.wait_drained(Duration::from_secs(20));
+        let waited = started.elapsed();
+        closing.join().unwrap();
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        // Closed before a wait begins: the wait does not begin.
+        let started = Instant::now();
+        budget.wait_drained(Duration::from_secs(20));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(!budget.is_drained());
     }
 }

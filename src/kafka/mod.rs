@@ -71,6 +71,8 @@ const MAX_ROWS_PER_RUN: usize = 8192;
 
 /// How long closing waits for the watermarks that `lag()` after `close()` reports.
 const CLOSE_LAG_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long each poll waits while the client closes.
+const CLOSING_POLL: Duration = Duration::from_millis(5);
 
 /// The outcome of waiting for the next batch.
 #[derive(Debug)]
@@ -542,6 +544,7 @@ impl ChangeConsumer {
             return Ok(());
         };
         self.stop.store(true, Ordering::Relaxed);
+        self.read_ahead.close();
         // A token request waiting for the application would hold the fetch thread.
         if let Some(tokens) = &self.config.oauth {
             tokens.close();
@@ -578,6 +581,13 @@ impl ChangeConsumer {
             // (or, without the commit, nothing at all).
             self.positions.forget_finished();
             self.consumer.unsubscribe();
+        }
+        // Close the client now, serving its last events in short polls. Left to the drop,
+        // rust-rdkafka closes it in polls of 100 ms each, which every close waited out.
+        if self.consumer.close_queue().is_ok() {
+            while !self.consumer.closed() {
+                let _ = self.consumer.poll(CLOSING_POLL);
+            }
         }
         outcome
     }

@@ -40,6 +40,32 @@ fn commit_allocator_memory_on_demand() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) }
 }
 
+/// Python's `logging`, through pyo3-log, less one record rust-rdkafka makes at every close:
+/// dropping a consumer, it closes the consumer's queue again after `ChangeConsumer::close`
+/// closed it (in short polls; the drop's take 100 ms each), and logs the refusal as an error.
+struct PythonLogging(pyo3_log::Logger);
+
+impl log::Log for PythonLogging {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let closed_again = record.target() == "rdkafka::consumer::base_consumer"
+            && record
+                .args()
+                .to_string()
+                .starts_with("Failed to close consumer queue on drop");
+        if !closed_again {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
 /// Run by `atexit`, before the interpreter finalizes. A Rust thread (a fetch thread,
 /// librdkafka's) that enters Python while it finalizes is ended mid-call by Python 3.11 and
 /// takes the process down with it; logging is the one way such threads reach Python (asyncio
@@ -62,7 +88,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Rust and librdkafka log records go to Python's `logging` (loggers `changestream.*` and
     // `librdkafka`), filtered by the levels set there.
-    let _ = pyo3_log::try_init();
+    if let Ok(logger) = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::LoggersAndLevels) {
+        if log::set_boxed_logger(Box::new(PythonLogging(logger))).is_ok() {
+            log::set_max_level(log::LevelFilter::Debug);
+        }
+    }
     m.py()
         .import("atexit")?
         .call_method1("register", (wrap_pyfunction!(_before_exit, m)?,))?;

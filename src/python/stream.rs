@@ -400,6 +400,12 @@ impl PyChangeStream {
     }
 }
 
+/// Drop what may be the last reference to a consumer without the GIL: destroying the Kafka
+/// client joins its threads.
+fn let_go(py: Python<'_>, consumer: Arc<ChangeConsumer>) {
+    py.detach(move || drop(consumer));
+}
+
 /// Whether the `exc_info` of `__exit__` holds an exception on its way out.
 fn propagating(exc_info: &Bound<'_, PyTuple>) -> bool {
     exc_info.get_item(0).is_ok_and(|kind| !kind.is_none())
@@ -454,7 +460,9 @@ impl PyClosing {
         };
         let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((closed, lag)) = closed {
-            exited(stream.closed(py, &consumer, closed, lag), self.propagating)?;
+            let closed = stream.closed(py, &consumer, closed, lag);
+            let_go(py, consumer);
+            exited(closed, self.propagating)?;
             return Err(PyStopIteration::new_err((py.None(),)));
         }
         let (closed, started) = (self.closed.clone(), self.started.clone());
@@ -510,7 +518,9 @@ impl PyChangeStream {
             let closed = closing.close(commit);
             (closed, closing.lag())
         })?;
-        self.closed(py, &consumer, closed, lag)
+        let closed = self.closed(py, &consumer, closed, lag);
+        let_go(py, consumer);
+        closed
     }
 
     /// Finish closing on the application's side once `consumer` closed (or failed to): keep
