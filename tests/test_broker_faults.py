@@ -714,33 +714,14 @@ DROPPED_OPEN_CHILD = textwrap.dedent(
     time.sleep(0.2)
     started, before = time.monotonic(), ticks
     del stream
-    print("dropped", round(time.monotonic() - started, 3), ticks - before, flush=True)
+    print("closed", round(time.monotonic() - started, 3), ticks - before, flush=True)
     """
 )
 
 
-def test_a_stream_dropped_open_waits_for_its_commit_without_the_gil(
-    running: StackInstance,
-    new_topic: Callable[[int], str],
-    cdc: CdcProducer,
-    stack: dict[str, str],
-) -> None:
-    topic = new_topic(1)
-    produce_events(running, cdc, topic, 10)
-    args = [topic, running.bootstrap_servers, stack["SCHEMA_REGISTRY_URL"]]
-    out, _ = run_while_the_broker_is_down(running, DROPPED_OPEN_CHILD, args, timeout=60)
-    words = out.split()
-    assert words[0] == "dropped", out
-    lasted, ticks = float(words[1]), int(words[2])
-    print(f"\ndropping the open stream took {lasted:.1f}s; the other thread ticked {ticks} times")
-    assert lasted >= 1.0, f"the drop did not wait for the commit ({lasted:.2f}s): {out}"
-    # One tick per 10 ms sleep; the GIL held throughout would leave it at 0.
-    assert ticks >= lasted * 20, f"{ticks} ticks in {lasted:.1f}s: the drop held the GIL"
-
-
-# The same with `async with`: leaving the block closes the stream, which commits and waits for
-# the coordinator (up to the 6 s session timeout here). A task ticks on the event loop
-# meanwhile: the close must not stand the loop still.
+# The same member leaving `async with`: the block's exit closes the stream, which commits and
+# waits for the coordinator (up to the 6 s session timeout here). A task ticks on the event
+# loop meanwhile: the close must not stand the loop still.
 ASYNC_EXIT_CHILD = textwrap.dedent(
     """
     import asyncio, sys, time, changestream
@@ -780,23 +761,30 @@ ASYNC_EXIT_CHILD = textwrap.dedent(
 )
 
 
-def test_async_with_closes_without_standing_the_event_loop_still(
+# How each child closes, and what counts meanwhile.
+CLOSING_CHILDREN = {"dropped_open": DROPPED_OPEN_CHILD, "async_with": ASYNC_EXIT_CHILD}
+
+
+@pytest.mark.parametrize("closing", sorted(CLOSING_CHILDREN))
+def test_a_closing_commit_waiting_for_the_broker_stands_nothing_else_still(
     running: StackInstance,
     new_topic: Callable[[int], str],
     cdc: CdcProducer,
     stack: dict[str, str],
+    closing: str,
 ) -> None:
     topic = new_topic(1)
     produce_events(running, cdc, topic, 10)
     args = [topic, running.bootstrap_servers, stack["SCHEMA_REGISTRY_URL"]]
-    out, _ = run_while_the_broker_is_down(running, ASYNC_EXIT_CHILD, args, timeout=60)
+    out, _ = run_while_the_broker_is_down(running, CLOSING_CHILDREN[closing], args, timeout=60)
     words = out.split()
-    lasted, ticks = float(words[1]), int(words[2])
-    print(f"\nasync with exit ({words[0]}) took {lasted:.1f}s; the loop ticked {ticks} times")
     assert words[0] in ("closed", "KafkaError"), out
-    assert lasted >= 1.0, f"the close did not wait for the commit ({lasted:.2f}s): {out}"
-    # One tick per 10 ms sleep; a close on the loop's thread would leave it near 0.
-    assert ticks >= lasted * 20, f"{ticks} ticks in {lasted:.1f}s: the close stood the loop still"
+    lasted, ticks = float(words[1]), int(words[2])
+    print(f"\n{closing}: closing ({words[0]}) took {lasted:.1f}s, {ticks} ticks meanwhile")
+    assert lasted >= 1.0, f"closing did not wait for the commit ({lasted:.2f}s): {out}"
+    # One tick per 10 ms sleep; the GIL held, or the event loop's thread blocked, throughout
+    # would leave it near 0.
+    assert ticks >= lasted * 20, f"{ticks} ticks in {lasted:.1f}s: closing stood them still"
 
 
 def test_the_instance_is_not_the_shared_stack(broker: StackInstance, stack: dict[str, str]) -> None:
