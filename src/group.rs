@@ -12,7 +12,7 @@ use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
-use crate::kafka::retrying;
+use crate::kafka::{close_promptly, retrying};
 
 /// One partition of a group's topics: what the group committed and what is in Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,23 @@ impl ClientContext for LagContext {
 
 impl ConsumerContext for LagContext {}
 
+/// The consumer `group_lag` asks with, closed promptly however it returns.
+struct LagConsumer(BaseConsumer<LagContext>);
+
+impl std::ops::Deref for LagConsumer {
+    type Target = BaseConsumer<LagContext>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for LagConsumer {
+    fn drop(&mut self) {
+        close_promptly(&self.0);
+    }
+}
+
 /// The committed position, watermarks and lag of `group_id` on every partition of `topics`,
 /// sorted by topic and partition. `kafka` settings (librdkafka's names) are applied last;
 /// every request gives up after `timeout`.
@@ -76,7 +93,7 @@ pub fn group_lag(
     for (key, value) in kafka {
         config.set(key, value);
     }
-    let consumer: BaseConsumer<LagContext> = config.create_with_context(LagContext)?;
+    let consumer = LagConsumer(config.create_with_context(LagContext)?);
     let deadline = Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
 

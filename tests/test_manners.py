@@ -1,6 +1,6 @@
 """How changestream's objects behave in Python's everyday tools: repr, pickle, ``to_dict()``,
 notebook HTML, ``help()``, an ImportError that names the extra to install, a refused broker
-connection logged once, at WARNING, and nothing logged by closing a stream."""
+connection logged once, at WARNING, and nothing logged by closing a stream or `group_lag`."""
 
 from __future__ import annotations
 
@@ -155,6 +155,7 @@ def test_a_refused_broker_connection_is_logged_once_at_warning(
 
 @pytest.mark.parametrize("group_id", [None, "quiet-close"])
 def test_closing_or_dropping_a_stream_logs_nothing(
+    stack: dict[str, str],
     cdc: CdcProducer,
     topic: str,
     open_stream: OpenStream,
@@ -168,6 +169,11 @@ def test_closing_or_dropping_a_stream_logs_nothing(
     dropped = open_stream(topic, group_id=group_id)
     next(dropped)
     del dropped
+    # group_lag's own consumer closes the same way.
+    (lag,) = changestream.group_lag(
+        topic, group_id="quiet-lag", bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"]
+    )
+    assert lag["lag"] == 3
     loud = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
     assert loud == []
 

@@ -401,6 +401,20 @@ fn is_transient(error: &RdKafkaError) -> bool {
     )
 }
 
+/// How long each poll waits while a client closes.
+const CLOSING_POLL: Duration = Duration::from_millis(5);
+
+/// Close `consumer`'s queue and serve its last events in short polls until it is closed.
+/// Left to the drop, rust-rdkafka does it (for a consumer with a `group.id`, which ours all
+/// have) in polls of 100 ms each, which every close waited out.
+pub(crate) fn close_promptly<C: ConsumerContext>(consumer: &BaseConsumer<C>) {
+    if consumer.close_queue().is_ok() {
+        while !consumer.closed() {
+            let _ = consumer.poll(CLOSING_POLL);
+        }
+    }
+}
+
 /// Make a request, and make it again after a transient error, pausing a little longer each
 /// time, until `deadline`; each attempt is given the time left. Any other error, or a
 /// transient one at the deadline, is returned.

@@ -60,7 +60,7 @@ pub use self::batch::Batch;
 pub use self::config::{
     CommitPolicy, OnDecodeError, Start, StreamConfig, Until, DEFAULT_MAX_BUFFER_BYTES,
 };
-pub(crate) use self::context::{log_librdkafka, retrying};
+pub(crate) use self::context::{close_promptly, log_librdkafka, retrying};
 pub use self::delivery::DeadLetter;
 pub use self::doorbell::Doorbell;
 pub use self::oauth::{OAuthToken, OAuthTokens};
@@ -71,8 +71,6 @@ const MAX_ROWS_PER_RUN: usize = 8192;
 
 /// How long closing waits for the watermarks that `lag()` after `close()` reports.
 const CLOSE_LAG_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long each poll waits while the client closes.
-const CLOSING_POLL: Duration = Duration::from_millis(5);
 
 /// The outcome of waiting for the next batch.
 #[derive(Debug)]
@@ -582,13 +580,7 @@ impl ChangeConsumer {
             self.positions.forget_finished();
             self.consumer.unsubscribe();
         }
-        // Close the client now, serving its last events in short polls. Left to the drop,
-        // rust-rdkafka closes it in polls of 100 ms each, which every close waited out.
-        if self.consumer.close_queue().is_ok() {
-            while !self.consumer.closed() {
-                let _ = self.consumer.poll(CLOSING_POLL);
-            }
-        }
+        close_promptly(&self.consumer);
         outcome
     }
 

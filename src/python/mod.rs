@@ -41,8 +41,8 @@ fn commit_allocator_memory_on_demand() {
 }
 
 /// Python's `logging`, through pyo3-log, less one record rust-rdkafka makes at every close:
-/// dropping a consumer, it closes the consumer's queue again after `ChangeConsumer::close`
-/// closed it (in short polls; the drop's take 100 ms each), and logs the refusal as an error.
+/// dropping a consumer, it closes the consumer's queue again after `close_promptly` closed it
+/// (in short polls; the drop's take 100 ms each), and logs the refusal as an error.
 struct PythonLogging(pyo3_log::Logger);
 
 impl log::Log for PythonLogging {
