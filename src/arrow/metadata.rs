@@ -16,6 +16,7 @@ use arrow_schema::{DataType, Field};
 use crate::avro::{LazyValue, RecordDef, Value};
 use crate::change::{Change, Op, Position};
 use crate::error::Result;
+use crate::name::Name;
 
 use super::column::offsets_with_capacity;
 use super::{arrow_error, OPS, UTC};
@@ -89,7 +90,7 @@ impl SourceLongs {
 /// The metadata columns: where each change was read, and its source position.
 pub(super) struct Metadata {
     ops: Vec<i8>,
-    topics: Vec<Arc<str>>,
+    topics: Vec<Name>,
     topic_keys: Vec<i32>,
     partitions: Vec<i32>,
     offsets: Vec<i64>,
@@ -136,14 +137,10 @@ impl Metadata {
         self.ops.push(op as i8);
         let topic = &position.topic;
         // One topic per batch is the rule, so look at the last one first.
-        let key = match self
-            .topics
-            .iter()
-            .rposition(|t| Arc::ptr_eq(t, topic) || t == topic)
-        {
+        let key = match self.topics.iter().rposition(|t| t == topic) {
             Some(key) => key,
             None => {
-                self.topics.push(topic.clone());
+                self.topics.push(*topic);
                 self.topics.len() - 1
             }
         };

@@ -155,11 +155,11 @@ fn body_batches(
     halves: bool,
     mut then: impl FnMut(RecordBatch),
 ) {
-    let topic: Arc<str> = "bench.orders".into();
+    let topic = crate::name::Name::new("bench.orders");
     for (n, chunk) in dataset.messages.chunks(BATCH_ROWS).enumerate() {
         let positions: Vec<Position> = (0..chunk.len())
             .map(|i| Position {
-                topic: topic.clone(),
+                topic,
                 partition: 0,
                 offset: (n * BATCH_ROWS + i) as i64,
                 timestamp_ms: Some(0),

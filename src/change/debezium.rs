@@ -4,11 +4,10 @@
 //! message carries its prefix and content in `message`, delivered as the change's `after`.
 //! Tombstones are not envelopes: the decoder handles them from what it knows of the topic.
 
-use std::sync::Arc;
-
 use super::{Change, Op, Position, SourceBlock};
 use crate::avro::{LazyValue, Value};
 use crate::error::{Error, Result};
+use crate::name::Name;
 
 impl Op {
     /// The operation of a Debezium `op` code (also the unwrap SMT's `__op` field).
@@ -34,7 +33,7 @@ pub(super) fn change(
     source: Option<SourceBlock>,
     key: Option<Value>,
     position: Position,
-    known_table: &Arc<str>,
+    known_table: &Name,
 ) -> Result<Change> {
     let Value::Record(mut envelope) = value else {
         return Err(Error::decode(
@@ -56,8 +55,8 @@ pub(super) fn change(
     let table_named = |table: Option<&Value>| {
         let name = table.and_then(Value::as_str).filter(|t| !t.is_empty())?;
         Some(match name == &**known_table {
-            true => known_table.clone(),
-            false => Arc::from(name),
+            true => *known_table,
+            false => Name::new(name),
         })
     };
     let (source, table) = match source {
@@ -97,7 +96,7 @@ mod tests {
     fn record(name: &str, fields: Vec<(&str, Value)>) -> Value {
         let (names, values): (Vec<_>, Vec<_>) = fields
             .into_iter()
-            .map(|(n, v)| (Arc::<str>::from(n), v))
+            .map(|(n, v)| (std::sync::Arc::<str>::from(n), v))
             .unzip();
         Value::Record(Record::new(name, names, values))
     }
@@ -108,7 +107,7 @@ mod tests {
         value: Value,
         key: Option<Value>,
         position: Position,
-        known_table: &Arc<str>,
+        known_table: &Name,
     ) -> Result<Change> {
         super::change(value, None, key, position, known_table)
     }
@@ -177,11 +176,11 @@ mod tests {
     }
 
     #[test]
-    fn the_topics_table_is_shared_when_the_envelope_names_it_again() {
-        let known: Arc<str> = "orders".into();
+    fn the_table_is_the_one_the_envelope_names() {
+        let known = Name::new("orders");
         let value = envelope("c", Value::Null, row(1), source("orders"));
         let same = change(value, None, position(), &known).unwrap();
-        assert!(Arc::ptr_eq(same.table.as_ref().unwrap(), &known));
+        assert_eq!(same.table, Some(known));
         let value = envelope("c", Value::Null, row(1), source("items"));
         let other = change(value, None, position(), &known).unwrap();
         assert_eq!(other.table.as_deref(), Some("items"));

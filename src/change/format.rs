@@ -9,6 +9,7 @@ use super::table::table_from_record_name;
 use super::Format;
 use crate::avro::{Deferral, Resolved, Schema};
 use crate::error::{Error, Result};
+use crate::name::Name;
 
 /// How the values of one writer schema are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub(super) struct Writer {
     pub(super) resolved: Option<Resolved>,
     pub(super) envelope: Envelope,
     /// The table of a flat-row schema, from its record name.
-    pub(super) table: Option<Arc<str>>,
+    pub(super) table: Option<Name>,
     /// A flat row carries Debezium's `__deleted` field (the unwrap SMT's rewrite mode).
     pub(super) has_deleted_flag: bool,
     /// A flat row carries Debezium's `__op` field (the unwrap SMT's `add.fields=op`).
@@ -65,7 +66,7 @@ impl Writer {
             }
         };
         let table =
-            root.map(|r| table_from_record_name(r.name(), r.connect_name.as_deref()).into());
+            root.map(|r| Name::new(&table_from_record_name(r.name(), r.connect_name.as_deref())));
         let source = match (envelope, &resolved) {
             (Envelope::Debezium, None) => Deferral::new(&schema, "source", "table"),
             _ => None,

@@ -26,6 +26,7 @@ use self::table::table_from_topic;
 use crate::avro::{Encoded, LazyValue, Schema, Value};
 use crate::error::{Error, Location, Result};
 use crate::frame;
+use crate::name::Name;
 use crate::registry::Registry;
 
 /// Where the decoder gets writer schemas by id.
@@ -78,7 +79,7 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
     /// The topic.
-    pub topic: Arc<str>,
+    pub topic: Name,
     /// The partition.
     pub partition: i32,
     /// The offset within the partition.
@@ -110,7 +111,7 @@ pub struct Change {
     /// The row after the change.
     pub after: Option<Value>,
     /// The table.
-    pub table: Option<Arc<str>>,
+    pub table: Option<Name>,
     /// Source metadata (Debezium's `source` record), when the format carries it; left encoded
     /// until asked for when read from a Debezium envelope.
     pub source: Option<LazyValue>,
@@ -126,6 +127,16 @@ pub struct Change {
 }
 
 impl Change {
+    /// Start loading, into this core's cache, the values of the key and row records, which
+    /// converting the change reads first (see [`crate::prefetch`]).
+    pub fn prefetch_rows(&self) {
+        for value in [&self.key, &self.after].into_iter().flatten() {
+            if let Value::Record(record) = value {
+                crate::prefetch::prefetch(record.values.as_slice());
+            }
+        }
+    }
+
     /// About how many bytes of memory the change holds (see [`Value::heap_bytes`]).
     pub fn heap_bytes(&self) -> usize {
         let values = [&self.key, &self.before, &self.after, &self.transaction];
@@ -232,11 +243,11 @@ type SourceBlock = (Encoded, Option<Value>);
 
 /// What the decoder has learnt about a topic from its earlier messages.
 struct TopicState {
-    name: Arc<str>,
+    name: Name,
     /// The envelope of the latest value, which tells what a following tombstone means.
     envelope: Option<Envelope>,
     /// The table of the latest value.
-    table: Arc<str>,
+    table: Name,
     /// The schema of the latest value.
     value_schema: Option<(u32, Arc<Schema>)>,
 }
@@ -295,7 +306,7 @@ impl ChangeDecoder {
         };
         let topic = topic_state(&mut self.topics, message.topic);
         let position = Position {
-            topic: topic.name.clone(),
+            topic: topic.name,
             partition: message.partition,
             offset: message.offset,
             timestamp_ms: message.timestamp_ms,
@@ -310,7 +321,7 @@ impl ChangeDecoder {
                 key,
                 before: None,
                 after: None,
-                table: Some(topic.table.clone()),
+                table: Some(topic.table),
                 source: None,
                 transaction: None,
                 tombstone: true,
@@ -331,10 +342,10 @@ impl ChangeDecoder {
             Envelope::Debezium => debezium::change(value, source, key, position, &topic.table)?,
         };
         if let Some(table) = &change.table {
-            topic.table = table.clone();
+            topic.table = *table;
         }
         Ok(Some(Change {
-            table: Some(topic.table.clone()),
+            table: Some(topic.table),
             value_schema: topic.value_schema.clone(),
             ..change
         }))
@@ -377,13 +388,13 @@ impl ChangeDecoder {
     }
 
     /// The table of the topic's latest value: the table of a message that names none.
-    pub fn table_of(&mut self, topic: &str) -> Arc<str> {
-        topic_state(&mut self.topics, topic).table.clone()
+    pub fn table_of(&mut self, topic: &str) -> Name {
+        topic_state(&mut self.topics, topic).table
     }
 
     /// Note values read elsewhere (see [`ChangeDecoder::frame_value`]): the topic's latest
     /// value is of `table` under `framing`'s schema, as if `decode` had read it.
-    pub fn note_read(&mut self, topic: &str, framing: &Framing, table: Arc<str>) {
+    pub fn note_read(&mut self, topic: &str, framing: &Framing, table: Name) {
         let state = topic_state(&mut self.topics, topic);
         state.envelope = Some(match framing.debezium {
             true => Envelope::Debezium,
@@ -454,9 +465,9 @@ fn topic_state<'a>(
         topics.insert(
             topic.to_owned(),
             TopicState {
-                name: topic.into(),
+                name: Name::new(topic),
                 envelope: None,
-                table: table_from_topic(topic).into(),
+                table: Name::new(&table_from_topic(topic)),
                 value_schema: None,
             },
         );

@@ -8,6 +8,7 @@ use super::format::Writer;
 use super::{Change, Op, Position};
 use crate::avro::Value;
 use crate::error::{Error, Result};
+use crate::name::Name;
 
 /// The change a flat row describes, with what `writer` found in its schema.
 pub(super) fn change(
@@ -17,7 +18,7 @@ pub(super) fn change(
     position: Position,
 ) -> Result<Change> {
     let mut op = Op::Upsert;
-    let mut table = writer.table.clone();
+    let mut table = writer.table;
     if let Value::Record(record) = &value {
         if writer.has_op_field {
             if let Some(code) = record.get("__op").and_then(Value::as_str) {
@@ -26,7 +27,9 @@ pub(super) fn change(
             }
         }
         if let Some(Value::String(name)) = record.get("__table") {
-            table = Some(name.as_str().into());
+            if table.is_none_or(|known| known != name.as_str()) {
+                table = Some(Name::new(name));
+            }
         }
         if writer.has_deleted_flag {
             let deleted = match record.get("__deleted") {

@@ -7,21 +7,20 @@
 //! a key column the other's messages had no key for, or a `bytes` decimal past 38 digits made
 //! one column wider), the batch is handed over as several record batches, in order.
 
-use std::sync::Arc;
-
 use arrow_array::{Array, RecordBatch};
 use arrow_data::ArrayData;
 use arrow_schema::DataType;
 
 use crate::change::{Change, Position};
 use crate::error::{Error, Result};
+use crate::name::Name;
 
 /// Messages of one partition, one table and one value schema, read straight into a record
 /// batch.
 #[derive(Debug)]
 pub(super) struct Rows {
     pub(super) batch: RecordBatch,
-    pub(super) table: Arc<str>,
+    pub(super) table: Name,
     pub(super) schema_id: u32,
     /// Each row's offset.
     pub(super) offsets: Vec<i64>,
@@ -54,7 +53,7 @@ impl Rows {
         self.batch = self.batch.slice(count, self.batch.num_rows() - count);
         Rows {
             batch,
-            table: self.table.clone(),
+            table: self.table,
             schema_id: self.schema_id,
             offsets,
             last,
@@ -148,10 +147,10 @@ impl Batch {
     }
 
     /// The table of the batch's changes, if they name one.
-    pub fn table(&self) -> Option<Arc<str>> {
+    pub fn table(&self) -> Option<Name> {
         match self.pieces.first()? {
-            Piece::Change(change) => change.table.clone(),
-            Piece::Rows(rows) => Some(rows.table.clone()),
+            Piece::Change(change) => change.table,
+            Piece::Rows(rows) => Some(rows.table),
         }
     }
 

@@ -20,6 +20,7 @@ use super::config::CommitPolicy;
 use super::fetch::Fetched;
 use crate::change::{Change, Position};
 use crate::error::{Error, Result};
+use crate::name::Name;
 use crate::positions::{Finished, Positions};
 
 /// Why a stream read in batches refuses to hand out single changes.
@@ -129,7 +130,7 @@ pub(super) struct Delivery {
     /// The partition finished into last, kept for the changes after it.
     finishing: Option<Finishing>,
     /// For progress: how far the application has been handed each partition (next offset).
-    pub(super) handed_out_to: Option<HashMap<(Arc<str>, i32), i64>>,
+    pub(super) handed_out_to: Option<HashMap<(Name, i32), i64>>,
     /// A batch being filled across calls of `next_batch`, and when its first change came.
     pub(super) filling: Batch,
     pub(super) filling_since: Option<Instant>,
@@ -142,7 +143,7 @@ pub(super) struct Delivery {
 /// up in the positions' generation `looked_up_in` (a rebalance since may have revoked or
 /// assigned the partition again).
 struct Finishing {
-    topic: Arc<str>,
+    topic: Name,
     partition: i32,
     fetched_in: u64,
     looked_up_in: u64,
@@ -201,18 +202,13 @@ impl Delivery {
     /// inside the run finds the run by its partition and offset.
     fn hand_out(&mut self, position: &Position, generation: u64) {
         if let Some(progress) = &mut self.handed_out_to {
-            progress.insert(
-                (position.topic.clone(), position.partition),
-                position.offset + 1,
-            );
+            progress.insert((position.topic, position.partition), position.offset + 1);
         }
         if let Some((last, last_generation)) = self.delivered.last_mut() {
             if last.partition == position.partition
                 && *last_generation == generation
                 && last.topic == position.topic
             {
-                // The same topic: no new reference to its name, whose count the fetch thread
-                // writes for every message.
                 last.offset = position.offset;
                 last.timestamp_ms = position.timestamp_ms;
                 return;
@@ -221,12 +217,25 @@ impl Delivery {
         self.delivered.push((position.clone(), generation));
     }
 
+    /// Start loading the next changes into this core's cache while this one is converted
+    /// (the fetch thread's core wrote them): the one after next itself, and the rows of the
+    /// next one, whose own lines were asked for a change ago.
+    fn prefetch_next(&self) {
+        if let Some(Item::Change(next)) = self.buffered.front().map(|(b, _)| &b.item) {
+            next.prefetch_rows();
+        }
+        if let Some(Item::Change(later)) = self.buffered.get(1).map(|(b, _)| &b.item) {
+            crate::prefetch::prefetch(&**later);
+        }
+    }
+
     /// Take the front item of a current assignment out of the buffer, freeing its bytes of the
     /// read-ahead budget; items of partitions revoked since they were fetched are dropped (and
     /// counted) on the way.
     fn pop_buffered(&mut self) -> Option<(Item, u64)> {
         loop {
             let (buffered, generation) = self.buffered.pop_front()?;
+            self.prefetch_next();
             self.read_ahead.free(buffered.bytes);
             let position = buffered.item.position();
             if self
@@ -311,10 +320,7 @@ impl Delivery {
         let position = item.position();
         if self.delivered.is_empty() {
             if let Some(progress) = &mut self.handed_out_to {
-                progress.insert(
-                    (position.topic.clone(), position.partition),
-                    position.offset + 1,
-                );
+                progress.insert((position.topic, position.partition), position.offset + 1);
             }
             self.finish(position, generation);
         } else {
@@ -368,7 +374,7 @@ impl Delivery {
             Some(known) => known.finished.as_ref(),
             None => {
                 let finishing = self.finishing.insert(Finishing {
-                    topic: position.topic.clone(),
+                    topic: position.topic,
                     partition: position.partition,
                     fetched_in: generation,
                     looked_up_in: now,

@@ -41,6 +41,7 @@ use crate::arrow::{Body, BodyPlan, Read};
 use crate::avro::Schema;
 use crate::change::{ChangeDecoder, Framing, Message, Position};
 use crate::error::{Error, Result};
+use crate::name::Name;
 
 /// Runs shorter than twice this are read on one core: a thread is not worth it.
 const MIN_HALF: usize = 256;
@@ -63,7 +64,7 @@ pub(super) struct Runs {
     reader: Option<RunReader>,
     /// The topic and heap bytes of each run the reader thread holds whose rows are not taken
     /// back yet, oldest first.
-    reading: VecDeque<(Arc<str>, usize)>,
+    reading: VecDeque<(Name, usize)>,
     /// A run read on the fetch thread (when no reader thread could start), not taken back;
     /// only while the reader thread holds none.
     done: Option<ReadRun>,
@@ -82,7 +83,7 @@ struct RunReader {
 /// `continues` the run sent before it (same topic), the table that run ends with instead.
 struct ToRead {
     run: Run,
-    table: Arc<str>,
+    table: Name,
     continues: bool,
 }
 
@@ -91,7 +92,7 @@ impl RunReader {
         let (runs, to_read) = mpsc::sync_channel::<ToRead>(MAX_READING - 1);
         let (done, read) = mpsc::sync_channel(MAX_READING - 1);
         crate::threads::spawn("changestream-rows", move || {
-            let mut ended_with: Option<Arc<str>> = None;
+            let mut ended_with: Option<Name> = None;
             // Ends when the fetch thread drops its end of either channel.
             for to_read in to_read {
                 let table = match ended_with.take() {
@@ -99,7 +100,7 @@ impl RunReader {
                     _ => to_read.table,
                 };
                 let (rows, rest, table) = to_read.run.read(table);
-                ended_with = Some(table.clone());
+                ended_with = Some(table);
                 let read = ReadRun {
                     run: to_read.run,
                     rows,
@@ -124,7 +125,7 @@ pub(super) struct ReadRun {
     pub(super) run: Run,
     pub(super) rows: Vec<Rows>,
     pub(super) rest: Option<usize>,
-    pub(super) table: Arc<str>,
+    pub(super) table: Name,
     continued: bool,
 }
 
@@ -175,8 +176,8 @@ impl Runs {
     /// Start reading the filling run, whose messages that name no table are of `table` (the
     /// decoder's, which is out of date when the last run sent is of the same topic: that
     /// run's end is taken instead). Read on the reader thread, or here if it cannot run.
-    pub(super) fn start_reading(&mut self, table: Arc<str>) {
-        let Some(topic) = self.filling.current.as_ref().map(|run| run.topic.clone()) else {
+    pub(super) fn start_reading(&mut self, table: Name) {
+        let Some(topic) = self.filling.current.as_ref().map(|run| run.topic) else {
             return;
         };
         let spare = self.spare.take().unwrap_or_default();
@@ -221,7 +222,7 @@ impl Runs {
     /// run (a bug): the stream must fail, not skip it.
     pub(super) fn take_read(
         &mut self,
-        table_of: impl FnOnce(&str) -> Arc<str>,
+        table_of: impl FnOnce(&str) -> Name,
     ) -> Result<Option<ReadRun>> {
         let read = if self.reading.pop_front().is_none() {
             self.done.take()
@@ -288,7 +289,7 @@ pub(super) struct Run {
 }
 
 struct Shared {
-    topic: Arc<str>,
+    topic: Name,
     partition: i32,
     value: Framing,
     plan: Arc<BodyPlan>,
@@ -325,9 +326,9 @@ pub(super) enum Planned {
 }
 
 /// Where `message` of the run's topic sits (the topic's name shared, not copied).
-fn position_of(topic: &Arc<str>, message: &BorrowedMessage<'_>) -> Position {
+fn position_of(topic: &Name, message: &BorrowedMessage<'_>) -> Position {
     Position {
-        topic: topic.clone(),
+        topic: *topic,
         partition: message.partition(),
         offset: message.offset(),
         timestamp_ms: message.timestamp().to_millis(),
@@ -506,7 +507,7 @@ impl Run {
     /// Read the run's messages into rows, as far as the plan follows them; messages that name
     /// no table are of `table`. Returns the rows, the index of the first message the decoder
     /// must read (the rest of the run) if any, and the table the rows ended with.
-    pub(super) fn read(&self, table: Arc<str>) -> (Vec<Rows>, Option<usize>, Arc<str>) {
+    pub(super) fn read(&self, table: Name) -> (Vec<Rows>, Option<usize>, Name) {
         let Some(run) = &self.current else {
             return (Vec::new(), None, table);
         };
@@ -530,7 +531,7 @@ impl Run {
                 Some((index, body))
             })
             .unzip();
-        let rows_of = |batch, bodies: Range<usize>, table: &Arc<str>| {
+        let rows_of = |batch, bodies: Range<usize>, table: &Name| {
             // The rows' last message: up to the next row's, tombstones after them included.
             let last = at.get(bodies.end).map_or(self.messages.len(), |&next| next) - 1;
             self.rows(batch, &at[bodies], last, table, run.value.id)
@@ -603,12 +604,12 @@ impl Run {
         batch: arrow_array::RecordBatch,
         indexes: &[usize],
         last: usize,
-        table: &Arc<str>,
+        table: &Name,
         schema_id: u32,
     ) -> Rows {
         Rows {
             batch,
-            table: table.clone(),
+            table: *table,
             schema_id,
             offsets: indexes
                 .iter()
@@ -717,10 +718,10 @@ mod tests {
     fn run_of(schema: &str, id: u32, debezium: bool, messages: &[Msg]) -> Run {
         let schema = Arc::new(Schema::parse(schema).unwrap());
         let plan = Arc::new(BodyPlan::new(id, schema.clone(), debezium).unwrap());
-        let topic: Arc<str> = TOPIC.into();
+        let topic: Name = TOPIC.into();
         let mut run = Run {
             current: Some(Shared {
-                topic: topic.clone(),
+                topic,
                 partition: 0,
                 value: Framing {
                     id,
@@ -764,7 +765,7 @@ mod tests {
             };
             run.messages.push(Copied {
                 position: Position {
-                    topic: topic.clone(),
+                    topic,
                     partition: 0,
                     offset: offset as i64,
                     timestamp_ms: None,
@@ -843,7 +844,7 @@ mod tests {
     }
 
     /// The decoder's table for the test topic, which a test expects not to be asked for.
-    fn not_asked(_: &str) -> Arc<str> {
+    fn not_asked(_: &str) -> Name {
         panic!("a run read again")
     }
 

@@ -31,11 +31,12 @@ use super::oauth::{self, TokenCallback};
 use super::progress::Progress;
 use super::wait;
 use crate::kafka::{ChangeConsumer, NextBatch};
+use crate::name::Name;
 
 /// A batch built without the GIL, on its way to Python.
 struct Built {
     batch: RecordBatch,
-    table: Option<Arc<str>>,
+    table: Option<Name>,
     schema_id: Option<u32>,
 }
 
@@ -103,7 +104,7 @@ impl Batches {
                     let (table, schema_id) = (batch.table(), batch.schema_id());
                     let built = batch.record_batches()?.into_iter().map(|batch| Built {
                         batch,
-                        table: table.clone(),
+                        table,
                         schema_id,
                     });
                     Ok(Some(built.collect::<Vec<_>>()))
@@ -234,7 +235,7 @@ impl PyNextBatch {
 #[pyclass(name = "ChangeBatch", module = "changestream", frozen)]
 pub(crate) struct PyChangeBatch {
     batch: RecordBatch,
-    table: Option<Arc<str>>,
+    table: Option<Name>,
     schema_id: Option<u32>,
 }
 
@@ -345,7 +346,7 @@ impl PyChangeBatch {
         }
         let compatible = PyChangeBatch {
             batch,
-            table: this.table.clone(),
+            table: this.table,
             schema_id: this.schema_id,
         };
         polars.call_method1("DataFrame", (compatible,))

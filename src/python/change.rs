@@ -1,7 +1,5 @@
 //! `changestream.Change`: one change, converted to Python objects once.
 
-use std::sync::Arc;
-
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
@@ -11,6 +9,7 @@ use super::errors::DecodeError;
 use crate::avro::{LazyValue, Value};
 use crate::change::{Change, Op, Position};
 use crate::error::Error;
+use crate::name::Name;
 
 /// One change event: what happened to one row, and where it sits in Kafka.
 #[pyclass(name = "Change", module = "changestream", frozen)]
@@ -31,8 +30,8 @@ pub(crate) struct PyChange {
     transaction: Option<Value>,
     transaction_py: PyOnceLock<Py<PyAny>>,
     tombstone: bool,
-    table: Option<Arc<str>>,
-    topic: Arc<str>,
+    table: Option<Name>,
+    topic: Name,
     partition: i32,
     offset: i64,
     timestamp_ms: Option<i64>,
@@ -121,7 +120,7 @@ impl PyChange {
     /// Where the change was read.
     pub(crate) fn position(&self) -> Position {
         Position {
-            topic: self.topic.clone(),
+            topic: self.topic,
             partition: self.partition,
             offset: self.offset,
             timestamp_ms: self.timestamp_ms,
@@ -300,8 +299,8 @@ impl PyChange {
             transaction: None,
             transaction_py: known(transaction),
             tombstone,
-            table: table.map(Arc::from),
-            topic: Arc::from(topic),
+            table: table.map(Name::from),
+            topic: Name::from(topic),
             partition,
             offset,
             timestamp_ms,
