@@ -9,6 +9,7 @@ use arrow_array::types::{Decimal128Type, Decimal256Type, DecimalType};
 use arrow_array::{ArrayRef, Decimal128Array, Decimal256Array};
 use arrow_buffer::{i256, NullBufferBuilder, ScalarBuffer};
 use arrow_schema::DataType;
+use smallvec::SmallVec;
 
 use crate::avro::Decimal;
 
@@ -91,7 +92,7 @@ impl DecimalColumn {
         }
         if let DecimalValues::Text(text) = &mut self.values {
             let decimal = Decimal {
-                unscaled: unscaled.to_vec(),
+                unscaled: unscaled.into(),
                 scale,
             };
             // Writing to a string builder cannot fail.
@@ -113,16 +114,16 @@ impl DecimalColumn {
     pub(super) fn widen_to_text(&mut self) {
         let nulls = self.nulls.finish_cloned();
         let is_null = |i: usize| nulls.as_ref().is_some_and(|n| n.is_null(i));
-        let bytes: Vec<Option<Vec<u8>>> = match &self.values {
+        let bytes: Vec<Option<SmallVec<[u8; 16]>>> = match &self.values {
             DecimalValues::Narrow(values) => values
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (!is_null(i)).then(|| v.to_be_bytes().to_vec()))
+                .map(|(i, v)| (!is_null(i)).then(|| v.to_be_bytes().as_slice().into()))
                 .collect(),
             DecimalValues::Wide(values) => values
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (!is_null(i)).then(|| v.to_be_bytes().to_vec()))
+                .map(|(i, v)| (!is_null(i)).then(|| v.to_be_bytes().as_slice().into()))
                 .collect(),
             DecimalValues::Text(_) => return,
         };

@@ -238,7 +238,7 @@ fn logical_types() {
     let row = |time_nanos: i64, offset: Option<i32>| {
         vec![
             Value::Decimal(Decimal {
-                unscaled: vec![0xfb, 0x2e], // -1234
+                unscaled: vec![0xfb, 0x2e].into(), // -1234
                 scale: 2,
             }),
             Value::Uuid([7; 16]),
@@ -261,7 +261,7 @@ fn logical_types() {
                 offset,
             }),
             Value::Decimal(Decimal {
-                unscaled: vec![0x05],
+                unscaled: vec![0x05].into(),
                 scale: 6,
             }),
         ]
@@ -385,7 +385,8 @@ fn decimals_widen_past_38_and_76_digits() {
             {"name":"d","type":["null",{"type":"bytes","logicalType":"decimal","precision":100,"scale":1}]},
             {"name":"wide","type":{"type":"fixed","name":"W","size":20,"logicalType":"decimal","precision":40,"scale":3}}]}"#,
     );
-    let decimal = |unscaled: Vec<u8>, scale| Value::Decimal(Decimal { unscaled, scale });
+    let decimal =
+        |unscaled: Vec<u8>, scale| Value::Decimal(Decimal::new(&unscaled, scale).unwrap());
     let ten_to_40 = vec![
         0x1d, 0x63, 0x29, 0xf1, 0xc3, 0x5c, 0xa4, 0xbf, 0xab, 0xb9, 0xf5, 0x61, 0x00, 0x00, 0x00,
         0x00, 0x00,

@@ -30,9 +30,12 @@ pub(crate) fn check_unscaled(unscaled: &[u8]) -> Result<()> {
 
 impl Decimal {
     /// A decimal from its unscaled two's-complement bytes, refusing absurd sizes.
-    pub(crate) fn new(unscaled: Vec<u8>, scale: i32) -> Result<Decimal> {
-        check_unscaled(&unscaled)?;
-        Ok(Decimal { unscaled, scale })
+    pub(crate) fn new(unscaled: &[u8], scale: i32) -> Result<Decimal> {
+        check_unscaled(unscaled)?;
+        Ok(Decimal {
+            unscaled: unscaled.into(),
+            scale,
+        })
     }
 
     /// Whether the value is negative.
@@ -61,7 +64,7 @@ impl Decimal {
         let magnitude = if self.is_negative() {
             negate(&self.unscaled)
         } else {
-            self.unscaled.clone()
+            self.unscaled.to_vec()
         };
         big_digits(&magnitude)
     }
@@ -201,7 +204,7 @@ mod tests {
         // 27,300 bytes make about 65,700 digits: a scale just above them needs leading zeros
         // past what `{:0>width$}` accepts (16 bits).
         let decimal = Decimal {
-            unscaled: vec![0x7f; 27_300],
+            unscaled: vec![0x7f; 27_300].into(),
             scale: 65_755,
         };
         let text = decimal.to_string();
@@ -217,7 +220,7 @@ mod tests {
         while start < 15 && bytes[start] == fill && (bytes[start + 1] & 0x80) == (fill & 0x80) {
             start += 1;
         }
-        Decimal::new(bytes[start..].to_vec(), scale).unwrap()
+        Decimal::new(&bytes[start..], scale).unwrap()
     }
 
     #[test]
@@ -249,7 +252,7 @@ mod tests {
             );
         }
         // Left to `Display`: an integer wider than 128 bits.
-        let wide = Decimal::new(vec![0x7f; 17], 2).unwrap();
+        let wide = Decimal::new(&[0x7f; 17], 2).unwrap();
         assert_eq!(wide.small_text(&mut out), None);
     }
 
@@ -270,7 +273,7 @@ mod tests {
             decimal(i128::MAX, 38).to_string(),
             "1.70141183460469231731687303715884105727"
         );
-        assert_eq!(Decimal::new(Vec::new(), 1).unwrap().to_string(), "0.0");
+        assert_eq!(Decimal::new(&[], 1).unwrap().to_string(), "0.0");
         assert_eq!(decimal(5, 40).to_string(), "5E-40");
         assert_eq!(decimal(-5, i32::MAX).to_string(), "-5E-2147483647");
         assert_eq!(decimal(5, 33).to_string(), format!("0.{}5", "0".repeat(32)));
@@ -283,23 +286,23 @@ mod tests {
             0x1d, 0x63, 0x29, 0xf1, 0xc3, 0x5c, 0xa4, 0xbf, 0xab, 0xb9, 0xf5, 0x61, 0x00, 0x00,
             0x00, 0x00, 0x00,
         ];
-        let positive = Decimal::new(ten_to_40.clone(), 2).unwrap();
+        let positive = Decimal::new(&ten_to_40, 2).unwrap();
         assert_eq!(positive.to_string(), format!("1{}.00", "0".repeat(38)));
-        let negative = Decimal::new(negate(&ten_to_40), 0).unwrap();
+        let negative = Decimal::new(&negate(&ten_to_40), 0).unwrap();
         assert!(negative.is_negative());
         assert_eq!(negative.to_string(), format!("-1{}", "0".repeat(40)));
         // Sign-extended with redundant leading bytes, as some encoders write it.
         let mut padded = vec![0, 0, 0];
         padded.extend_from_slice(&ten_to_40);
         assert_eq!(
-            Decimal::new(padded, 0).unwrap().unscaled_digits(),
+            Decimal::new(&padded, 0).unwrap().unscaled_digits(),
             format!("1{}", "0".repeat(40))
         );
         // 2^255 - 1: 77 digits.
         let mut max = vec![0x7f];
         max.extend_from_slice(&[0xff; 31]);
         assert_eq!(
-            Decimal::new(max, 0).unwrap().to_string(),
+            Decimal::new(&max, 0).unwrap().to_string(),
             "57896044618658097711785492504343953926634992332820282019728792003956564819967"
         );
     }
@@ -308,10 +311,10 @@ mod tests {
     fn the_largest_numeric_is_fast_and_larger_is_refused() {
         let huge = vec![0x7f; MAX_UNSCALED_BYTES];
         let started = std::time::Instant::now();
-        let digits = Decimal::new(huge, 0).unwrap().unscaled_digits();
+        let digits = Decimal::new(&huge, 0).unwrap().unscaled_digits();
         assert!(digits.len() > 157_000, "{}", digits.len());
         assert!(started.elapsed().as_secs() < 10);
-        let error = Decimal::new(vec![1; MAX_UNSCALED_BYTES + 1], 0).unwrap_err();
+        let error = Decimal::new(&vec![1; MAX_UNSCALED_BYTES + 1], 0).unwrap_err();
         assert!(error
             .to_string()
             .contains("larger than any database stores"));

@@ -291,6 +291,13 @@ impl<'a> Reader<'a> {
             {
                 logical.logical.apply_text(self.text()?)?
             }
+            // Likewise from the bytes in place: no `Vec` to allocate and drop.
+            Node::Logical(logical)
+                if matches!(logical.base, Node::Bytes) && logical.logical.reads_bytes() =>
+            {
+                let length = self.length("bytes")?;
+                logical.logical.apply_bytes(self.take(length, "bytes")?)?
+            }
             Node::Logical(logical) => {
                 let raw = self.value(schema, &logical.base, depth + 1)?;
                 logical.logical.apply(raw)?

@@ -424,7 +424,6 @@ fn time_of_day(nanos: Option<i64>, raw: i64, what: &str) -> Result<i64> {
 }
 
 impl Logical {
-    /// Turn a value decoded with the underlying type into its semantic value.
     /// Whether the logical type is read from a `string`'s text, so a decoder can hand over
     /// the text where it lies in the message instead of allocating a `String` for it.
     pub(crate) fn reads_text(&self) -> bool {
@@ -459,6 +458,23 @@ impl Logical {
         })
     }
 
+    /// Whether the logical type is read from `bytes` where they lie in the message (a decimal,
+    /// kept inside its value up to 16 bytes), so a decoder need not allocate a `Vec` for them.
+    pub(crate) fn reads_bytes(&self) -> bool {
+        matches!(self, Logical::Decimal { .. })
+    }
+
+    /// The value of a bytes-based logical type (see [`Logical::reads_bytes`]).
+    pub(crate) fn apply_bytes(&self, bytes: &[u8]) -> Result<Value> {
+        match self {
+            Logical::Decimal { scale } => Ok(Value::Decimal(Decimal::new(bytes, *scale)?)),
+            other => Err(Error::decode(format!(
+                "internal error: {other:?} is not read from bytes"
+            ))),
+        }
+    }
+
+    /// Turn a value decoded with the underlying type into its semantic value.
     pub(crate) fn apply(&self, value: Value) -> Result<Value> {
         let mismatch = |value: &Value| {
             Error::decode(format!(
@@ -466,8 +482,8 @@ impl Logical {
             ))
         };
         Ok(match (*self, value) {
-            (Logical::Decimal { scale }, Value::Bytes(bytes) | Value::Fixed(bytes)) => {
-                Value::Decimal(Decimal::new(bytes, scale)?)
+            (Logical::Decimal { .. }, Value::Bytes(bytes) | Value::Fixed(bytes)) => {
+                return self.apply_bytes(&bytes)
             }
             (
                 Logical::Uuid | Logical::ZonedTimestamp | Logical::ZonedTime | Logical::IsoInterval,
@@ -577,7 +593,7 @@ impl Logical {
                         let scale = i32::try_from(scale).map_err(|_| {
                             Error::decode(format!("decimal scale {scale} out of range"))
                         })?;
-                        Value::Decimal(Decimal::new(std::mem::take(unscaled), scale)?)
+                        Value::Decimal(Decimal::new(unscaled, scale)?)
                     }
                     _ => return Err(mismatch(&Value::Record(record))),
                 }
@@ -802,6 +818,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(decimal_text(&negative), "-12345.6789");
+        let held_inside = |value: &Value| match value {
+            Value::Decimal(decimal) => !decimal.unscaled.spilled(),
+            other => panic!("not a decimal: {other:?}"),
+        };
+        assert!(held_inside(&negative), "up to 16 bytes, no allocation");
         let zero_scale = r#"{"type":"bytes","logicalType":"decimal","precision":5}"#;
         assert_eq!(
             decimal_text(&decode(zero_scale, Body::default().bytes(&[0x30, 0x39])).unwrap()),
@@ -812,10 +833,9 @@ mod tests {
         let ten_to_40 = [
             0x1d, 0x63, 0x29, 0xf1, 0xc3, 0x5c, 0xa4, 0xbf, 0xab, 0xb9, 0xf5, 0x61, 0, 0, 0, 0, 0,
         ];
-        assert_eq!(
-            decimal_text(&decode(wide, Body::default().bytes(&ten_to_40)).unwrap()),
-            format!("1{}.00", "0".repeat(38))
-        );
+        let wide = decode(wide, Body::default().bytes(&ten_to_40)).unwrap();
+        assert_eq!(decimal_text(&wide), format!("1{}.00", "0".repeat(38)));
+        assert!(!held_inside(&wide), "17 bytes are allocated");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use compact_str::CompactString;
 use rustc_hash::FxHashSet;
+use smallvec::SmallVec;
 
 /// One decoded Avro value, shaped by the writer schema.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -67,8 +68,9 @@ pub enum Value {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decimal {
     /// The unscaled integer as big-endian two's complement, the encoding Avro and Kafka Connect
-    /// use; it may be longer than any machine integer. Empty means zero.
-    pub unscaled: Vec<u8>,
+    /// use; it may be longer than any machine integer. Empty means zero. Up to 16 bytes (38
+    /// digits) it is kept inside the value, with no allocation.
+    pub unscaled: SmallVec<[u8; 16]>,
     /// Digits after the decimal point; a negative scale multiplies by a power of ten.
     pub scale: i32,
 }
@@ -207,32 +209,36 @@ impl Value {
     /// About how many bytes of memory the value holds, itself included; what a bounded
     /// prefetch buffer counts. Names shared between records are not counted.
     pub fn heap_bytes(&self) -> usize {
-        let own = std::mem::size_of::<Value>();
-        own + match self {
+        std::mem::size_of::<Value>() + self.held_bytes()
+    }
+
+    /// The bytes the value holds outside itself. Inlined where it is called, so that the
+    /// values of a record, mostly leaves, cost no call each.
+    #[inline(always)]
+    fn held_bytes(&self) -> usize {
+        match self {
             Value::Bytes(b) | Value::Fixed(b) => b.capacity(),
-            Value::String(s) => s.capacity(),
-            Value::Array(items) => {
-                Self::slack(items) + items.iter().map(Value::heap_bytes).sum::<usize>()
-            }
+            // A string of up to 24 bytes is kept inside the value.
+            Value::String(s) if s.is_heap_allocated() => s.capacity(),
+            Value::Decimal(decimal) if decimal.unscaled.spilled() => decimal.unscaled.capacity(),
+            Value::Array(items) => Self::vec_bytes(items),
+            Value::Record(record) => Self::vec_bytes(&record.values),
             Value::Map(entries) => {
-                (entries.capacity() - entries.len()) * std::mem::size_of::<(String, Value)>()
+                entries.capacity() * std::mem::size_of::<(String, Value)>()
                     + entries
                         .iter()
-                        .map(|(k, v)| std::mem::size_of::<String>() + k.capacity() + v.heap_bytes())
+                        .map(|(k, v)| k.capacity() + v.held_bytes())
                         .sum::<usize>()
             }
-            Value::Record(record) => {
-                Self::slack(&record.values)
-                    + record.values.iter().map(Value::heap_bytes).sum::<usize>()
-            }
-            Value::Decimal(decimal) => decimal.unscaled.capacity(),
             _ => 0,
         }
     }
 
-    /// Capacity a vector of values holds beyond its items.
+    /// A vector of values' allocation, and what its items hold outside it.
     #[allow(clippy::ptr_arg)] // a slice has no capacity
-    fn slack(values: &Vec<Value>) -> usize {
-        (values.capacity() - values.len()) * std::mem::size_of::<Value>()
+    #[inline(never)]
+    fn vec_bytes(values: &Vec<Value>) -> usize {
+        values.capacity() * std::mem::size_of::<Value>()
+            + values.iter().map(Value::held_bytes).sum::<usize>()
     }
 }
