@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use smallvec::SmallVec;
+
 use super::value::Decimal;
 use crate::error::{Error, Result};
 
@@ -33,7 +35,7 @@ impl Decimal {
     pub(crate) fn new(unscaled: &[u8], scale: i32) -> Result<Decimal> {
         check_unscaled(unscaled)?;
         Ok(Decimal {
-            unscaled: unscaled.into(),
+            unscaled: SmallVec::from_slice(unscaled),
             scale,
         })
     }
