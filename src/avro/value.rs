@@ -1,6 +1,8 @@
 //! Decoded Avro values.
 
-use std::sync::{Arc, Mutex};
+use std::any::Any;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use compact_str::CompactString;
 use rustc_hash::FxHashSet;
@@ -124,12 +126,31 @@ pub struct Interval {
 /// many as record types read (the schema caches keep those too). A decoded record points to
 /// its shape without a reference count: records are built on the fetch thread and dropped on
 /// the Python thread, and a shared count would move between the two cores twice per record.
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 pub struct RecordShape {
     /// The full name of the record type.
     pub name: Arc<str>,
     /// Field names, in schema order.
     pub names: Arc<[Arc<str>]>,
+    /// What a language binding makes once per shape (the Python binding: the field names as
+    /// Python strings), reached from a record without a lookup.
+    pub binding: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+/// Shapes are one by name and field names (what a binding made for them goes along).
+impl PartialEq for RecordShape {
+    fn eq(&self, other: &RecordShape) -> bool {
+        self.name == other.name && self.names == other.names
+    }
+}
+
+impl Eq for RecordShape {}
+
+impl Hash for RecordShape {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.names.hash(state);
+    }
 }
 
 /// Every shape interned so far.
@@ -137,8 +158,13 @@ static SHAPES: Mutex<Option<FxHashSet<&'static RecordShape>>> = Mutex::new(None)
 
 impl RecordShape {
     /// The one shape with this name and these field names.
+    #[allow(clippy::mutable_key_type)] // hashed and compared without its binding slot
     pub fn interned(name: Arc<str>, names: Arc<[Arc<str>]>) -> &'static RecordShape {
-        let shape = RecordShape { name, names };
+        let shape = RecordShape {
+            name,
+            names,
+            binding: OnceLock::new(),
+        };
         let mut shapes = SHAPES.lock().unwrap_or_else(|e| e.into_inner());
         let shapes = shapes.get_or_insert_with(FxHashSet::default);
         if let Some(known) = shapes.get(&shape) {

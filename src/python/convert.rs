@@ -8,14 +8,11 @@
 //! PostgreSQL's ±infinity becomes the type's `max`/`min` and 24:00 becomes `time.max` (see
 //! docs/types.md); any other value out of Python's range is a `DecodeError` that names it.
 
-use std::sync::{Arc, Mutex};
-
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyBytes, PyDate, PyDateTime, PyDelta, PyDict, PyList, PyString, PyTuple, PyType, PyTzInfo,
 };
-use rustc_hash::FxHashMap;
 
 use crate::avro::{
     civil_from_days, Decimal, Interval, RecordShape, Temporal, Time, Timestamp, Value,
@@ -80,11 +77,6 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
     })
 }
 
-/// Each record shape's Python side, made once per shape rather than once per record. Keyed
-/// by the shape's address (shapes live as long as the process); there are as many entries as
-/// record types seen, like the shapes themselves.
-static PY_SHAPES: Mutex<Option<FxHashMap<usize, Arc<PyShape>>>> = Mutex::new(None);
-
 /// Fail as [`value_to_py`] would on `value`, without making its Python objects when it surely
 /// converts: a row converted only when first read still raises its error when the change is
 /// taken, as every other decode error does.
@@ -120,13 +112,20 @@ struct PyShape {
     template: Py<PyDict>,
 }
 
-fn py_shape(py: Python<'_>, shape: &'static RecordShape) -> PyResult<Arc<PyShape>> {
-    let key = std::ptr::from_ref(shape) as usize;
-    let cache = || PY_SHAPES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(made) = cache().as_ref().and_then(|c| c.get(&key)) {
-        return Ok(made.clone());
+/// The Python side of `shape`: made the first time one of its records is converted, then kept
+/// in the shape's binding slot (shapes live as long as the process), reached without a lookup.
+fn py_shape(py: Python<'_>, shape: &'static RecordShape) -> PyResult<&'static PyShape> {
+    let made = || {
+        shape
+            .binding
+            .get()
+            .and_then(|made| made.downcast_ref::<PyShape>())
+    };
+    if let Some(made) = made() {
+        return Ok(made);
     }
-    // Made without the lock held: making Python objects may run other Python threads.
+    // Made before it is put in the slot, not while the slot is being set: making Python
+    // objects may run another Python thread, which could be converting a record of this shape.
     let names: Box<[Py<PyString>]> = shape
         .names
         .iter()
@@ -136,15 +135,13 @@ fn py_shape(py: Python<'_>, shape: &'static RecordShape) -> PyResult<Arc<PyShape
     for name in &names {
         template.set_item(name.bind(py), py.None())?;
     }
-    let made = Arc::new(PyShape {
+    // Another thread may have set it meanwhile: the first one stays.
+    let _ = shape.binding.set(Box::new(PyShape {
         names,
         template: template.unbind(),
-    });
-    Ok(cache()
-        .get_or_insert_with(FxHashMap::default)
-        .entry(key)
-        .or_insert(made)
-        .clone())
+    }));
+    Ok(made()
+        .ok_or_else(|| Error::Internal("a record shape holds another binding's data".into()))?)
 }
 
 /// Milliseconds since the epoch as an aware UTC `datetime`, computed exactly (no float).
