@@ -92,7 +92,7 @@ impl DecimalColumn {
         }
         if let DecimalValues::Text(text) = &mut self.values {
             let decimal = Decimal {
-                unscaled: unscaled.into(),
+                unscaled: SmallVec::from_slice(unscaled),
                 scale,
             };
             // Writing to a string builder cannot fail.
@@ -118,12 +118,12 @@ impl DecimalColumn {
             DecimalValues::Narrow(values) => values
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (!is_null(i)).then(|| v.to_be_bytes().as_slice().into()))
+                .map(|(i, v)| (!is_null(i)).then(|| SmallVec::from_slice(&v.to_be_bytes())))
                 .collect(),
             DecimalValues::Wide(values) => values
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (!is_null(i)).then(|| v.to_be_bytes().as_slice().into()))
+                .map(|(i, v)| (!is_null(i)).then(|| SmallVec::from_slice(&v.to_be_bytes())))
                 .collect(),
             DecimalValues::Text(_) => return,
         };
