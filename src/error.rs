@@ -6,6 +6,7 @@
 //! (`src/python/errors.rs`).
 
 use std::fmt;
+use std::time::Duration;
 
 /// Where in Kafka a message sits: topic, partition and offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +155,29 @@ impl Error {
         self
     }
 
+    /// This error, met asking where `topic` [`partition`] ends (for up to `waited`), saying
+    /// so: librdkafka's own text names neither the partition nor, when the partition's broker
+    /// is away, the broker ("Unknown partition").
+    pub fn reading_the_end_of(self, topic: &str, partition: i32, waited: Duration) -> Self {
+        match self {
+            Error::Kafka { reason, retriable } => Error::Kafka {
+                reason: format!(
+                    "could not read where {topic:?} [{partition}] ends{}: {reason}",
+                    if retriable {
+                        format!(
+                            " within {} s (is its leader broker up and reachable?)",
+                            waited.as_secs_f64()
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+                retriable,
+            },
+            other => other,
+        }
+    }
+
     /// The message this error concerns, if any.
     pub fn location(&self) -> Option<&Location> {
         match self {
@@ -251,5 +275,38 @@ mod tests {
         );
         assert_eq!(error.location().map(|l| l.offset), Some(41));
         assert!(!error.is_retriable());
+    }
+
+    #[test]
+    fn a_partition_end_not_read_names_the_partition_and_the_wait() {
+        use rdkafka::error::KafkaError;
+        use rdkafka::types::RDKafkaErrorCode;
+        let waited = Duration::from_secs(30);
+        // What librdkafka answers while the partition's broker is down.
+        let away = Error::from(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::UnknownPartition,
+        ))
+        .reading_the_end_of("shop.orders", 3, waited);
+        assert!(away.is_retriable());
+        let text = away.to_string();
+        assert!(
+            text.starts_with("kafka error: could not read where \"shop.orders\" [3] ends within 30 s (is its leader broker up and reachable?): "),
+            "{text}"
+        );
+        assert!(text.contains("UnknownPartition"), "{text}");
+        // Refused for good: no hint about the broker.
+        let refused = Error::from(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ))
+        .reading_the_end_of("shop.orders", 3, waited);
+        assert!(!refused.is_retriable());
+        assert!(refused
+            .to_string()
+            .starts_with("kafka error: could not read where \"shop.orders\" [3] ends: "));
+        // Not a Kafka error: as it was.
+        assert_eq!(
+            Error::Closed.reading_the_end_of("t", 0, waited).to_string(),
+            "the stream is closed"
+        );
     }
 }

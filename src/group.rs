@@ -121,7 +121,8 @@ pub fn group_lag(
         let (topic, partition) = (element.topic(), element.partition());
         let (start, end) = retrying(deadline, |left| {
             consumer.fetch_watermarks(topic, partition, left)
-        })?;
+        })
+        .map_err(|error| error.reading_the_end_of(topic, partition, timeout))?;
         lags.push(PartitionLag {
             topic: topic.to_owned(),
             partition,

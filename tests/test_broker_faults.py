@@ -689,6 +689,48 @@ def test_ctrl_c_interrupts_a_commit_waiting_for_the_broker(
     assert lasted < 15, f"the child took {lasted:.1f}s to exit"
 
 
+def test_lag_waits_for_a_restarting_broker_and_counts_as_before(
+    running: StackInstance,
+    new_topic: Callable[[int], str],
+    cdc: CdcProducer,
+    stack: dict[str, str],
+) -> None:
+    topic = new_topic(2)
+    produce_events(running, cdc, topic, 20)
+
+    def restart_soon() -> None:
+        time.sleep(6.0)
+        running.start_kafka()
+
+    restart = threading.Thread(target=restart_soon)
+    with ChangeStream(
+        topic,
+        bootstrap_servers=running.bootstrap_servers,
+        schema_registry_url=stack["SCHEMA_REGISTRY_URL"],
+        until="end",
+    ) as stream:
+        for _ in range(5):
+            next(stream)
+        before = stream.lag()
+        running.stop_kafka()
+        restart.start()
+        # Long enough for librdkafka to have lost the broker (and the partitions' leader).
+        time.sleep(3.0)
+        try:
+            # librdkafka answers "unknown partition" at once while the leader is away: lag()
+            # asks again until the broker is back (or its 30 s are up), not fail at once.
+            started = time.monotonic()
+            during = stream.lag()
+            waited = time.monotonic() - started
+        finally:
+            restart.join()
+    print(f"\nlag() waited {waited:.1f}s for the broker: {during}")
+    assert sorted(before) == [(topic, 0), (topic, 1)]
+    assert 15 <= sum(before.values()) <= 16, before
+    assert during == before
+    assert waited > 2.0, "lag() answered while the broker was down"
+
+
 # A group member dropped open (garbage, a notebook cell run again) while the broker is down: it
 # closes, committing what was finished, which waits for the coordinator up to the session
 # timeout (6 s here). Another thread counts meanwhile: the wait must not hold the GIL.

@@ -10,10 +10,12 @@ stream at once with a typed error that never contains the token.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,31 @@ def test_follow_and_read_table_take_oauth_cb(
     table = read_table(topic, primary_key=["id"], **options)
     assert table.select(["id", "name"]).to_pylist() == rows(0, 5)
     assert issuer.calls >= 2  # each opened its own stream through the OAUTHBEARER listener
+
+
+def test_a_stream_whose_oauth_cb_refers_back_to_it_is_collected(
+    oauth_stream: Callable[..., ChangeStream], cdc: CdcProducer, topic: str
+) -> None:
+    produce(cdc, topic, rows(0, 2))
+
+    class Pipeline:
+        """The stream's callback is a method of the object holding the stream: a cycle."""
+
+        def __init__(self) -> None:
+            self.issuer = TokenIssuer()
+            self.stream = oauth_stream(topic, self.token, until="end")
+
+        def token(self, config: str) -> Any:
+            return self.issuer(config)
+
+    pipeline = Pipeline()
+    assert [c.after for c in pipeline.stream] == rows(0, 2)
+    gone = weakref.ref(pipeline)
+    del pipeline
+    gc.collect()
+    # Collected, and with it the stream, which closes (its group membership, its threads):
+    # not kept until the process exits.
+    assert gone() is None
 
 
 @pytest.mark.parametrize("group", [False, True], ids=["assigned", "group"])

@@ -234,11 +234,13 @@ impl StreamContext {
             _ => HashMap::new(),
         };
         let mut states = Vec::with_capacity(partitions.len());
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
         for (topic, partition) in partitions {
             let key = (topic.clone(), partition);
-            let (low, high) = retrying(Instant::now() + REQUEST_TIMEOUT, |left| {
+            let (low, high) = retrying(deadline, |left| {
                 consumer.fetch_watermarks(&topic, partition, left)
-            })?;
+            })
+            .map_err(|error| error.reading_the_end_of(&topic, partition, REQUEST_TIMEOUT))?;
             let requested = match &self.start {
                 Start::Committed => None,
                 Start::Earliest => Some(Offset::Beginning),
@@ -397,6 +399,10 @@ fn is_transient(error: &RdKafkaError) -> bool {
                 | Code::NotCoordinator
                 | Code::UnstableOffsetCommit
                 | Code::BrokerTransportFailure
+                // librdkafka's own answer for a partition whose leader it does not know at the
+                // moment (its broker restarting): every partition asked about here was listed
+                // by the cluster's metadata first.
+                | Code::UnknownPartition
         )
     )
 }

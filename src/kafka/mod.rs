@@ -453,10 +453,14 @@ impl ChangeConsumer {
         };
         let positions = self.consumer.position()?;
         let mut lag = HashMap::new();
+        // One deadline for the call, not one per partition: with the brokers away, a stream of
+        // many partitions would otherwise wait `timeout` for each of them.
+        let deadline = Instant::now() + timeout;
         for (topic, partition) in owned {
-            let (low, high) = retrying(Instant::now() + timeout, |left| {
+            let (low, high) = retrying(deadline, |left| {
                 self.consumer.fetch_watermarks(&topic, partition, left)
-            })?;
+            })
+            .map_err(|error| error.reading_the_end_of(&topic, partition, timeout))?;
             let at = finished
                 .get(&(topic.clone(), partition))
                 .copied()

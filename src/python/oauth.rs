@@ -7,17 +7,19 @@
 //! out a change or a batch, so it runs at most one slice (100 ms) after the request while the
 //! application reads. No Rust thread calls it (see `crate::kafka::oauth`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::error::Error;
 use crate::kafka::{OAuthToken, OAuthTokens};
 
 /// The callback, its argument, and where its tokens go.
 pub(crate) struct TokenCallback {
-    callback: Py<PyAny>,
+    /// `None` once the garbage collector has cleared it (see [`TokenCallback::traverse`]).
+    callback: Mutex<Option<Py<PyAny>>>,
     /// librdkafka's `sasl.oauthbearer.config`, passed to the callback as confluent-kafka does.
     config: String,
     tokens: Arc<OAuthTokens>,
@@ -38,7 +40,7 @@ impl TokenCallback {
             .into());
         }
         let callback = TokenCallback {
-            callback: callback.clone().unbind(),
+            callback: Mutex::new(Some(callback.clone().unbind())),
             config,
             tokens: Arc::default(),
         };
@@ -64,8 +66,12 @@ impl TokenCallback {
     /// `KafkaError` (not retriable) whose cause is the callback's exception. Neither names
     /// the token.
     fn refresh(&self, py: Python<'_>) -> PyResult<()> {
-        let token = self
-            .callback
+        let callback = self.lock().as_ref().map(|c| c.clone_ref(py));
+        let Some(callback) = callback else {
+            // Only a stream the collector found unreachable is cleared: nothing calls it after.
+            return Err(Error::Closed.into());
+        };
+        let token = callback
             .bind(py)
             .call1((self.config.as_str(),))
             .map_err(|raised| {
@@ -96,6 +102,39 @@ impl TokenCallback {
                 error.set_cause(py, cause);
                 Err(error)
             }
+        }
+    }
+}
+
+impl TokenCallback {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Py<PyAny>>> {
+        self.callback.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Report the callback to the garbage collector, for the one Python object that owns
+    /// `this`: an `oauth_cb` that is a bound method of an object holding the stream makes a
+    /// cycle, which would otherwise keep the stream (and its group membership) alive until
+    /// the process exits. Shared with another object (a `batches()` iterator), it is not
+    /// reported: both would report the one reference, and the collector would count it twice.
+    pub(crate) fn traverse(
+        this: &Arc<TokenCallback>,
+        visit: &PyVisit<'_>,
+    ) -> Result<(), PyTraverseError> {
+        if Arc::strong_count(this) != 1 {
+            return Ok(());
+        }
+        // Only the GIL holder locks it, and the collector holds the GIL: never contended.
+        match this.callback.try_lock() {
+            Ok(callback) => visit.call(callback.as_ref()),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Drop the callback, as [`TokenCallback::traverse`] reported it.
+    pub(crate) fn clear(this: &Arc<TokenCallback>) {
+        if Arc::strong_count(this) == 1 {
+            let callback = this.lock().take();
+            drop(callback);
         }
     }
 }

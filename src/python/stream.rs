@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use super::aio::{yielded, Waiters};
 use super::async_changes::{async_changes, Step};
@@ -229,6 +230,20 @@ impl PyChangeStream {
             waiters,
             oauth,
         })
+    }
+
+    /// What the garbage collector must know of: the `oauth_cb` (see `TokenCallback::traverse`).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match &self.oauth {
+            Some(oauth) => TokenCallback::traverse(oauth, &visit),
+            None => Ok(()),
+        }
+    }
+
+    fn __clear__(&self) {
+        if let Some(oauth) = &self.oauth {
+            TokenCallback::clear(oauth);
+        }
     }
 
     fn __repr__(&self) -> String {
