@@ -8,6 +8,7 @@
 mod aio;
 mod async_changes;
 mod batch;
+mod c_allocator;
 mod capture;
 mod change;
 mod convert;
