@@ -104,9 +104,7 @@ impl TokenCallback {
             }
         }
     }
-}
 
-impl TokenCallback {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Py<PyAny>>> {
         self.callback.lock().unwrap_or_else(|e| e.into_inner())
     }
